@@ -1,0 +1,70 @@
+"""The kit's packaging: pins agree between pip and conda, and the command line answers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+import yolov7lib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _split(requirement: str) -> tuple[str, str]:
+    """'Name==1.2' -> ('name', '==1.2'); names normalised as pip does."""
+    match = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*(.*)", requirement)
+    assert match, requirement
+    name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+    return name, match.group(2).replace(" ", "")
+
+
+def test_environment_yml_repeats_pyproject_pins() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_reqs = dict(_split(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"])
+
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    conda_reqs = dict(_split(r) for r in pip_section)
+
+    assert conda_reqs == pip_reqs
+    assert "python=3.11" in env["dependencies"]
+    assert project["requires-python"].startswith(">=3.11")
+    # torch and torchvision must be the pair that imports together on this machine kind
+    assert pip_reqs["torch"] == "==2.14.1" and pip_reqs["torchvision"] == "==0.29.1"
+
+
+def test_every_dependency_is_pinned() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for req in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        assert "==" in req, f"{req} is not pinned"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_console_script_and_module_report_version() -> None:
+    script = Path(sys.executable).with_name("yolov7")
+    for cmd in ([str(script)], [sys.executable, "-m", "yolov7lib"]):
+        out = _run(*cmd, "--version")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == f"yolov7lib {yolov7lib.__version__}"
+
+
+def test_help_lists_usage_and_unknown_command_fails() -> None:
+    out = _run(sys.executable, "-m", "yolov7lib", "--help")
+    assert out.returncode == 0 and "usage: yolov7" in out.stdout
+    bad = _run(sys.executable, "-m", "yolov7lib", "no-such-command")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme.split("```")[1], "the README's first command block names `make test`"
+    assert re.search(r"^make test\b", ci, re.MULTILINE), ".ci/run runs `make test`"
