@@ -1,0 +1,23 @@
+"""Tensor operations on boxes and detections: conversions, IoU, NMS, metrics."""
+
+from yolov7lib.ops.boxes import (
+    bbox_iou,
+    box_iou,
+    clip_boxes,
+    scale_boxes,
+    xywh2xyxy,
+    xywhn2xyxy,
+    xyxy2xywh,
+    xyxy2xywhn,
+)
+
+__all__ = [
+    "bbox_iou",
+    "box_iou",
+    "clip_boxes",
+    "scale_boxes",
+    "xywh2xyxy",
+    "xywhn2xyxy",
+    "xyxy2xywh",
+    "xyxy2xywhn",
+]
