@@ -1,0 +1,184 @@
+"""Engine building blocks: atomic checkpoints, RNG capture, EMA, parameter groups and the LR schedule."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from yolov7lib.configs import load_hyp
+from yolov7lib.engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from yolov7lib.engine.ema import ModelEMA
+from yolov7lib.engine.optim import Schedule, build_optimizer, parameter_groups
+
+
+class _Implicit(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.implicit = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+
+def _toy() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.SiLU(), _Implicit(8), nn.Conv2d(8, 4, 1)
+    )
+
+
+# --- checkpoints -------------------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    state = {"epoch": 3, "model": _toy().state_dict(), "names": ["a", "b"], "nested": {"x": [1, 2.5]}}
+    path = save_checkpoint(state, tmp_path / "w" / "last.pt")
+    back = load_checkpoint(path)
+    assert back["epoch"] == 3 and back["names"] == ["a", "b"] and back["nested"] == {"x": [1, 2.5]}
+    for k, v in state["model"].items():
+        assert torch.equal(back["model"][k], v)
+
+
+def test_failed_write_keeps_previous_checkpoint_and_leaves_no_temp_file(tmp_path) -> None:
+    path = save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    before = path.read_bytes()
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_checkpoint({"epoch": 2, "bad": Unpicklable()}, path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["last.pt"]
+
+
+def test_damaged_checkpoints_give_clear_errors(tmp_path) -> None:
+    good = save_checkpoint({"w": torch.arange(1000.0)}, tmp_path / "good.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(truncated)
+    with pytest.raises(CheckpointError, match="empty"):
+        load_checkpoint(empty)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": Evil()}, evil)
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"model": Evil()}))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(plain)
+    assert not marker.exists()
+
+
+def test_rng_state_survives_a_checkpoint(tmp_path) -> None:
+    random.seed(1)
+    np.random.seed(2)  # noqa: NPY002
+    torch.manual_seed(3)
+    path = save_checkpoint({"rng": rng_state()}, tmp_path / "rng.pt")
+    first = (random.random(), np.random.rand(), torch.rand(3))  # noqa: NPY002
+    random.seed(99)
+    np.random.seed(99)  # noqa: NPY002
+    torch.manual_seed(99)
+    set_rng_state(load_checkpoint(path)["rng"])
+    second = (random.random(), np.random.rand(), torch.rand(3))  # noqa: NPY002
+    assert first[0] == second[0] and first[1] == second[1] and torch.equal(first[2], second[2])
+
+
+# --- EMA ---------------------------------------------------------------------------------------------
+
+
+def test_ema_matches_the_closed_form_average() -> None:
+    torch.manual_seed(0)
+    model = _toy()
+    ema = ModelEMA(model, decay=0.9, tau=3.0)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for step in range(1, 6):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        ema.update(model)
+        d = 0.9 * (1 - math.exp(-step / 3.0))
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                expected[k] = d * expected[k] + (1 - d) * v
+    for k, v in ema.ema.state_dict().items():
+        if v.dtype.is_floating_point:
+            torch.testing.assert_close(v, expected[k])
+    assert ema.updates == 5
+    assert all(not p.requires_grad for p in ema.ema.parameters())
+
+
+# --- optimizer and schedule ----------------------------------------------------------------------------
+
+
+def test_parameter_groups_follow_the_reference_split() -> None:
+    model = _toy()
+    no_decay, decay, bias = parameter_groups(model)
+    conv0, bn, _, implicit, conv1 = model
+    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
+    assert ids(no_decay) == {id(bn.weight), id(implicit.implicit)}
+    assert ids(decay) == {id(conv0.weight), id(conv1.weight)}
+    assert ids(bias) == {id(bn.bias), id(conv1.bias)}
+    assert len(no_decay) + len(decay) + len(bias) == len(list(model.parameters()))
+
+    hyp = load_hyp("p5")
+    opt = build_optimizer(model, hyp, total_batch_size=16)
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 2, 2]
+    assert opt.param_groups[0]["nesterov"] and opt.param_groups[0]["weight_decay"] == 0
+    # batch 16 -> accumulate 4 -> decay scaled by 16 * 4 / 64 = 1
+    assert opt.param_groups[1]["weight_decay"] == pytest.approx(hyp["weight_decay"])
+    opt = build_optimizer(model, hyp, total_batch_size=24)  # accumulate round(64/24)=3 -> 24*3/64
+    assert opt.param_groups[1]["weight_decay"] == pytest.approx(hyp["weight_decay"] * 72 / 64)
+
+
+def _reference_lr(hyp, epochs, nw, j, ni, epoch) -> float:
+    """The reference's rule written out by hand: straight line during warm-up, cosine one-cycle after."""
+    lf = ((1 - math.cos(epoch * math.pi / epochs)) / 2) * (hyp["lrf"] - 1) + 1
+    end = hyp["lr0"] * lf
+    if ni > nw:
+        return end
+    start = hyp["warmup_bias_lr"] if j == 2 else 0.0
+    return start + (end - start) * ni / nw
+
+
+@pytest.mark.parametrize("ni", [0, 1, 7, 500, 999, 1000, 1001, 2345])
+def test_schedule_matches_reference_formulas(ni: int) -> None:
+    hyp = load_hyp("p5")
+    epochs, nb = 30, 40  # 3 warm-up epochs = 120 batches < 1000 -> 1000 warm-up iterations
+    sched = Schedule(hyp, epochs=epochs, batches_per_epoch=nb, total_batch_size=16)
+    assert sched.warmup_iters == 1000
+    epoch = ni // nb
+    model = _toy()
+    opt = build_optimizer(model, hyp, total_batch_size=16)
+    sched.apply(opt, ni, epoch)
+    for j, group in enumerate(opt.param_groups):
+        assert group["lr"] == pytest.approx(_reference_lr(hyp, epochs, 1000, j, ni, epoch), rel=1e-12)
+        mom = hyp["momentum"] if ni > 1000 else 0.8 + (hyp["momentum"] - 0.8) * ni / 1000
+        assert group["momentum"] == pytest.approx(mom, rel=1e-12)
+    acc = 4 if ni > 1000 else max(1, round(1 + 3 * ni / 1000))
+    assert sched.accumulate(ni) == acc

@@ -1,0 +1,89 @@
+"""Checkpoints: written atomically, read without executing pickled code.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so `torch.load(...,
+weights_only=True)` reads it: nothing in the file can run code. It is written to a temporary file in the
+target folder, flushed to disk and renamed over the destination, so a crash (even SIGKILL) leaves either
+the old file or the new one, never a truncated file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, corrupt, or not one of ours."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write `state` to `path` atomically (temporary file + fsync + rename); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`; clear errors for missing or damaged files.
+
+    Only tensors and plain containers are accepted (`weights_only=True`). Official YOLOv7 checkpoints,
+    which pickle whole modules, go through `yolov7lib.models.load_official` instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, ...
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        hint = ""
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            hint = " (a pickled module, e.g. an official YOLOv7 .pt? load it with yolov7lib.load_official)"
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {msg}{hint}") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a dict")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """The Python, NumPy and torch random states as tensors and plain values (weights_only-safe)."""
+    version, mt, gauss = random.getstate()
+    # the legacy global NumPy generator is state that libraries may use: capture it too
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()  # noqa: NPY002
+    state: dict[str, Any] = {
+        "python": [version, torch.tensor(mt, dtype=torch.int64), gauss],
+        "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured."""
+    version, mt, gauss = state["python"]
+    random.setstate((version, tuple(int(x) for x in mt.tolist()), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

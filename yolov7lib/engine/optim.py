@@ -1,0 +1,123 @@
+"""The optimizer and learning-rate recipe of the reference training (SGD, warm-up, one-cycle).
+
+- Three parameter groups: 0 = BatchNorm weights and implicit-knowledge vectors (no weight decay),
+  1 = other weights (weight decay), 2 = biases (no decay; their warm-up starts from `warmup_bias_lr`).
+- Gradients are accumulated up to a nominal batch of 64 images; weight decay is scaled to match.
+- Warm-up over `max(round(warmup_epochs * batches_per_epoch), warmup_min_iters)` iterations, linear in
+  the iteration index: bias lr falls from `warmup_bias_lr`, other lrs rise from 0, momentum rises from
+  `warmup_momentum`, and the accumulation count rises from 1. Afterwards lr = lr0 * lf(epoch), with lf
+  a cosine one-cycle (default) or linear ramp from 1 to `lrf`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+NOMINAL_BATCH = 64
+
+
+def parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
+    """Split trainable parameters into (no_decay, decay, bias) groups, each parameter exactly once.
+
+    no_decay: weights of BatchNorm layers and implicit-knowledge vectors (ImplicitA / ImplicitM);
+    bias: every parameter named `bias`; decay: every other parameter (convolution weights).
+    """
+    no_decay: list[nn.Parameter] = []
+    decay: list[nn.Parameter] = []
+    bias: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if name == "bias":
+                bias.append(p)
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm) or name == "implicit":
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    return no_decay, decay, bias
+
+
+def one_cycle(y1: float = 0.0, y2: float = 1.0, steps: int = 100) -> Callable[[float], float]:
+    """Half-cosine ramp from y1 (at 0) to y2 (at `steps`)."""
+    return lambda x: ((1 - math.cos(x * math.pi / steps)) / 2) * (y2 - y1) + y1
+
+
+def lr_factor(hyp: dict[str, Any], epochs: int, linear: bool = False) -> Callable[[float], float]:
+    """lf(epoch): the multiple of lr0 used in `epoch` after warm-up (1 at epoch 0, `lrf` at the end)."""
+    lrf = float(hyp["lrf"])
+    if linear:
+        return lambda x: (1 - x / max(epochs - 1, 1)) * (1.0 - lrf) + lrf
+    return one_cycle(1.0, lrf, epochs)
+
+
+def accumulation_steps(total_batch_size: int, nominal: int = NOMINAL_BATCH) -> int:
+    """Batches whose gradients are summed before one optimizer step (nominal batch 64)."""
+    return max(round(nominal / total_batch_size), 1)
+
+
+def build_optimizer(model: nn.Module, hyp: dict[str, Any], total_batch_size: int) -> torch.optim.SGD:
+    """SGD with Nesterov momentum over the three groups; weight decay scaled to the nominal batch."""
+    no_decay, decay, bias = parameter_groups(model)
+    accumulate = accumulation_steps(total_batch_size)
+    weight_decay = float(hyp["weight_decay"]) * total_batch_size * accumulate / NOMINAL_BATCH
+    optimizer = torch.optim.SGD(no_decay, lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True)
+    optimizer.add_param_group({"params": decay, "weight_decay": weight_decay})
+    optimizer.add_param_group({"params": bias})
+    for group in optimizer.param_groups:
+        group["initial_lr"] = hyp["lr0"]
+    return optimizer
+
+
+@dataclass
+class Schedule:
+    """Learning rate, momentum and accumulation count at every iteration of a run."""
+
+    hyp: dict[str, Any]
+    epochs: int
+    batches_per_epoch: int
+    total_batch_size: int
+    linear_lr: bool = False
+
+    def __post_init__(self) -> None:
+        self.lf = lr_factor(self.hyp, self.epochs, self.linear_lr)
+        warm = round(float(self.hyp["warmup_epochs"]) * self.batches_per_epoch)
+        self.warmup_iters = max(warm, int(self.hyp.get("warmup_min_iters", 1000)))
+
+    def accumulate(self, ni: int) -> int:
+        """Accumulation count at integrated batch `ni` (rises during warm-up, then nominal)."""
+        nominal = NOMINAL_BATCH / self.total_batch_size
+        if ni <= self.warmup_iters:
+            return max(1, int(np.interp(ni, [0, self.warmup_iters], [1, nominal]).round()))
+        return accumulation_steps(self.total_batch_size)
+
+    def lr(self, group: int, ni: int, epoch: int) -> float:
+        """Learning rate of parameter group `group` at integrated batch `ni` in `epoch`."""
+        target = float(self.hyp["lr0"]) * self.lf(epoch)
+        if ni <= self.warmup_iters:
+            start = float(self.hyp["warmup_bias_lr"]) if group == 2 else 0.0
+            return float(np.interp(ni, [0, self.warmup_iters], [start, target]))
+        return target
+
+    def momentum(self, ni: int) -> float:
+        if ni <= self.warmup_iters:
+            return float(
+                np.interp(ni, [0, self.warmup_iters], [self.hyp["warmup_momentum"], self.hyp["momentum"]])
+            )
+        return float(self.hyp["momentum"])
+
+    def apply(self, optimizer: torch.optim.Optimizer, ni: int, epoch: int) -> None:
+        """Set every group's lr and momentum for integrated batch `ni`."""
+        for j, group in enumerate(optimizer.param_groups):
+            group["lr"] = self.lr(j, ni, epoch)
+            if "momentum" in group:
+                group["momentum"] = self.momentum(ni)
