@@ -212,8 +212,8 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", s).strip("-")
 
 
-# Paper spellings whose key is not their slug: the registry name, or the model a typo stands for.
-_KEY_ALIASES = {"YOLOv7-X": "yolov7x", "YOLO-E6": "yolor-e6"}
+# Paper spellings whose key is not their slug: the model a typo stands for.
+_KEY_ALIASES = {"YOLO-E6": "yolor-e6"}
 
 
 def model_key(name: str) -> str:
@@ -223,7 +223,7 @@ def model_key(name: str) -> str:
     if name in _KEY_ALIASES:
         return _KEY_ALIASES[name]
     slug = _slug(name)
-    return "yolov7x" if slug == "yolov7-x" else slug
+    return "yolov7x" if slug == "yolov7-x" else slug  # the registry spells it without the hyphen
 
 
 def _parse_cell(printed: str, column: Column, improvement: bool) -> Cell:
@@ -1115,12 +1115,8 @@ class FigureSpec:
     row_filter: str = ""
 
 
-def _family(table_no: int, *prefixes: str, exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
-    return tuple(
-        r.id
-        for r in get_table(table_no).models
-        if r.key.startswith(prefixes) and not r.key.startswith(exclude)
-    )
+def _family(table_no: int, prefix: str) -> tuple[str, ...]:
+    return tuple(r.id for r in get_table(table_no).models if r.key.startswith(prefix))
 
 
 def _series(table_no: int) -> tuple[FigureSeries, ...]:
