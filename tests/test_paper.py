@@ -525,6 +525,17 @@ def test_flagged_cells_are_exactly_the_known_misprints() -> None:
     assert row(2, "YOLOR-W6")["params"] == 79.8  # value kept, unit flagged
 
 
+def test_cell_notes_sit_on_the_cells_they_explain() -> None:
+    for number in (1, 2, 9):
+        d6 = row(number, "YOLOv7-D6")
+        noted = {c for c in d6.columns if d6.cell(c).note}
+        assert noted == {"params", "flops"} and "training graph" in d6.cell("params").note
+    assert "79.8M" in row(9, "YOLOR-W6").cell("params").note
+    frame = P.table(1).set_index("row")
+    assert frame.loc["yolov7-e6e", "note"].startswith("apm_val: ")
+    assert frame.loc["yolov7-tiny@416", "note"] == "LeakyReLU activation (Section 5.1)"
+
+
 def test_typo_rows_resolve_to_the_intended_model() -> None:
     r = row(9, "YOLO-E6")
     assert r.key == "yolor-e6" and r.registry == "yolor-e6" and r.name == "YOLO-E6" and "YOLOR-E6" in r.note

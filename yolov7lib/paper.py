@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # pandas is imported only when a DataFrame is asked for
@@ -101,12 +101,14 @@ REGISTRY_NAMES: tuple[str, ...] = (
 @dataclass(frozen=True)
 class Cell:
     """One table cell: the text as printed, its value in the column's unit (None for "-" and for text
-    settings), the number of decimals printed, and a flag when the printed text contradicts the column."""
+    settings), the number of decimals printed, a flag when the printed text contradicts the column
+    (found by the parser), and a note on what the cell really reports (written with the transcription)."""
 
     printed: str
     value: float | None
     decimals: int
     flag: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,7 @@ class _Spec:
     note: str = ""
     candidate: str | None = None
     baseline: str | None = None
+    cell_notes: tuple[tuple[str, str], ...] = ()
 
 
 def _cells(printed: str) -> tuple[str, ...]:
@@ -277,14 +280,21 @@ def _m(
     registry: str | None = None,
     group: str = "",
     note: str = "",
+    notes: dict[str, str] | None = None,
 ) -> _Spec:
-    """A model row: the paper's name (citation number apart) and its cells as printed, in one string."""
-    return _Spec(name, _cells(printed), ref, variant, registry, group, note)
+    """A model row: the paper's name (citation number apart) and its cells as printed, in one string;
+    `note` is about the row, `notes` about single cells (by column)."""
+    cell_notes = tuple((notes or {}).items())
+    return _Spec(name, _cells(printed), ref, variant, registry, group, note, cell_notes=cell_notes)
 
 
-def _imp(candidate: str, baseline: str, printed: str, note: str = "") -> _Spec:
+def _imp(
+    candidate: str, baseline: str, printed: str, note: str = "", notes: dict[str, str] | None = None
+) -> _Spec:
     """An improvement row: `candidate` compared with `baseline` (row ids), cells as printed."""
-    return _Spec("improvement", _cells(printed), note=note, candidate=candidate, baseline=baseline)
+    cell_notes = tuple((notes or {}).items())
+    return _Spec("improvement", _cells(printed), note=note, candidate=candidate, baseline=baseline,
+                 cell_notes=cell_notes)  # fmt: skip
 
 
 def _table(number: int, title: str, section: str, columns: tuple[str, ...], *specs: _Spec) -> Table:
@@ -298,6 +308,9 @@ def _table(number: int, title: str, section: str, columns: tuple[str, ...], *spe
         cells = tuple(
             _parse_cell(p, COLUMNS[c], improvement) for p, c in zip(spec.printed, columns, strict=True)
         )
+        for column, note in spec.cell_notes:
+            i = columns.index(column)
+            cells = (*cells[:i], replace(cells[i], note=note), *cells[i + 1 :])
         if improvement:
             key, variant, registry = "improvement", spec.candidate or "", None
         else:
@@ -337,13 +350,14 @@ def _table(number: int, title: str, section: str, columns: tuple[str, ...], *spe
 # The tables, cells as printed
 # --------------------------------------------------------------------------------------------------
 
-_D6_PARAMS = (
+_D6 = (
     "154.7M and 806.8G count the training graph with auxiliary heads (official implementation: 154.7M, "
     "806.1 GFLOPs); every other P6 row counts the deploy graph, where YOLOv7-D6 has 133.8M parameters "
     "and 701.7 GFLOPs"
 )
-_W6_UNIT = "#Param printed as '79.8G'; the unit is M (79.8M parameters, official count 79.83M fused)"
-_TINY_UNITS = "#Param and FLOPs printed without units (M, G)"
+_D6_NOTES = {"params": _D6, "flops": _D6}
+_W6_NOTES = {"params": "the unit is M: 79.8M parameters (official count 79.83M fused)"}
+_LEAKY = "LeakyReLU activation (Section 5.1)"
 
 _T1_COLS = ("params", "flops", "size", "ap_val", "ap50_val", "ap75_val", "aps_val", "apm_val", "apl_val")
 TABLE_1 = _table(
@@ -360,36 +374,36 @@ TABLE_1 = _table(
     _m("YOLOR-CSP-X", "96.9M 226.8G 640 52.7% 71.3% 57.4% 36.3% 57.5% 68.3%", ref=81),
     _m("YOLOv7-X", "71.3M 189.9G 640 52.9% 71.1% 57.5% 36.9% 57.7% 68.6%"),
     _imp("yolov7x", "yolor-csp-x", "-36% -19% - +0.2 -0.2 +0.1 +0.6 +0.2 +0.3"),
-    _m("YOLOv4-tiny", "6.1 6.9 416 24.9% 42.1% 25.7% 8.7% 28.4% 39.2%", ref=79, note=_TINY_UNITS),
+    _m("YOLOv4-tiny", "6.1 6.9 416 24.9% 42.1% 25.7% 8.7% 28.4% 39.2%", ref=79),
     _m(
         "YOLOv7-tiny",
         "6.2 5.8 416 35.2% 52.8% 37.3% 15.7% 38.0% 53.4%",
         variant="416",
-        note=_TINY_UNITS + "; LeakyReLU activation (Section 5.1)",
+        note=_LEAKY,
     ),
     _imp("yolov7-tiny@416", "yolov4-tiny", "+2% -19% - +10.3 +10.7 +11.6 +7.0 +9.6 +14.2"),
-    _m("YOLOv4-tiny-3l", "8.7 5.2 320 30.8% 47.3% 32.2% 10.9% 31.9% 51.5%", ref=79, note=_TINY_UNITS),
+    _m("YOLOv4-tiny-3l", "8.7 5.2 320 30.8% 47.3% 32.2% 10.9% 31.9% 51.5%", ref=79),
     _m(
         "YOLOv7-tiny",
         "6.2 3.5 320 30.8% 47.3% 32.2% 10.0% 31.9% 52.2%",
         variant="320",
-        note=_TINY_UNITS + "; LeakyReLU activation (Section 5.1)",
+        note=_LEAKY,
     ),
     _imp(
         "yolov7-tiny@320",
         "yolov4-tiny-3l",
         "-39% -49% - = = = -0.9 = +0.7",
-        note="#Param: the rounded rows give (6.2 - 8.7) / 6.2 = -40.3%, the paper prints -39%",
+        notes={"params": "the rounded rows give (6.2 - 8.7) / 6.2 = -40.3%; the paper prints -39%"},
     ),
     _m("YOLOR-E6", "115.8M 683.2G 1280 55.7% 73.2% 60.7% 40.1% 60.4% 69.2%", ref=81),
     _m("YOLOv7-E6", "97.2M 515.2G 1280 55.9% 73.5% 61.1% 40.6% 60.3% 70.0%"),
     _imp("yolov7-e6", "yolor-e6", "-19% -33% - +0.2 +0.3 +0.4 +0.5 -0.1 +0.8"),
     _m("YOLOR-D6", "151.7M 935.6G 1280 56.1% 73.9% 61.2% 42.4% 60.5% 69.9%", ref=81),
-    _m("YOLOv7-D6", "154.7M 806.8G 1280 56.3% 73.8% 61.4% 41.3% 60.6% 70.1%", note=_D6_PARAMS),
+    _m("YOLOv7-D6", "154.7M 806.8G 1280 56.3% 73.8% 61.4% 41.3% 60.6% 70.1%", notes=_D6_NOTES),
     _m(
         "YOLOv7-E6E",
         "151.7M 843.2G 1280 56.8% 74.4% 62.1% 40.8% 62.1% 70.6%",
-        note="AP_M^val printed 62.1%, equal to its AP_75^val; the improvement row (+1.6) agrees with it",
+        notes={"apm_val": "equal to the row's AP_75^val (62.1%); the improvement row (+1.6) agrees with it"},
     ),
     _imp(
         "yolov7-e6e",
@@ -441,12 +455,12 @@ TABLE_2 = _table(
     _m("YOLOv5-L6 (r6.1)", "76.8M 445.6G 1280 63 - 53.7% - - - - -", ref=23),
     _m("YOLOv5-X6 (r6.1)", "140.7M 839.2G 1280 38 - 55.0% - - - - -", ref=23),
     _m("YOLOR-P6", "37.2M 325.6G 1280 76 53.9% 53.5% 71.4% 58.9% 36.1% 57.7% 65.6%", ref=81),
-    _m("YOLOR-W6", "79.8G 453.2G 1280 66 55.2% 54.8% 72.7% 60.5% 37.7% 59.1% 67.1%", ref=81, note=_W6_UNIT),
+    _m("YOLOR-W6", "79.8G 453.2G 1280 66 55.2% 54.8% 72.7% 60.5% 37.7% 59.1% 67.1%", ref=81, notes=_W6_NOTES),
     _m("YOLOR-E6", "115.8M 683.2G 1280 45 55.8% 55.7% 73.4% 61.1% 38.4% 59.7% 67.7%", ref=81),
     _m("YOLOR-D6", "151.7M 935.6G 1280 34 56.5% 56.1% 74.1% 61.9% 38.9% 60.4% 68.7%", ref=81),
     _m("YOLOv7-W6", "70.4M 360.0G 1280 84 54.9% 54.6% 72.6% 60.1% 37.3% 58.7% 67.1%"),
     _m("YOLOv7-E6", "97.2M 515.2G 1280 56 56.0% 55.9% 73.5% 61.2% 38.0% 59.9% 68.4%"),
-    _m("YOLOv7-D6", "154.7M 806.8G 1280 44 56.6% 56.3% 74.0% 61.8% 38.8% 60.1% 69.5%", note=_D6_PARAMS),
+    _m("YOLOv7-D6", "154.7M 806.8G 1280 44 56.6% 56.3% 74.0% 61.8% 38.8% 60.1% 69.5%", notes=_D6_NOTES),
     _m("YOLOv7-E6E", "151.7M 843.2G 1280 36 56.8% 56.8% 74.4% 62.1% 39.3% 60.5% 69.0%"),
 )
 
@@ -558,7 +572,7 @@ TABLE_9 = _table(
     _m("PPYOLOE-L", "52.2M 110.1G 640 78 51.4% 50.9% 68.9% 55.6%", ref=85, group=_V),
     _m("YOLOR-P6", "37.2M 325.6G 1280 76 53.9% 53.5% 71.4% 58.9%", ref=81, group=_V),
     _m("YOLOX-L", "54.2M 155.6G 640 69 50.1% 49.7% - -", ref=21, group=_V),
-    _m("YOLOR-W6", "79.8G 453.2G 1280 66 55.2% 54.8% 72.7% 60.5%", ref=81, group=_V, note=_W6_UNIT),
+    _m("YOLOR-W6", "79.8G 453.2G 1280 66 55.2% 54.8% 72.7% 60.5%", ref=81, group=_V, notes=_W6_NOTES),
     _m("YOLOv5-L6 (r6.1)", "76.8M 445.6G 1280 63 - 53.7% - -", ref=23, group=_V),
     _m("YOLOX-X", "99.1M 281.9G 640 58 51.5% 51.1% - -", ref=21, group=_V),
     _m("YOLOv7-E6", "97.2M 515.2G 1280 56 56.0% 55.9% 73.5% 61.2%", group=_V),
@@ -570,7 +584,7 @@ TABLE_9 = _table(
         note="printed 'YOLO-E6': the row is YOLOR-E6 (reference [81], the numbers of Table 2's YOLOR-E6)",
     ),
     _m("PPYOLOE-X", "98.4M 206.6G 640 45 52.2% 51.9% 69.9% 56.5%", ref=85, group=_V),
-    _m("YOLOv7-D6", "154.7M 806.8G 1280 44 56.6% 56.3% 74.0% 61.8%", group=_V, note=_D6_PARAMS),
+    _m("YOLOv7-D6", "154.7M 806.8G 1280 44 56.6% 56.3% 74.0% 61.8%", group=_V, notes=_D6_NOTES),
     _m("YOLOv5-X6 (r6.1)", "140.7M 839.2G 1280 38 - 55.0% - -", ref=23, group=_V),
     _m("YOLOv7-E6E", "151.7M 843.2G 1280 36 56.8% 56.8% 74.4% 62.1%", group=_V),
     _m("YOLOR-D6", "151.7M 935.6G 1280 34 56.5% 56.1% 74.1% 61.9%", ref=81, group=_V),
@@ -665,7 +679,8 @@ def table(number: int, printed: bool = False) -> pd.DataFrame:
                 rec[c] = cell.printed
             else:
                 rec[c] = math.nan if cell.value is None else cell.value
-        rec["note"] = r.note
+        cell_notes = [f"{c}: {cell.note}" for c, cell in zip(t.columns, r.cells, strict=True) if cell.note]
+        rec["note"] = "; ".join([r.note, *cell_notes] if r.note else cell_notes)
         records.append(rec)
     return pd.DataFrame.from_records(records)
 

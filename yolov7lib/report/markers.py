@@ -40,7 +40,8 @@ def what_it_takes(r: paper.Row, column: str, commands: Commands | None = None) -
         cited = f"reference [{r.ref}]" if r.ref is not None else "another paper"
         return f"not reproduced here: the kit does not build {r.name} (result of {cited})"
     kind = paper.COLUMNS[column].kind
-    fields = {"model": r.registry or r.name, "table": r.table, "row": r.id}
+    model = r.registry or f"the Table {r.table} variant '{r.name}'"
+    fields = {"model": model, "table": r.table, "row": r.id}
     if kind == "architecture":
         return f"not reproduced yet: exact count by `{commands.architecture.format(**fields)}`"
     if kind == "speed":

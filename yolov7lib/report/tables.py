@@ -84,7 +84,8 @@ def _setting(r: paper.Row) -> str:
 
 
 def _notes(r: paper.Row, column: str) -> str:
-    notes = [r.cell(column).flag] if r.cell(column).flag else []
+    cell = r.cell(column)
+    notes = [n for n in (cell.flag, cell.note) if n]
     key = (r.table, r.id, column)
     notes += [f"paper inconsistency: {i.id}" for i in paper.KNOWN_INCONSISTENCIES if key in i.cells]
     if r.note:
