@@ -1,0 +1,249 @@
+"""The report renderer (`yolov7lib.report`): tables and claims beside reproduced values, as markdown
+and CSV. Differences and improvement rows are recomputed here from the paper's DataFrame."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+from yolov7lib import paper
+from yolov7lib.report import (
+    Commands,
+    Reproductions,
+    compare_claims,
+    compare_table,
+    read_table_csv,
+    render_markdown,
+    write_claims,
+    write_table,
+    write_tables,
+)
+
+ARCH = "exact (architecture)"
+SMALL = 'generated data, 320 px, 30 epochs, CPU; "quoted" | piped'
+
+
+def _some_values(seed: int = 0) -> Reproductions:
+    """Reproduced values for a spread of cells: architecture counts, noisy AP with seeds, one FPS."""
+    rng = np.random.default_rng(seed)
+    reps = Reproductions()
+    for model in ("yolov7", "yolor-csp", "yolov7x", "yolov7-d6", "yolov7-tiny"):
+        reps.add_model(model, "params", float(rng.uniform(5, 160)), ARCH, source="count | fused")
+    reps.add_model("yolov7", "flops", 104.5, ARCH)
+    for row in ("yolov7", "yolor-csp", "yolov4"):  # YOLOv4 is not built, but a value may still be fed
+        reps.add(1, row, "ap_val", float(rng.uniform(0, 10)), SMALL, spread=float(rng.uniform(0, 1)), seeds=3)
+    reps.add(2, "yolov7", "fps", 3.71, "CPU, 2 threads, batch 1")
+    reps.add(4, "Figure 6 (a)", "ap_val", 1.234567, SMALL)
+    return reps
+
+
+def _result_cells(number: int) -> list[tuple[str, str]]:
+    t = paper.get_table(number)
+    return [(r.id, c) for r in t.rows for c in t.columns if paper.COLUMNS[c].kind != "setting"]
+
+
+@pytest.mark.parametrize("number", sorted(paper.TABLES))
+def test_every_result_cell_of_the_paper_appears_once_in_order(number: int) -> None:
+    frame = compare_table(number)
+    assert list(zip(frame["row"], frame["column"], strict=True)) == _result_cells(number)
+    printed = {(r.id, c): r.cell(c).printed for r in paper.get_table(number).rows for c in r.columns}
+    assert [printed[k] for k in zip(frame["row"], frame["column"], strict=True)] == list(
+        frame["paper_printed"]
+    )
+
+
+@pytest.mark.parametrize("number", [1, 2, 4])
+def test_differences_are_reproduced_minus_paper(number: int) -> None:
+    reps = _some_values()
+    frame = compare_table(number, reps)
+    wide = paper.table(number)  # the paper's values, one line per row
+    for rec in frame.itertuples(index=False):
+        paper_value = wide.loc[wide["row"] == rec.row, rec.column].item()
+        rep = reps.get((number, rec.row, rec.column))
+        if rep is not None:
+            assert rec.reproduced == rep.value and rec.scale == rep.scale and rec.status == "reproduced"
+            if math.isnan(paper_value):
+                assert math.isnan(rec.difference) and rec.agrees == ""
+            else:
+                assert rec.difference == pytest.approx(rep.value - paper_value, abs=1e-12)
+        elif rec.status != "derived":
+            assert math.isnan(rec.reproduced) and math.isnan(rec.difference)
+
+
+def test_agreement_is_judged_at_the_papers_rounding() -> None:
+    reps = Reproductions()
+    reps.add(1, "yolov7", "params", 36.949, ARCH)  # rounds to 36.9
+    reps.add(1, "yolov7x", "params", 71.36, ARCH)  # rounds to 71.4, paper 71.3
+    reps.add(4, "base (3-S ELAN)", "ap_val", 52.264, SMALL)  # two decimals in Table 4: 52.26
+    reps.add(4, "base (3-S ELAN)", "ap50_val", 70.42, SMALL)  # 70.41 printed
+    agrees = {
+        (t, r, c): a for t in (1, 4) for r, c, a in compare_table(t, reps)[["row", "column", "agrees"]].values
+    }
+    assert agrees[(1, "yolov7", "params")] == "yes" and agrees[(1, "yolov7x", "params")] == "no"
+    assert (
+        agrees[(4, "base-3-s-elan", "ap_val")] == "yes" and agrees[(4, "base-3-s-elan", "ap50_val")] == "no"
+    )
+    assert agrees[(1, "yolov4", "params")] == ""
+
+
+def test_improvement_rows_are_derived_from_reproduced_rows() -> None:
+    reps = Reproductions()
+    reps.add(1, "yolov7", "params", 30.0, ARCH)
+    reps.add(1, "yolor-csp", "params", 45.0, "another scale")
+    reps.add(1, "yolov7", "ap_val", 4.0, SMALL)
+    frame = compare_table(1, reps).set_index(["row", "column"])
+    params = frame.loc[("improvement@yolov7", "params")]
+    assert params["reproduced"] == pytest.approx(100 * (30.0 - 45.0) / 30.0)  # the paper's convention
+    assert params["status"] == "derived" and params["scale"] == f"{ARCH}; another scale"
+    assert params["difference"] == pytest.approx(-50.0 - (-43.0))
+    ap = frame.loc[("improvement@yolov7", "ap_val")]  # YOLOR-CSP's AP is missing
+    assert ap["status"] == "not reproduced" and "derived from yolov7 and yolor-csp" in ap["how"]
+
+
+def test_missing_cells_are_marked_with_what_it_takes() -> None:
+    frame = compare_table(2, Reproductions(), Commands(accuracy="train {model} on COCO"))
+    assert (frame["status"].isin(["not reproduced", "paper prints -"])).all()
+    missing = frame[frame["status"] == "not reproduced"]
+    assert frame.loc[frame["paper"].isna(), "status"].eq("paper prints -").all()
+    assert missing["how"].str.startswith("not reproduced").all()
+    by = missing.set_index(["row", "column"])["how"]
+    assert "does not build YOLOX-S" in by[("yolox-s", "ap_val")] and "[21]" in by[("yolox-s", "ap_val")]
+    assert (
+        "COCO-scale training" in by[("yolov7", "ap_test")]
+        and "train yolov7 on COCO" in by[("yolov7", "ap_test")]
+    )
+    assert "exact count by `dvc repro" in by[("yolov7", "params")]
+    assert "V100" in by[("yolov7-e6e", "fps")]
+    ablation = compare_table(6).set_index(["row", "column"])["how"]
+    assert "dvc exp run -S profile=paper" in ablation[("independent", "ap_val")]
+
+
+def test_flags_and_inconsistencies_reach_the_note_column() -> None:
+    notes = compare_table(2).set_index(["row", "column"])["note"]
+    assert "unit G where the column is in M" in notes[("yolor-w6", "params")]
+    assert "d6-params-training-graph" in notes[("yolov7-d6", "params")]
+    assert "d6-params-training-graph" not in notes[("yolov7-d6", "ap_val")]
+
+
+def test_csv_round_trip(tmp_path: Path) -> None:
+    reps = _some_values(seed=1)
+    for number in (1, 2, 9):
+        md, csv = write_table(number, reps, tmp_path)
+        assert (md.name, csv.name) == (f"table{number}.md", f"table{number}.csv")
+        assert_frame_equal(read_table_csv(csv), compare_table(number, reps), check_exact=True)
+
+
+def test_csv_is_plain_for_other_readers(tmp_path: Path) -> None:
+    _, csv = write_table(1, _some_values(), tmp_path)
+    plain = pd.read_csv(csv)  # no special options
+    assert (
+        len(plain) == len(_result_cells(1))
+        and plain["scale"].str.contains('"quoted" | piped', regex=False).any()
+    )
+
+
+def test_read_table_csv_refuses_other_csv(tmp_path: Path) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a table comparison CSV"):
+        read_table_csv(path)
+
+
+def _parse_markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """Split a GitHub markdown table on unescaped pipes; unescape the cells."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+
+    def cells(line: str) -> list[str]:
+        assert line.startswith("| ") or line.startswith("|-"), line
+        assert line.endswith("|"), line
+        parts = re.split(r"(?<!\\)\|", line)[1:-1]
+        return [re.sub(r"\\(.)", r"\1", p.strip()) for p in parts]
+
+    header, separator, *body = lines
+    assert re.fullmatch(r"\|(---\|)+", separator)
+    head = cells(header)
+    assert separator.count("|") == len(head) + 1
+    rows = [cells(ln) for ln in body]
+    assert all(len(r) == len(head) for r in rows)
+    return head, rows
+
+
+def test_markdown_is_well_formed_and_holds_the_frame() -> None:
+    reps = _some_values(seed=2)
+    for number in sorted(paper.TABLES):
+        frame = compare_table(number, reps)
+        text = render_markdown(number, frame)
+        assert text.startswith(f"# Table {number}: {paper.get_table(number).title}\n")
+        head, rows = _parse_markdown_table(text)
+        assert head[:5] == ["model", "setting", "column", "paper", "reproduced"]
+        assert len(rows) == len(frame)
+        col = {h: i for i, h in enumerate(head)}
+        for rec, md in zip(frame.itertuples(index=False), rows, strict=True):
+            assert md[col["model"]] == rec.model and md[col["paper"]] == rec.paper_printed
+            assert md[col["status"]] == rec.status and md[col["scale"]] == rec.scale
+            if not math.isnan(rec.reproduced):
+                assert float(md[col["reproduced"]].split(" ± ")[0]) == pytest.approx(rec.reproduced, abs=0.05)
+            else:
+                assert md[col["reproduced"]] == ""
+            if not math.isnan(rec.difference):
+                assert float(md[col["difference"]]) == pytest.approx(rec.difference, abs=0.05)
+
+
+def test_markdown_shows_spread_over_seeds_and_a_summary() -> None:
+    reps = Reproductions()
+    reps.add(1, "yolov7", "ap_val", 3.14159, SMALL, spread=0.271, seeds=3)
+    reps.add(1, "yolov7", "params", 36.905341, ARCH)
+    text = render_markdown(1, compare_table(1, reps))
+    assert "3.14 ± 0.27, 3 seeds" in text and "36.91" in text
+    assert "2 of 176 cells reproduced; 1 of 2 compared cells agree" in text
+
+
+def test_write_tables_writes_every_table_atomically(tmp_path: Path) -> None:
+    paths = write_tables(_some_values(), tmp_path)
+    assert sorted(p.name for p in paths) == sorted(
+        f"table{n}.{ext}" for n in range(1, 11) for ext in ("md", "csv")
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in paths
+    )  # no temporary files left
+
+
+# --------------------------------------------------------------------------------------------------
+# Claims
+# --------------------------------------------------------------------------------------------------
+
+
+def test_claims_hold_in_the_paper_except_the_known_arithmetic_slips() -> None:
+    frame = compare_claims().set_index("claim")
+    wrong = {c for i in paper.KNOWN_INCONSISTENCIES if i.kind == "arithmetic" for c in i.claims}
+    quantitative = frame[frame["holds"] != ""]
+    assert set(quantitative.index[quantitative["holds"] == "no"]) == wrong
+    assert len(quantitative) == sum(c.formula is not None for c in paper.CLAIMS)
+    assert (frame.loc[frame["holds"] == "", "status"] == "qualitative").all()
+
+
+def test_claims_are_reproduced_against_cited_values() -> None:
+    reps = Reproductions()
+    reps.add(1, "yolov7", "params", 30.0, ARCH)
+    frame = compare_claims(reps).set_index("claim")
+    vs_v4 = frame.loc["s5.2-yolov4-params"]  # YOLOv4 is cited: its 64.4M stays the paper's
+    assert vs_v4["reproduced"] == pytest.approx(100 * (64.4 - 30.0) / 30.0)
+    assert vs_v4["status"].startswith("reproduced")
+    assert vs_v4["difference"] == pytest.approx(vs_v4["reproduced"] - 100 * (64.4 - 36.9) / 36.9)
+    vs_csp = frame.loc["s5.2-yolor-csp-params"]  # YOLOR-CSP is a kit model: its count is needed
+    assert math.isnan(vs_csp["reproduced"]) and vs_csp["status"] == "not reproduced: needs 1:yolor-csp:params"
+    assert frame.loc["abstract-swin-l-fps", "status"].startswith("cited results only")
+    assert frame.loc["s8-tiny-vs-yolov6-n-speed", "status"] == "text only"
+
+
+def test_write_claims(tmp_path: Path) -> None:
+    md, csv = write_claims(None, tmp_path)
+    head, rows = _parse_markdown_table(md.read_text())
+    assert len(rows) == len(paper.CLAIMS) and head[0] == "claim"
+    assert list(pd.read_csv(csv, keep_default_na=False)["claim"]) == [c.id for c in paper.CLAIMS]
