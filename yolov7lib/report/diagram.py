@@ -227,7 +227,8 @@ class Layout:
     """Where everything of one diagram goes, in inches: box centres `xy` and sizes `size` by node id,
     the layer (`depth`) and rank within the layer (`rank`) of every node, the routed `edges`, the
     frame of every group path (``(x0, y0, x1, y1)``), and the overall `extent` ``(x0, y0, x1, y1)``.
-    Depth grows downwards: layer ``d`` is drawn at ``y = -d * pitch``."""
+    Depth grows downwards: layer ``d`` is drawn at ``y = -d * pitch``, the pitch being the tallest
+    box plus :data:`LAYER_GAP`."""
 
     nodes: dict[str, Node]
     depth: dict[str, int]
@@ -468,12 +469,13 @@ def layout(nodes: Sequence[Node], *, sweeps: int = 6) -> Layout:
             _place(row, desired)
     _separate_groups(layers, verts)
 
-    pitch = BOX_HEIGHT + LAYER_GAP
+    size = {n.id: _box_size(n) for n in by_id.values()}
+    tallest = max(h for _, h in size.values())
+    pitch = tallest + LAYER_GAP
     x0 = min(v.x - v.width / 2 for v in verts)
     for v in verts:
         v.x -= x0
     xy = {v.key: (v.x, -v.layer * pitch) for v in verts}
-    size = {n.id: _box_size(n) for n in by_id.values()}
     rank = {verts[v].key: r for layer in layers for r, v in enumerate(layer) if not verts[v].dummy}
 
     edges = []
@@ -481,7 +483,12 @@ def layout(nodes: Sequence[Node], *, sweeps: int = 6) -> Layout:
         (sx, sy), (tx, ty) = xy[src], xy[dst]
         start = (sx, sy - size[src][1] / 2)
         end = (tx, ty + size[dst][1] / 2)
-        mid = tuple(xy[verts[v].key] for v in chain[1:-1])
+        # through a layer an edge runs straight down its own slot, so it cannot cut a box's corner
+        mid = tuple(
+            (xy[verts[v].key][0], xy[verts[v].key][1] + dy)
+            for v in chain[1:-1]
+            for dy in (tallest / 2, -tallest / 2)
+        )
         edges.append(Edge(src, dst, (start, *mid, end)))
     edges = _spread_ports(edges, xy, size)
 
