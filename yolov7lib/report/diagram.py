@@ -163,6 +163,7 @@ def validate(nodes: Sequence[Node]) -> dict[str, Node]:
 def _find_cycle(by_id: Mapping[str, Node]) -> list[str]:
     """One cycle of the graph as a list of ids (first id repeated at the end), or [] if acyclic."""
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    order = {i: k for k, i in enumerate(by_id)}
     for start in by_id:
         if state.get(start):
             continue
@@ -178,8 +179,10 @@ def _find_cycle(by_id: Mapping[str, Node]) -> list[str]:
                 stack.append((node, i + 1))
                 nxt = inputs[i]
                 if state.get(nxt) == 1:
-                    cyc = path[path.index(nxt) :]
-                    return [*reversed(cyc), cyc[-1]]  # in the direction of the data flow
+                    cyc = path[path.index(nxt) :][::-1]  # in the direction of the data flow
+                    first = min(range(len(cyc)), key=lambda k: order[cyc[k]])  # start at the first listed
+                    cyc = cyc[first:] + cyc[:first]
+                    return [*cyc, cyc[0]]
                 if not state.get(nxt):
                     stack.append((nxt, 0))
             else:
