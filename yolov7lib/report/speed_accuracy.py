@@ -8,11 +8,14 @@ px models are separate curves, as in the paper's Figure 1); detectors outside th
 single labelled points. Measured points (from a :class:`~yolov7lib.report.Reproductions` or a plain
 list) are drawn as stars, one legend entry per scale they were measured at.
 
-Figure 1 is drawn as the paper draws it (the official repository's ``figure/performance.png``):
-AP test-dev, or AP val where the table has no test-dev value (YOLOv5), against V100 batch-1
-inference time in ms, i.e. 1000 / FPS. The other figures have no picture to check against in the
-sources at hand; they follow the FIGURES specs (AP val against FPS; Figure 11 in ms per image at
-batch 32).
+Figure 1 is drawn as the paper draws it (checked against the official repository's
+``figure/performance.png``, the same chart): AP test-dev, or AP val where the table has no test-dev
+value (YOLOv5), against V100 batch-1 inference time in ms, i.e. 1000 / FPS, P5 and P6 models as
+separate curves. Two differences remain: the paper's chart draws YOLOX at its AP val (51.1, 49.7)
+although Table 2 gives test-dev values (51.5, 50.1), which are drawn here; and it has a
+Scaled-YOLOv4 curve whose numbers are in no table, so it is not drawn. The other figures have no
+picture to check against in the sources at hand; they follow the FIGURES specs (AP val against FPS;
+Figure 11 in ms per image at batch 32).
 """
 
 from __future__ import annotations
