@@ -267,6 +267,28 @@ def eelan_graph(cardinality: int) -> list[Node]:
     return [*nodes, Node("out", "output", "output", ("merge",))]
 
 
+def eelan_paper_graph() -> list[Node]:
+    """E-ELAN as Figure 2 (d) draws it: group convolutions expand the cardinality, the features are
+    shuffled and merged before the transition layer."""
+    g = "E-ELAN (g=2)"
+    nodes = [
+        Node("in", "input", "input", (), "c"),
+        Node("a", "1x1 gconv", "group-conv", ("in",), "2c", g),
+        Node("b", "1x1 gconv", "group-conv", ("in",), "2c", g),
+    ]
+    x = "b"
+    for k in range(4):
+        nodes.append(Node(f"c{k}", "3x3 gconv", "group-conv", (x,), "2c", g))
+        x = f"c{k}"
+    return [
+        *nodes,
+        Node("cat", "concat", "concat", ("c3", "c1", "b", "a"), "8c", g),
+        Node("shuffle", "shuffle cardinality", "shuffle", ("cat",), "8c", g),
+        Node("merge", "merge cardinality", "add", ("shuffle",), "4c", g),
+        Node("t", "1x1 transition", "transition", ("merge",), "2c"),
+    ]
+
+
 def stacked_elan(rep: tuple[str, ...]) -> list[Node]:
     """The 3-stacked ELAN of Figure 6 with RepConv / RepConvN at the given 3x3 positions."""
     return [
@@ -351,7 +373,8 @@ RC_N = ("RepConvN", "conv3x3") * 3
 GRAPHS = {
     "elan": elan_graph(),
     "e-elan": eelan_graph(2),
-    "e-elan-4": eelan_graph(4),  # 36 nodes
+    "e-elan-4": eelan_graph(4),  # 35 nodes
+    "e-elan-paper": eelan_paper_graph(),
     "3-stacked-repconv": stacked_elan(RC_ALL),
     "3-stacked-repconvn": stacked_elan(RC_N),
     "scaling-a": scaling(2, "2c"),
