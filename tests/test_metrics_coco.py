@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -269,3 +270,15 @@ def test_boundary_cases_equal_pycocotools() -> None:
     ]
     records = [{"image_id": i, "category_id": 1, "bbox": b, "score": s} for i, b, s in dets]
     _assert_same(evaluate_coco(gt, records), evaluate_pycocotools(gt, records))
+
+
+def test_json_files_and_empty_ground_truth(tmp_path) -> None:
+    gt, dets = synthetic_coco(9, n_images=6)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    from_files = evaluate_coco(tmp_path / "gt.json", str(tmp_path / "dets.json"))
+    _assert_same(from_files, evaluate_pycocotools(tmp_path / "gt.json", tmp_path / "dets.json"))
+    _assert_same(from_files, evaluate_coco(gt, dets))
+    empty = {"images": [], "annotations": [], "categories": gt["categories"]}
+    _assert_same(evaluate_coco(empty, []), evaluate_pycocotools(empty, []))
+    assert evaluate_coco(empty, []).ap == -1.0

@@ -16,8 +16,10 @@ the last recall); categories without non-ignored ground truth are left out (-1).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,13 @@ STAT_NAMES = (
     "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large",
 )  # fmt: skip
 """Names of the twelve COCO numbers, in pycocotools' `stats` order; also attributes of `CocoMetrics`."""
+
+
+def _stat(name: str, doc: str) -> property:
+    index = STAT_NAMES.index(name)
+    return property(lambda self: float(self.stats[index]), doc=doc)
+
+
 _MATCH_BUDGET = 4_000_000  # elements per (groups x area ranges x thresholds x ground truths) step
 
 
@@ -52,10 +61,18 @@ class CocoMetrics:
     precision: np.ndarray = field(repr=False)
     recall: np.ndarray = field(repr=False)
 
-    def __getattr__(self, name: str) -> float:
-        if name in STAT_NAMES:
-            return float(self.stats[STAT_NAMES.index(name)])
-        raise AttributeError(name)
+    ap = _stat("ap", "AP at IoU 0.50:0.95, all areas, 100 detections per image (the paper's AP)")
+    ap50 = _stat("ap50", "AP at IoU 0.50")
+    ap75 = _stat("ap75", "AP at IoU 0.75")
+    ap_small = _stat("ap_small", "AP of objects below 32^2 pixels")
+    ap_medium = _stat("ap_medium", "AP of objects between 32^2 and 96^2 pixels")
+    ap_large = _stat("ap_large", "AP of objects above 96^2 pixels")
+    ar1 = _stat("ar1", "recall with 1 detection per image")
+    ar10 = _stat("ar10", "recall with 10 detections per image")
+    ar100 = _stat("ar100", "recall with 100 detections per image")
+    ar_small = _stat("ar_small", "recall of small objects")
+    ar_medium = _stat("ar_medium", "recall of medium objects")
+    ar_large = _stat("ar_large", "recall of large objects")
 
     def as_dict(self) -> dict[str, float]:
         """The twelve numbers by name (`ap`, `ap50`, ..., `ar_large`)."""
@@ -297,8 +314,8 @@ def _field(records: Sequence[Mapping[str, Any]], key: str, default: Any = None) 
 
 
 def evaluate_coco(
-    gt: Mapping[str, Any],
-    detections: Iterable[Mapping[str, Any]],
+    gt: Mapping[str, Any] | str | Path,
+    detections: Iterable[Mapping[str, Any]] | str | Path,
     img_ids: Sequence | None = None,
 ) -> CocoMetrics:
     """COCO box evaluation of `detections` against the COCO-format dataset `gt` (neither is modified).
@@ -307,8 +324,12 @@ def evaluate_coco(
     xywh, `area`, `iscrowd`, optional `id`); `area` defaults to w x h and `iscrowd` to 0. Detections are
     records with `image_id`, `category_id`, `bbox` xywh and `score`. `img_ids` restricts the evaluation
     to some images. Detections on images absent from `gt` raise ValueError; detections of categories
-    absent from `gt` are not scored.
+    absent from `gt` are not scored. Either argument may also be the path of a json file.
     """
+    if isinstance(gt, str | Path):
+        gt = json.loads(Path(gt).read_text())
+    if isinstance(detections, str | Path):
+        detections = json.loads(Path(detections).read_text())
     detections = list(detections)
     known = {img["id"] for img in gt.get("images", [])}
     images = sorted(known if img_ids is None else set(img_ids))
@@ -339,6 +360,12 @@ def evaluate_coco(
             score = np.array(_field(keep, "score"), dtype=float)
         return _Table(group, box, area.reshape(-1), crowd.reshape(-1), score.reshape(-1))
 
+    if not images or not cats:
+        t, r, a, m = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(AREA_RANGES), len(MAX_DETECTIONS)
+        precision, recall = -np.ones((t, r, len(cats), a, m)), -np.ones((t, len(cats), a, m))
+        return CocoMetrics(
+            stats=summarize(precision, recall), cat_ids=cats, precision=precision, recall=recall
+        )
     gt_table, dt_table = table(anns, True), table(detections, False)
     dt_table.keep(dt_table.rank < MAX_DETECTIONS[-1])
     matched, ignored = _match(gt_table, dt_table)
