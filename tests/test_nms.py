@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 
 from yolov7lib.ops import non_max_suppression
 
@@ -133,3 +134,23 @@ def test_empty_and_bad_input() -> None:
         non_max_suppression(torch.rand(10, 7))
     with pytest.raises(ValueError, match="iou_thres"):
         non_max_suppression(torch.rand(1, 10, 7), iou_thres=1.5)
+
+
+def test_half_precision_input_keeps_classes_apart_without_overflow() -> None:
+    """Class offsets of 4096 px overflow float16 from class 16 on; candidates are float32."""
+    gen = torch.Generator().manual_seed(8)
+    n, nc = 200, 80
+    xy = torch.rand(n, 2, generator=gen) * 60 + 100  # boxes piled on one spot
+    wh = torch.rand(n, 2, generator=gen) * 20 + 40
+    scores = torch.zeros(n, nc)
+    scores[:, 40] = torch.rand(n, generator=gen) * 0.5 + 0.5
+    scores[: n // 2, 70] = 1.0  # half of them also claim class 70 (multi-label)
+    obj = torch.rand(n, 1, generator=gen) * 0.5 + 0.5
+    pred = torch.cat([xy, wh, obj, scores], 1)[None].half()
+    det = non_max_suppression(pred, conf_thres=0.25, iou_thres=0.45, multi_label=True)[0]
+    assert det.dtype == torch.float32 and torch.isfinite(det).all()
+    for c in (40, 70):
+        mine = det[det[:, 5] == c]
+        assert 1 <= len(mine) < 30  # without separate classes nothing would be suppressed
+        iou = torchvision.ops.box_iou(mine[:, :4], mine[:, :4]).fill_diagonal_(0)
+        assert (iou <= 0.45).all()

@@ -28,7 +28,7 @@ CLASS_OFFSET = 4096
 
 def _with_prior_labels(rows: torch.Tensor, labels: torch.Tensor, nc: int) -> torch.Tensor:
     """Append known boxes (class, x, y, w, h in pixels) as rows of objectness 1 and class score 1."""
-    extra = rows.new_zeros((len(labels), nc + 5))
+    extra = rows.new_zeros((len(labels), nc + 5), dtype=torch.promote_types(rows.dtype, torch.float32))
     extra[:, :4] = labels[:, 1:5]
     extra[:, 4] = 1.0
     extra[torch.arange(len(labels), device=rows.device), labels[:, 0].long() + 5] = 1.0
@@ -36,17 +36,22 @@ def _with_prior_labels(rows: torch.Tensor, labels: torch.Tensor, nc: int) -> tor
 
 
 def _candidates(rows: torch.Tensor, conf_thres: float, multi_label: bool) -> torch.Tensor:
-    """Turn (n, 5 + nc) rows into (m, 6) candidates [x1, y1, x2, y2, conf, cls] above `conf_thres`."""
+    """Turn (n, 5 + nc) rows into (m, 6) candidates [x1, y1, x2, y2, conf, cls] above `conf_thres`.
+
+    Scores and boxes are computed in the input's precision; the candidates are at least float32, so that
+    class offsets of the batched NMS cannot overflow half precision.
+    """
     nc = rows.shape[1] - 5
+    dtype = torch.promote_types(rows.dtype, torch.float32)
     scores = rows[:, 4:5].expand(-1, nc) if nc == 1 else rows[:, 5:] * rows[:, 4:5]
     boxes = xywh2xyxy(rows[:, :4])
     if multi_label:
         box_index, cls = (scores > conf_thres).nonzero(as_tuple=True)
         conf = scores[box_index, cls]
-        return torch.cat((boxes[box_index], conf[:, None], cls[:, None].to(rows.dtype)), 1)
+        return torch.cat((boxes[box_index].to(dtype), conf[:, None].to(dtype), cls[:, None].to(dtype)), 1)
     conf, cls = scores.max(1, keepdim=True)
     keep = conf.view(-1) > conf_thres
-    return torch.cat((boxes, conf, cls.to(rows.dtype)), 1)[keep]
+    return torch.cat((boxes.to(dtype), conf.to(dtype), cls.to(dtype)), 1)[keep]
 
 
 def non_max_suppression(
@@ -65,7 +70,7 @@ def non_max_suppression(
     Returns one (n, 6) tensor `[x1, y1, x2, y2, conf, cls]` per image, sorted by descending confidence,
     with n <= `max_det`. `labels` optionally gives, per image, known boxes (k, 5) `[cls, x, y, w, h]` in
     pixels that join the candidates with confidence 1 (auto-labelling). `multi_label` is ignored for
-    one-class models. The input is not modified.
+    one-class models. The input is not modified. Half-precision input gives float32 detections.
     """
     if prediction.ndim != 3 or prediction.shape[2] < 6:
         raise ValueError(f"prediction must be (batch, boxes, 5 + classes), got {tuple(prediction.shape)}")
@@ -79,7 +84,7 @@ def non_max_suppression(
     for image_index, rows in enumerate(prediction):
         rows = rows[rows[:, 4] > conf_thres]
         if len(labels) and len(labels[image_index]):
-            rows = _with_prior_labels(rows, labels[image_index].to(rows), nc)
+            rows = _with_prior_labels(rows, labels[image_index].to(rows.device), nc)
         det = _candidates(rows, conf_thres, multi_label)
         if wanted is not None:
             det = det[(det[:, 5:6] == wanted.to(det.dtype)).any(1)]
