@@ -185,9 +185,11 @@ class ValidationMetrics:
 class DetectionMetrics:
     """Accumulate detections and labels image by image, then compute `ValidationMetrics`.
 
-    Images with neither detections nor labels are counted as seen and contribute nothing; detections of
-    an image without labels are all false positives. If no detection is a true positive anywhere, every
-    metric is 0 (as the reference reports it).
+    Give detections and labels in one frame; the reference maps both back to original-image pixels
+    (`ops.scale_boxes`) first, whose clipping can change an IoU slightly. Images with neither detections
+    nor labels are counted as seen and contribute nothing; detections of an image without labels are all
+    false positives. If no detection is a true positive anywhere, every metric is 0 (as the reference
+    reports it). `method` and `v5_metric` choose the AP integration (`compute_ap`).
     """
 
     def __init__(
