@@ -598,22 +598,27 @@ def _count(module: object) -> int:
 
 
 def _check_kit_model(registry: str) -> None:
-    """The kit's model has the official counts; fused, it rounds to the paper's #Param (D6: training)."""
-    create_model = getattr(__import__("yolov7lib"), "create_model", None)
-    if create_model is None:
-        pytest.skip("yolov7lib.create_model is not available yet (models issue); nothing to count")
+    """The kit's fused deploy model rounds to the paper's #Param (D6: the paper counts its training graph).
+
+    The exact counts of every graph are tested in test_models.py; this checks the paper's rounding.
+    """
+    import torch
+
+    from yolov7lib.models import create_model, reparameterize
+
     official = P.OFFICIAL_COUNTS[registry]
-    deploy = create_model(registry, nc=80, deploy=True)
-    assert _count(deploy) == official.deploy_params, registry
-    if official.training_params is not None:
-        assert _count(create_model(registry, nc=80, deploy=False)) == official.training_params, registry
-    fuse = getattr(deploy, "fuse", None)
-    if callable(fuse):
-        fused = fuse() or deploy
-        assert _count(fused) == official.deploy_fused, registry
-        for r in P.rows_for_model(registry):
-            if "params" in r.columns:
-                assert agrees(_count(fused) / 1e6, r["params"], 1) == (registry != "yolov7-d6"), r.id
+    with torch.device("meta"):
+        training = create_model(registry, nc=80)
+    if not registry.startswith("yolov7"):  # baselines: the official count keeps the implicit vectors
+        fused = _count(reparameterize(training, drop_aux=False, fold_implicit=False))
+    else:
+        fused = _count(reparameterize(training))
+    assert fused == official.deploy_fused, registry
+    for r in P.rows_for_model(registry):
+        if "params" in r.columns:
+            assert agrees(fused / 1e6, r["params"], 1) == (registry != "yolov7-d6"), r.id
+    if registry == "yolov7-d6":
+        assert agrees(_count(training) / 1e6, P.row(2, "YOLOv7-D6")["params"], 1)
 
 
 @pytest.mark.parametrize("registry", [m for m, c in P.OFFICIAL_COUNTS.items() if c.size == 640])
