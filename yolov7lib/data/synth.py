@@ -36,7 +36,7 @@ CATEGORY_IDS = (2, 3, 5, 7, 11, 13, 17, 19)
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 MIN_VISIBLE = 0.5  # an object stays at least half visible (occlusion and image border)
-SIDE_RANGE = (0.04, 0.55)  # object diameter as a fraction of the long image side, log-uniform
+SIDE_RANGE = (0.045, 0.9)  # object diameter as a fraction of the long image side, log-uniform
 JPEG_QUALITY = 90
 
 
@@ -195,12 +195,15 @@ def _clip_to_image(mask: np.ndarray, x0: int, y0: int, h: int, w: int):
     return mask[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0], ix0, iy0, ix1, iy1
 
 
-def _paint_object(rng: np.random.Generator, img: np.ndarray, roi: tuple, mask: np.ndarray) -> None:
-    """Fill an object's pixels with a contrasting colour, a soft shading and (often) a darker rim."""
+def _paint_object(
+    rng: np.random.Generator, img: np.ndarray, base: np.ndarray, roi: tuple, mask: np.ndarray, paint: bool
+) -> None:
+    """Fill an object's pixels with a colour contrasting with the background `base` under it, a soft
+    shading and (often) a darker rim; with `paint=False` draw the same random numbers but write nothing."""
     ix0, iy0, ix1, iy1 = roi
     patch = img[iy0:iy1, ix0:ix1]
     sel = mask.astype(bool)
-    local = sum(cv2.mean(patch, mask)[:3]) / 3  # mean brightness under the object
+    local = sum(cv2.mean(base[iy0:iy1, ix0:ix1], mask)[:3]) / 3  # mean background brightness under it
     hue = rng.uniform(0, 180)
     sat = rng.uniform(120, 255)
     val = rng.uniform(185, 255) if local < 128 else rng.uniform(25, 75)
@@ -215,7 +218,8 @@ def _paint_object(rng: np.random.Generator, img: np.ndarray, roi: tuple, mask: n
     if rng.random() < 0.6 and min(hh, ww) > 8:  # darker rim: the mask minus its erosion
         shade[(mask - cv2.erode(mask, np.ones((3, 3), np.uint8))).astype(bool)] *= 0.45
     fill = cv2.merge([shade * float(c) for c in colour])
-    np.copyto(patch, fill, where=sel[..., None])
+    if paint:
+        np.copyto(patch, fill, where=sel[..., None])
 
 
 def _foreground_line(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -228,12 +232,14 @@ def _foreground_line(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def render_image(
-    seed: int, split: str, index: int, img_size: int = 320
+    seed: int, split: str, index: int, img_size: int = 320, hide: int | None = None
 ) -> tuple[np.ndarray, list[SynthObject]]:
     """Draw one image of the generated set and its labels; a pure function of its arguments.
 
     Returns the BGR uint8 image and its objects, each with the tight box of its visible pixels and the
     number of those pixels. Objects never lose more than half of their area to occlusion or the border.
+    `hide=k` leaves object k unpainted and changes nothing else, so the pixels that differ from the
+    full image are exactly those where object k is visible (how the tests check the boxes).
     """
     rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
     long_side = img_size
@@ -242,6 +248,7 @@ def render_image(
 
     img = _background(rng, h, w)
     _clutter(rng, img)
+    base = img.copy()  # object colours contrast with this, whatever objects lie below them
 
     owner = np.full((h, w), -1, np.int16)  # index of the object that owns each pixel, -1 = none
     classes: list[int] = []
@@ -250,9 +257,9 @@ def render_image(
     rois: list[tuple[int, int, int, int]] = []
     n_target = 0 if rng.random() < 0.03 else int(rng.integers(1, 9))
     lo, hi = (math.log(f * long_side) for f in SIDE_RANGE)
-    for _ in range(n_target):
+    radii = np.sort(np.exp(rng.uniform(lo, hi, n_target)) / 2)[::-1]  # large first: fewer rejections
+    for radius in radii:
         cls = int(rng.integers(len(CLASS_NAMES)))
-        radius = math.exp(rng.uniform(lo, hi)) / 2
         angle = math.radians(rng.uniform(-25, 25))
         aspect = rng.uniform(0.8, 1.25)
         for _attempt in range(12):
@@ -278,7 +285,7 @@ def render_image(
             full_area.append(total)
             visible.append(inside)
             rois.append((ix0, iy0, ix1, iy1))
-            _paint_object(rng, img, (ix0, iy0, ix1, iy1), m)
+            _paint_object(rng, img, base, (ix0, iy0, ix1, iy1), m, paint=k != hide)
             break
 
     for _ in range(int(rng.integers(0, 4))):  # thin lines in front of the objects: partial occlusion
