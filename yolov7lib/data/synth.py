@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -417,11 +418,11 @@ def synthesize(
         counts = {s: n for s, n in (("train", n_train), ("val", n_val)) if n > 0}
         workers = min(os.cpu_count() or 1, 8) if workers is None else max(1, workers)
         bar = tqdm(total=sum(counts.values()), desc=f"synth {out}", disable=not progress, unit="img")
-        pool = (
-            ProcessPoolExecutor(workers, initializer=cv2.setNumThreads, initargs=(1,))
-            if workers > 1
-            else None
-        )
+        pool = None
+        if workers > 1:  # fresh worker processes: forking a process whose OpenCV threads run can hang
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload([__name__])
+            pool = ProcessPoolExecutor(workers, ctx, initializer=cv2.setNumThreads, initargs=(1,))
         try:
             for split, n in counts.items():
                 img_dir, lbl_dir = tmp / "images" / split, tmp / "labels" / split
