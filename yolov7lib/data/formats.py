@@ -11,6 +11,7 @@ are mapped to contiguous classes 0..nc-1 in increasing id order, and back for ev
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections import Counter
@@ -20,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+
+logger = logging.getLogger(__name__)
 
 IMG_FORMATS = ("bmp", "jpg", "jpeg", "png", "tif", "tiff", "dng", "webp", "mpo")
 SPLITS = ("train", "val", "test")
@@ -109,6 +112,9 @@ def parse_label_text(text: str, nc: int | None = None) -> LabelParse:
             dropped[f"class id not an integer in [0, {nc})" if nc is not None else "invalid class id"] += 1
             continue
         coords = values[1:]
+        if len(coords) == 4 and (coords[2] <= 0 or coords[3] <= 0):
+            dropped["zero or negative size"] += 1
+            continue
         if any(v < 0 or v > 1 for v in coords):
             dropped["coordinate outside [0, 1]"] += 1
             continue
@@ -119,9 +125,9 @@ def parse_label_text(text: str, nc: int | None = None) -> LabelParse:
             poly = np.array(coords, np.float32).reshape(-1, 2)
             (x1, y1), (x2, y2) = poly.min(0), poly.max(0)
             x, y, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
-        if w <= 0 or h <= 0:
-            dropped["zero or negative size"] += 1
-            continue
+            if w <= 0 or h <= 0:
+                dropped["zero or negative size"] += 1
+                continue
         key = tuple(values)
         if key in seen:
             dropped["duplicate row"] += 1
@@ -197,7 +203,13 @@ def load_data_config(path: str | Path) -> DataConfig:
         entry = doc.get(split)
         if entry:
             entries = entry if isinstance(entry, list) else [entry]
-            splits[split] = [_resolve(str(e), bases, split, path) for e in entries]
+            try:
+                splits[split] = [_resolve(str(e), bases, split, path) for e in entries]
+            except FileNotFoundError as e:
+                if split != "test":
+                    raise
+                logger.info("%s; test split skipped", e)  # coco.yaml names a test list few people have
+                continue
             if len(splits[split]) == 1 and splits[split][0].suffix == ".json":
                 json_paths[split] = splits[split][0]
         if doc.get(f"{split}_json"):
