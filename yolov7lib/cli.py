@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--nc", type=int, default=None, help="number of classes (default: 80 / the cfg's)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(handler=_info)
+    _add_data_commands(commands)
     return parser
 
 
@@ -44,6 +45,56 @@ def _info(args: argparse.Namespace) -> int:
         print(f"yolov7 info: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2) if args.json else format_description(result))
+    return 0
+
+
+# -- yolov7 data ----------------------------------------------------------------------------------------
+
+
+def _add_data_commands(commands: argparse._SubParsersAction) -> None:
+    data = commands.add_parser("data", help="generate the default data set, check a data set")
+    sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    synth = sub.add_parser("synth", help="write the generated default data set (YOLO + COCO formats)")
+    synth.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    synth.add_argument("--train", type=int, default=2000, help="number of training images (default 2000)")
+    synth.add_argument("--val", type=int, default=500, help="number of validation images (default 500)")
+    synth.add_argument("--img-size", type=int, default=320, help="long image side in pixels (default 320)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, max 8)")
+    synth.set_defaults(handler=_data_synth)
+
+    check = sub.add_parser("check", help="scan a data.yaml: images, backgrounds, empty, corrupt, bad rows")
+    check.add_argument("data", help="path to a data.yaml")
+    check.set_defaults(handler=_data_check)
+
+
+def _data_synth(args: argparse.Namespace) -> int:
+    from yolov7lib.data.synth import synthesize
+
+    try:
+        path = synthesize(args.out, args.train, args.val, args.img_size, args.seed, workers=args.workers)
+    except (FileExistsError, ValueError) as e:
+        print(f"yolov7 data synth: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from yolov7lib.data.check import check_dataset, format_reports
+
+    try:
+        reports = check_dataset(args.data)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"yolov7 data check: error: {e}", file=sys.stderr)
+        return 1
+    for line in format_reports(reports):
+        print(line)
+    usable = sum(r.usable for r in reports.values())
+    if usable == 0:
+        print("yolov7 data check: no usable image left", file=sys.stderr)
+        return 1
     return 0
 
 

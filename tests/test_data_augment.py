@@ -1,0 +1,289 @@
+"""Every geometric augmentation keeps each box on its object; mosaic and MixUp label counts add up.
+
+Objects are solid rectangles (or discs) of unique colours; after an augmentation, the pixels of each
+label's colour near its box must lie inside the box and, for objects away from the image border, span
+it. Tolerance TOL = 3 px: the label box is exact in continuous coordinates, but the image is resampled
+bilinearly (an edge becomes a one-source-pixel ramp, i.e. up to `s` output pixels at scale s, and our
+colour test keeps pixels at least 3/4 of the way into the object), and OpenCV samples at pixel centres
+while boxes use pixel edges (half a source pixel, times s); with s <= 1.5 here that is at most
+0.75 * 1.5 + 0.5 * 1.5 * sqrt(2) < 2.2 px, plus 0.5 px of rounding in the expected extent.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from yolov7lib.data import DetectionDataset
+from yolov7lib.data.augment import (
+    augment_hsv,
+    box_candidates,
+    copy_paste,
+    letterbox,
+    mixup,
+    paste_in,
+    random_perspective,
+    sample_objects,
+)
+from yolov7lib.data.formats import img2label_path
+from yolov7lib.data.mosaic import mosaic4, mosaic9
+from yolov7lib.ops.boxes import scale_boxes, xywhn2xyxy, xyxy2xywhn
+
+TOL = 3.0
+COLOUR_TOL = 60  # a pixel belongs to a colour when every channel is within this of it
+PALETTE = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255), (255, 255, 0),
+           (255, 255, 255), (0, 0, 0), (0, 140, 255), (255, 140, 0)]  # fmt: skip
+BACKGROUND = (128, 64, 192)
+NO_AUG = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "degrees": 0.0, "translate": 0.0, "scale": 0.0,
+          "shear": 0.0, "perspective": 0.0, "flipud": 0.0, "fliplr": 0.0, "mosaic": 0.0, "mixup": 0.0,
+          "paste_in": 0.0, "copy_paste": 0.0, "mosaic9": 0.0}  # fmt: skip
+
+
+def _scene(h: int, w: int, classes: list[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping solid rectangles of the given palette classes; labels [class, x1, y1, x2, y2]."""
+    img = np.full((h, w, 3), BACKGROUND, np.uint8)
+    boxes: list[list[float]] = []
+    for cls in classes:
+        for _ in range(200):
+            bw, bh = int(rng.integers(w // 8, w // 3)), int(rng.integers(h // 8, h // 3))
+            x1, y1 = int(rng.integers(2, w - bw - 2)), int(rng.integers(2, h - bh - 2))
+            if all(x1 > b[3] + 4 or x1 + bw + 4 < b[1] or y1 > b[4] + 4 or y1 + bh + 4 < b[2] for b in boxes):
+                img[y1 : y1 + bh, x1 : x1 + bw] = PALETTE[cls]
+                boxes.append([cls, x1, y1, x1 + bw, y1 + bh])
+                break
+    return img, np.array(boxes, np.float64).reshape(-1, 5)
+
+
+def _colour_mask(img: np.ndarray, cls: int) -> np.ndarray:
+    return (np.abs(img.astype(np.int16) - np.array(PALETTE[cls], np.int16)).max(2) <= COLOUR_TOL).astype(bool)
+
+
+def assert_boxes_frame_objects(img: np.ndarray, labels: np.ndarray, tol: float = TOL) -> int:
+    """Each label box frames the pixels of its colour near it; returns how many boxes were tight-checked."""
+    h, w = img.shape[:2]
+    tight = 0
+    for cls, x1, y1, x2, y2 in labels:
+        m = int(tol) + 3
+        rx1, ry1 = max(math.floor(x1) - m, 0), max(math.floor(y1) - m, 0)
+        rx2, ry2 = min(math.ceil(x2) + m, w), min(math.ceil(y2) + m, h)
+        ys, xs = np.nonzero(_colour_mask(img[ry1:ry2, rx1:rx2], int(cls)))
+        assert len(xs), f"box {[x1, y1, x2, y2]} of class {cls} frames none of its pixels"
+        px = np.array([xs.min() + rx1, ys.min() + ry1, xs.max() + 1 + rx1, ys.max() + 1 + ry1], float)
+        box = np.array([x1, y1, x2, y2])
+        assert (px[:2] >= box[:2] - tol).all() and (px[2:] <= box[2:] + tol).all(), (cls, box, px)
+        if x1 > tol and y1 > tol and x2 < w - tol and y2 < h - tol:  # not clipped: the box is tight too
+            assert np.abs(px - box).max() <= tol, (cls, box, px)
+            tight += 1
+    return tight
+
+
+TRANSFORMS = {
+    "rotate": {"degrees": 40.0},
+    "shear": {"shear": 15.0},
+    "scale_translate": {"scale": 0.4, "translate": 0.2},
+    "perspective": {"perspective": 0.0008},
+    "all": {"degrees": 25.0, "shear": 8.0, "scale": 0.4, "translate": 0.15, "perspective": 0.0004},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_random_perspective_keeps_each_box_on_its_object(name: str) -> None:
+    params = {"degrees": 0.0, "translate": 0.0, "scale": 0.0, "shear": 0.0, "perspective": 0.0}
+    params |= TRANSFORMS[name]
+    tight = kept = 0
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        img, labels = _scene(96, 128, [0, 1, 2, 3, 4], rng)
+        out, new = random_perspective(img, labels.copy(), **params, rng=rng)
+        assert out.shape == img.shape and new.shape[1] == 5
+        tight += assert_boxes_frame_objects(out, new)
+        kept += len(new)
+    assert kept >= 25 and tight >= 10  # most objects survive and many are checked for tightness
+
+
+def test_random_perspective_with_polygons_gives_tight_boxes_of_rotated_discs() -> None:
+    img = np.full((128, 128, 3), BACKGROUND, np.uint8)
+    centres = [(44, 50, 16), (86, 80, 20)]
+    polys, labels = [], []
+    for cls, (cx, cy, r) in enumerate(centres):
+        cv2.circle(img, (cx, cy), r, PALETTE[cls], -1)
+        t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        polys.append(np.stack([cx + (r + 0.5) * np.cos(t), cy + (r + 0.5) * np.sin(t)], 1))
+        labels.append([cls, cx - r, cy - r, cx + r + 1, cy + r + 1])
+    labels = np.array(labels, float)
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        params = {"degrees": 45.0, "translate": 0.0, "scale": 0.1, "shear": 0.0, "perspective": 0.0}
+        out, new = random_perspective(img, labels.copy(), polys, **params, rng=rng)
+        assert assert_boxes_frame_objects(out, new) == len(new) == 2  # corners alone would be ~40 % too wide
+
+
+def test_letterbox_and_scale_boxes_round_trip() -> None:
+    img, labels = _scene(40, 64, [0, 1, 2], np.random.default_rng(0))
+    for shape, auto, scaleup in (((96, 96), False, True), ((64, 64), True, True), ((32, 48), False, False)):
+        out, (rw, rh), (dw, dh) = letterbox(img, shape, auto=auto, scaleup=scaleup)
+        boxes = labels.copy()
+        boxes[:, [1, 3]] = boxes[:, [1, 3]] * rw + dw
+        boxes[:, [2, 4]] = boxes[:, [2, 4]] * rh + dh
+        assert_boxes_frame_objects(out, boxes)
+        back = scale_boxes(out.shape[:2], boxes[:, 1:], img.shape[:2], ((rh, rw), (dw, dh)))
+        np.testing.assert_allclose(back, labels[:, 1:], atol=1e-6)
+
+
+def _write_set(root: Path, n_images: int, per_image: int, h: int = 48, w: int = 64) -> Path:
+    """PNG images of coloured rectangles, class = colour, each colour used once in the whole set."""
+    img_dir = root / "images" / "train"
+    img_dir.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for i in range(n_images):
+        classes = list(range(i * per_image, (i + 1) * per_image))
+        img, labels = _scene(h, w, classes, rng)
+        cv2.imwrite(str(img_dir / f"{i}.png"), img)
+        lf = img2label_path(img_dir / f"{i}.png")
+        lf.parent.mkdir(parents=True, exist_ok=True)
+        rows = np.concatenate([labels[:, :1], xyxy2xywhn(labels[:, 1:], w=w, h=h)], 1)
+        lf.write_text("".join(f"{int(c)} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}\n" for c, x, y, bw, bh in rows))
+    return img_dir
+
+
+def _pixel_labels(sample) -> tuple[np.ndarray, np.ndarray]:
+    img_t, targets, _, _ = sample
+    img = img_t.numpy().transpose(1, 2, 0)[:, :, ::-1].copy()  # back to BGR HWC
+    h, w = img.shape[:2]
+    t = targets.numpy().astype(np.float64)
+    return img, np.concatenate([t[:, 1:2], xywhn2xyxy(t[:, 2:], w=w, h=h)], 1)
+
+
+MOSAIC_CASES = {
+    "mosaic4": {"mosaic": 1.0, "mosaic9": 0.0, "degrees": 10.0, "shear": 3.0, "scale": 0.4, "translate": 0.1},
+    "mosaic9": {"mosaic": 1.0, "mosaic9": 1.0, "degrees": 10.0, "shear": 3.0, "scale": 0.4, "translate": 0.1},
+    "mosaic_perspective": {"mosaic": 1.0, "mosaic9": 0.5, "perspective": 0.0005, "scale": 0.3},
+    "single_image_affine": {"degrees": 20.0, "shear": 5.0, "scale": 0.4, "translate": 0.2},
+    "flips": {"fliplr": 0.5, "flipud": 0.5},
+}
+
+
+@pytest.mark.parametrize("name", sorted(MOSAIC_CASES))
+def test_dataset_pipeline_keeps_each_box_on_its_object(tmp_path: Path, name: str) -> None:
+    img_dir = _write_set(tmp_path, n_images=5, per_image=2)
+    ds = DetectionDataset(img_dir, img_size=64, augment=True, hyp=NO_AUG | MOSAIC_CASES[name], progress=False)
+    tight = total = 0
+    for seed in range(12):
+        img, labels = _pixel_labels(ds[(seed % len(ds), seed)])
+        assert img.shape == (64, 64, 3)
+        tight += assert_boxes_frame_objects(img, labels)
+        total += len(labels)
+    assert total >= 12 and tight >= 6
+
+
+def test_flip_moves_boxes_with_the_image(tmp_path: Path) -> None:
+    img_dir = _write_set(tmp_path, n_images=1, per_image=3)
+    plain = DetectionDataset(img_dir, img_size=64, augment=True, hyp=NO_AUG, progress=False)
+    flipped = DetectionDataset(
+        img_dir, img_size=64, augment=True, hyp=NO_AUG | {"fliplr": 1.0}, progress=False
+    )
+    a, b = plain[0], flipped[0]
+    assert (b[0].numpy() == a[0].numpy()[:, :, ::-1]).all()
+    np.testing.assert_allclose(b[1][:, 2].numpy(), 1 - a[1][:, 2].numpy(), atol=1e-6)
+
+
+def _recording_loader(tiles: list[tuple[np.ndarray, np.ndarray]], used: list[int]):
+    def load(i: int):
+        used.append(i)
+        img, lb = tiles[i]
+        h, w = img.shape[:2]
+        return img, np.concatenate([lb[:, :1], xyxy2xywhn(lb[:, 1:], w=w, h=h)], 1), []
+
+    return load
+
+
+@pytest.mark.parametrize("build", [mosaic4, mosaic9])
+def test_mosaic_label_counts_add_up(build) -> None:
+    rng = np.random.default_rng(0)
+    tiles = [
+        _scene(int(rng.integers(30, 65)), 64, list(range(int(rng.integers(0, 4)))), rng) for _ in range(7)
+    ]
+    for seed in range(6):
+        used: list[int] = []
+        canvas, labels, _ = build(
+            _recording_loader(tiles, used), seed % 7, 7, 64, np.random.default_rng(seed)
+        )
+        assert canvas.shape == (128, 128, 3) and len(used) == (4 if build is mosaic4 else 9)
+        assert len(labels) == sum(len(tiles[i][1]) for i in used)
+        assert labels[:, 1:].min(initial=0) >= 0 and labels[:, 1:].max(initial=0) <= 128
+
+
+def test_mixup_label_counts_add_up_and_pixels_blend() -> None:
+    rng = np.random.default_rng(1)
+    a, la = _scene(64, 64, [0, 1, 2], rng)
+    b, lb = _scene(64, 64, [3, 4], rng)
+    out, labels = mixup(a, la, b, lb, rng)
+    assert len(labels) == len(la) + len(lb) == 5
+    lo, hi = np.minimum(a, b).astype(int), np.maximum(a, b).astype(int)
+    assert ((out >= lo - 1) & (out <= hi)).all() and (out != a).any() and (out != b).any()
+
+
+def test_paste_in_boxes_frame_the_pasted_objects_and_respect_occlusion() -> None:
+    rng = np.random.default_rng(3)
+    donor, donor_labels = _scene(128, 128, [5, 6, 7, 8, 9], rng)
+    samples = sample_objects(donor, donor_labels, [], rng, share=1.0)
+    assert len(samples) == 5
+    pasted_total = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        img, labels = _scene(96, 96, [0, 1], rng)
+        out = img.copy()
+        new = paste_in(out, labels.copy(), samples, rng)
+        pasted = new[len(labels) :]
+        pasted_total += len(pasted)
+        for k, row in enumerate(pasted):
+            earlier = new[: len(labels) + k, 1:5]
+            iw = (np.minimum(row[3], earlier[:, 2]) - np.maximum(row[1], earlier[:, 0])).clip(0)
+            ih = (np.minimum(row[4], earlier[:, 3]) - np.maximum(row[2], earlier[:, 1])).clip(0)
+            area = (earlier[:, 2] - earlier[:, 0]) * (earlier[:, 3] - earlier[:, 1])
+            assert (iw * ih / area < 0.3).all()
+        assert_boxes_frame_objects(out, pasted, tol=1.0)  # resized solid crops: exact up to rounding
+    assert pasted_total >= 6
+
+
+def test_copy_paste_mirrors_polygon_objects_with_their_boxes() -> None:
+    img, labels = _scene(96, 128, [0, 1, 2], np.random.default_rng(4))
+    polys = [np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], float) for _, x1, y1, x2, y2 in labels]
+    out, new, segs = copy_paste(img.copy(), labels.copy(), polys, 1.0, np.random.default_rng(0))
+    assert len(new) > len(labels) and len(segs) == len(new)
+    assert_boxes_frame_objects(out, new[len(labels) :], tol=1.5)
+
+
+def test_box_candidates_matches_a_plain_loop() -> None:
+    rng = np.random.default_rng(2)
+    before = np.concatenate([rng.uniform(0, 50, (200, 2)), rng.uniform(50, 100, (200, 2))], 1)
+    after = before * rng.uniform(0.05, 1.5, (200, 1)) + rng.uniform(-3, 3, (200, 4))
+    after[:20, 2] = after[:20, 0] + rng.uniform(0, 3, 20)  # some thin boxes
+    keep = box_candidates(before.T, after.T)
+    for i in range(200):
+        w1, h1 = before[i, 2] - before[i, 0], before[i, 3] - before[i, 1]
+        w2, h2 = after[i, 2] - after[i, 0], after[i, 3] - after[i, 1]
+        ok = w2 > 2 and h2 > 2 and w2 * h2 / (w1 * h1) > 0.1 and max(w2 / h2, h2 / w2) < 20
+        assert keep[i] == ok
+    assert 10 < keep.sum() < 200
+
+
+def test_hsv_gains_match_a_per_pixel_computation() -> None:
+    img = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    out = img.copy()
+    augment_hsv(out, 0.5, 0.7, 0.4, np.random.default_rng(9))
+    gains = np.random.default_rng(9).uniform(-1, 1, 3) * [0.5, 0.7, 0.4] + 1
+    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV).astype(np.float64)
+    expected = np.empty_like(hsv)
+    for (i, j), _ in np.ndenumerate(hsv[..., 0]):
+        hh, ss, vv = hsv[i, j]
+        expected[i, j] = (
+            int(hh * gains[0]) % 180,
+            min(int(ss * gains[1]), 255),
+            min(int(vv * gains[2]), 255),
+        )
+    np.testing.assert_array_equal(out, cv2.cvtColor(expected.astype(np.uint8), cv2.COLOR_HSV2BGR))

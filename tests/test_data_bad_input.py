@@ -1,0 +1,300 @@
+"""Bad input, one test each: counted, reported once, never a crash mid-epoch, inputs never modified."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from yolov7lib.cli import main
+from yolov7lib.data import create_dataloader, load_data_config
+from yolov7lib.data import scan as scan_module
+from yolov7lib.data.formats import img2label_path, parse_label_text
+from yolov7lib.data.scan import CACHE_SUFFIX, scan_source
+
+HYP = {  # every augmentation on, small geometric ranges, so an epoch exercises every path
+    "hsv_h": 0.015, "hsv_s": 0.7, "hsv_v": 0.4, "degrees": 5.0, "translate": 0.1, "scale": 0.3,
+    "shear": 2.0, "perspective": 0.0, "flipud": 0.5, "fliplr": 0.5, "mosaic": 0.7, "mixup": 0.5,
+    "paste_in": 0.5, "copy_paste": 0.0,
+}  # fmt: skip
+
+
+def _digest(root: Path) -> dict[str, str]:
+    """Content hashes of the user's files (our own label caches are not user files)."""
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(CACHE_SUFFIX)
+    }
+
+
+def _good_set(root: Path, n: int = 3) -> Path:
+    """n small images with one labelled square each; returns the image folder."""
+    img_dir = root / "images" / "train"
+    img_dir.mkdir(parents=True)
+    for i in range(n):
+        img = np.full((48, 64, 3), 90, np.uint8)
+        img[10:30, 20:40] = (40 * i, 200, 30)
+        cv2.imwrite(str(img_dir / f"good{i}.png"), img)
+        lf = img2label_path(img_dir / f"good{i}.png")
+        lf.parent.mkdir(parents=True, exist_ok=True)
+        lf.write_text("0 0.46875 0.416667 0.3125 0.416667\n")
+    return img_dir
+
+
+def _run_epochs(img_dir: Path, epochs: int = 2, workers: int = 0, nc: int = 2):
+    loader, ds = create_dataloader(
+        img_dir, 64, 2, 32, hyp=HYP, augment=True, workers=workers, nc=nc, shuffle=True, progress=False
+    )
+    seen = []
+    for _ in range(epochs):
+        for imgs, targets, paths, _ in loader:
+            assert imgs.dtype == torch.uint8 and imgs.shape[1:] == (3, 64, 64)
+            assert targets.shape[1] == 6 and bool(((targets[:, 2:] >= 0) & (targets[:, 2:] <= 1)).all())
+            seen += paths
+    return ds, seen
+
+
+def _jpeg_bytes() -> bytes:
+    img = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+BAD_IMAGES = {
+    "truncated.jpg": (lambda: _jpeg_bytes()[: len(_jpeg_bytes()) // 2], "truncated"),
+    "corrupt.jpg": (lambda: _jpeg_bytes()[:2] + bytes(range(40)) + _jpeg_bytes()[42:], "not an image"),
+    "zero.jpg": (lambda: b"", "zero-byte file"),
+    "text_named.png": (lambda: b"these are notes, not pixels\n" * 20, "not an image"),
+    "tiny.png": (
+        lambda: cv2.imencode(".png", np.zeros((5, 40, 3), np.uint8))[1].tobytes(),
+        "under 10 pixels",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IMAGES))
+def test_corrupt_image_is_skipped_counted_and_reported_once(
+    tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    img_dir = _good_set(tmp_path)
+    make, reason = BAD_IMAGES[name]
+    (img_dir / name).write_bytes(make())
+    img2label_path(img_dir / name).write_text("0 0.5 0.5 0.2 0.2\n")
+    before = _digest(tmp_path)
+    with caplog.at_level(logging.INFO, logger="yolov7lib.data"):
+        ds, seen = _run_epochs(img_dir)
+    assert [Path(p).name for p, _ in ds.report.corrupt] == [name]
+    assert reason in ds.report.corrupt[0][1]
+    assert ds.report.usable == 3 and len(ds) == 3 and str(img_dir / name) not in seen and len(seen) == 6
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("Scanning" in m and "1 corrupted" in m for m in messages) == 1
+    assert sum(name in m for m in messages) == 1  # reported once, not once per epoch
+    assert _digest(tmp_path) == before
+
+
+def test_non_image_files_in_the_image_folder_are_counted(tmp_path: Path) -> None:
+    img_dir = _good_set(tmp_path)
+    (img_dir / "notes.txt").write_text("a note")
+    (img_dir / "README").write_text("no suffix")
+    before = _digest(tmp_path)
+    ds, seen = _run_epochs(img_dir, epochs=1)
+    assert ds.report.non_images == 2 and "2 non-image files ignored" in ds.report.line()
+    assert len(seen) == 3 and _digest(tmp_path) == before
+
+
+def _coloured_block(h: int, w: int) -> np.ndarray:
+    img = np.zeros((h, w, 3), np.uint8)
+    img[4:16, 30:50] = (0, 0, 255)  # a red block (BGR) at x 30..50, y 4..16
+    return img
+
+
+def _write_variant(path: Path, kind: str) -> None:
+    img = _coloured_block(40, 64)
+    if kind == "gray":
+        cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+    elif kind == "rgba":
+        cv2.imwrite(str(path), np.dstack([img, np.full((40, 64), 128, np.uint8)]))
+    elif kind == "png16":
+        cv2.imwrite(str(path), img.astype(np.uint16) * 257)
+    elif kind == "exif_rotated":  # pixels stored turned, EXIF orientation 6 turns them back for display
+        stored = cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(stored[:, :, ::-1]).save(path, quality=95, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize(("kind", "name"), [("gray", "g.png"), ("rgba", "a.png"), ("png16", "d.png"),
+                                            ("exif_rotated", "e.jpg")])  # fmt: skip
+def test_image_variants_load_as_displayed_3_channel_uint8(tmp_path: Path, kind: str, name: str) -> None:
+    img_dir = tmp_path / "images" / "train"
+    img_dir.mkdir(parents=True)
+    path = img_dir / name
+    _write_variant(path, kind)
+    lf = img2label_path(path)
+    lf.parent.mkdir(parents=True)
+    lf.write_text(f"0 {40 / 64} {10 / 40} {20 / 64} {12 / 40}\n")  # the block, in displayed coordinates
+    before = _digest(tmp_path)
+    loader, ds = create_dataloader(img_dir, 64, 1, 32, progress=False)
+    assert ds.report.usable == 1 and tuple(ds.shapes[0]) == (64, 40)  # displayed width, height
+    imgs, targets, _, shapes = next(iter(loader))
+    assert imgs.dtype == torch.uint8 and imgs.shape == (1, 3, 64, 64)
+    (h0, w0), (_, (_, padh)) = shapes[0]
+    assert (h0, w0) == (40, 64)
+    x, y, w, h = targets[0, 2:].numpy() * 64
+    x1, y1, x2, y2 = round(x - w / 2), round(y - h / 2), round(x + w / 2), round(y + h / 2)
+    block = imgs[0, :, y1 + 1 : y2 - 1, x1 + 1 : x2 - 1].float().mean((1, 2)).numpy()
+    outside = imgs[0, :, y2 + 2 : round(64 - padh) - 1, :].float().mean((1, 2)).numpy()  # below it, no pad
+    if kind == "gray":
+        assert block[0] == block[1] == block[2] and block[0] > outside[0] + 40  # grey, brighter than around
+    else:
+        assert block[0] > 200 and block[1] < 60 and block[2] < 60, block  # red, in RGB order
+    assert _digest(tmp_path) == before
+
+
+ROW_CASES = {
+    "wrong number of columns": "0 0.5 0.5 0.2",
+    "not a number": "0 0.5 abc 0.2 0.2",
+    "NaN or infinite value": "0 nan 0.5 0.2 0.2",
+    "coordinate outside [0, 1]": "1 1.5 0.5 0.2 0.2",
+    "zero or negative size": "0 0.5 0.5 -0.1 0.2",
+    "class id not an integer in [0, 2)": "7 0.5 0.5 0.2 0.2",
+    "duplicate row": "0 0.46875 0.416667 0.3125 0.416667",  # repeats the good row of _good_set
+}
+ROW_CASES_EXTRA = {"zero size": ("0 0.5 0.5 0 0.2", "zero or negative size"), "fractional class": (
+    "0.5 0.5 0.5 0.2 0.2", "class id not an integer in [0, 2)")}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(ROW_CASES) + sorted(ROW_CASES_EXTRA))
+def test_bad_label_row_is_dropped_counted_and_the_rest_kept(tmp_path: Path, case: str) -> None:
+    row, reason = (ROW_CASES[case], case) if case in ROW_CASES else ROW_CASES_EXTRA[case]
+    img_dir = _good_set(tmp_path)
+    lf = img2label_path(img_dir / "good1.png")
+    lf.write_text(lf.read_text() + row + "\n")
+    before = _digest(tmp_path)
+    ds, seen = _run_epochs(img_dir, epochs=1)
+    assert ds.report.dropped_rows == {reason: 1}
+    assert ds.report.row_problems == [(str(lf), f"dropped 1 row (1 {reason})")]
+    assert [len(lb) for lb in ds.labels] == [1, 1, 1]  # the good row of the file is kept
+    assert ds.report.duplicate_files == (reason == "duplicate row")
+    assert len(seen) == 3 and _digest(tmp_path) == before
+
+
+def test_parse_label_text_reads_polygons_as_their_box() -> None:
+    parsed = parse_label_text("2 0.1 0.2 0.5 0.2 0.3 0.6\n0 0.5 0.5 0.2 0.2\n", nc=3)
+    np.testing.assert_allclose(parsed.labels[0], [2, 0.3, 0.4, 0.4, 0.4], atol=1e-6)
+    assert len(parsed.segments) == 2 and parsed.segments[1].shape == (4, 2)  # the box row as a rectangle
+
+
+def test_missing_label_file_is_a_background(tmp_path: Path) -> None:
+    img_dir = _good_set(tmp_path)
+    img2label_path(img_dir / "good2.png").unlink()
+    before = _digest(tmp_path)
+    loader, ds = create_dataloader(img_dir, 64, 3, 32, progress=False)
+    _, targets, paths, _ = next(iter(loader))
+    assert ds.report.missing == 1 and ds.report.labelled == 2 and "1 missing" in ds.report.line()
+    assert paths[2].endswith("good2.png") and (targets[:, 0] == 2).sum() == 0
+    assert _digest(tmp_path) == before
+
+
+def test_missing_image_folder_is_a_clear_error_naming_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "images" / "nowhere"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        create_dataloader(missing, 64, 2, 32, progress=False)
+    (tmp_path / "data.yaml").write_text("train: images/nowhere\nval: images/nowhere\nnc: 1\n")
+    with pytest.raises(FileNotFoundError, match="images/nowhere"):
+        load_data_config(tmp_path / "data.yaml")
+
+
+def test_image_that_breaks_after_the_scan_is_replaced_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    img_dir = _good_set(tmp_path, 4)
+    loader, _ = create_dataloader(img_dir, 64, 2, 32, hyp=HYP, augment=True, progress=False)
+    (img_dir / "good1.png").write_bytes(b"")  # the file breaks after the scan (the test's own file)
+    with caplog.at_level(logging.WARNING, logger="yolov7lib.data"):
+        for _ in range(2):
+            for imgs, _, _, _ in loader:
+                assert imgs.shape[0] == 2
+    assert sum("no longer readable" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_label_cache_is_reused_and_invalidated_by_a_changed_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    img_dir = _good_set(tmp_path)
+    first = scan_source(img_dir, nc=2, progress=False)
+    assert first.cache_file == tmp_path / "labels" / f"train{CACHE_SUFFIX}"
+
+    def no_scan(path: str):
+        raise AssertionError("scanned again although nothing changed")
+
+    monkeypatch.setattr(scan_module, "verify_image", no_scan)
+    again = scan_source(img_dir, nc=2, progress=False)  # read from the cache: no image is opened
+    assert [lb.tolist() for lb in again.labels] == [lb.tolist() for lb in first.labels]
+    assert again.img_files == first.img_files and (again.shapes == first.shapes).all()
+    monkeypatch.undo()
+    img2label_path(img_dir / "good0.png").write_text("1 0.5 0.5 0.25 0.25\n1 0.2 0.2 0.1 0.1\n")
+    changed = scan_source(img_dir, nc=2, progress=False)
+    assert changed.labels[0][:, 0].tolist() == [1.0, 1.0]
+
+
+def test_cache_never_overwrites_a_user_file_nor_needs_a_writable_data_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("YOLOV7LIB_CACHE_DIR", str(tmp_path / "user_cache"))
+    data = tmp_path / "data"
+    img_dir = _good_set(data)
+    foreign = data / "labels" / f"train{CACHE_SUFFIX}"
+    foreign.write_text("a user's own file that happens to have this name")
+    before = _digest(data) | {str(foreign): hashlib.sha256(foreign.read_bytes()).hexdigest()}
+    res = scan_source(img_dir, progress=False)
+    assert res.cache_file is not None and res.cache_file.parent == tmp_path / "user_cache"
+    assert foreign.read_text().startswith("a user's own file")
+    foreign.unlink()
+
+    real_mkstemp = scan_module.tempfile.mkstemp
+
+    def read_only_data(*args, dir=None, **kwargs):  # the data folder refuses new files
+        if Path(dir).is_relative_to(data):
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(scan_module.tempfile, "mkstemp", read_only_data)
+    img2label_path(img_dir / "good0.png").write_text("0 0.5 0.5 0.5 0.5\n")  # force a new scan
+    res = scan_source(img_dir, progress=False)
+    assert res.cache_file is not None and res.cache_file.parent == tmp_path / "user_cache"
+    assert not any(p.name.endswith(CACHE_SUFFIX) for p in data.rglob("*"))
+    assert all(hashlib.sha256(Path(p).read_bytes()).hexdigest() == h for p, h in before.items()
+               if Path(p).exists() and "good0" not in p)  # fmt: skip
+
+
+def test_data_check_cli_reports_and_exits_by_what_is_usable(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    img_dir = _good_set(tmp_path)
+    (img_dir / "zero.jpg").write_bytes(b"")
+    img2label_path(img_dir / "good0.png").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n")
+    img2label_path(img_dir / "good2.png").unlink()
+    (tmp_path / "data.yaml").write_text("train: images/train\nval: images/train\nnc: 1\nnames: [block]\n")
+    before = _digest(tmp_path)
+    assert main(["data", "check", str(tmp_path / "data.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "2 found, 1 missing, 0 empty, 1 corrupted" in out
+    assert f"{img_dir / 'zero.jpg'}: zero-byte file" in out
+    assert "1 label files with duplicate rows" in out and "1 duplicate row" in out
+    assert _digest(tmp_path) == before and not list(
+        tmp_path.rglob(f"*{CACHE_SUFFIX}")
+    )  # check writes nothing
+    for p in img_dir.glob("good*.png"):
+        p.write_bytes(b"broken")
+    assert main(["data", "check", str(tmp_path / "data.yaml")]) == 1
+    assert "no usable image" in capsys.readouterr().err
+    (tmp_path / "data.yaml").write_text("train: images/gone\nnc: 1\n")
+    assert main(["data", "check", str(tmp_path / "data.yaml")]) == 1
+    assert "images/gone" in capsys.readouterr().err

@@ -1,0 +1,145 @@
+"""Data set formats: data.yaml resolution, image lists, label paths, COCO json read directly."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from yolov7lib.data import DetectionDataset, load_data_config, read_coco_json
+from yolov7lib.data.formats import img2label_path, list_image_files
+
+
+def _image(path: Path, h: int = 40, w: int = 60, value: int = 100) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((h, w, 3), value, np.uint8))
+    return path
+
+
+def _label(img: Path, rows: str) -> Path:
+    lf = img2label_path(img)
+    lf.parent.mkdir(parents=True, exist_ok=True)
+    lf.write_text(rows)
+    return lf
+
+
+def test_label_path_replaces_the_last_images_folder() -> None:
+    sep = os.sep
+    p = Path(f"{sep}data{sep}images{sep}set{sep}images{sep}train{sep}a.b.jpg")
+    assert img2label_path(p) == Path(f"{sep}data{sep}images{sep}set{sep}labels{sep}train{sep}a.b.txt")
+    assert img2label_path(f"{sep}x{sep}pics{sep}a.png") == Path(f"{sep}x{sep}pics{sep}a.txt")
+
+
+def test_image_sources_folder_list_file_and_lists(tmp_path: Path) -> None:
+    a = _image(tmp_path / "images" / "train" / "a.jpg")
+    b = _image(tmp_path / "images" / "train" / "sub" / "b.png")
+    (tmp_path / "images" / "train" / "notes.md").write_text("not an image")
+    files, skipped = list_image_files(tmp_path / "images" / "train")
+    assert files == sorted([str(a), str(b)]) and skipped == 1
+    listing = tmp_path / "train.txt"
+    listing.write_text("./images/train/a.jpg\n\n" + str(b) + "\n")
+    assert list_image_files(listing)[0] == sorted([str(a), str(b)])
+    assert len(list_image_files([listing, tmp_path / "images" / "train"])[0]) == 4
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        list_image_files(tmp_path / "nowhere")
+
+
+def test_reference_coco_yaml_layout_loads_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference's data/coco.yaml: list files relative to the working folder, images/ -> labels/."""
+    root = tmp_path / "repo"
+    (root / "data").mkdir(parents=True)
+    for split, names in (("train2017", ["1", "2"]), ("val2017", ["3"])):
+        for n in names:
+            img = _image(root / "coco" / "images" / split / f"{int(n):012d}.jpg")
+            _label(img, f"{int(n) % 2} 0.5 0.5 0.2 0.3\n")
+        lines = [f"./images/{split}/{int(n):012d}.jpg" for n in names]
+        (root / "coco" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    names80 = ", ".join(f"'c{i}'" for i in range(80))
+    (root / "data" / "coco.yaml").write_text(
+        "download: bash ./scripts/get_coco.sh\n"
+        "train: ./coco/train2017.txt  # 118287 images\nval: ./coco/val2017.txt  # 5000 images\n"
+        f"test: ./coco/test-dev2017.txt\nnc: 80\nnames: [{names80}]\n"
+    )
+    monkeypatch.chdir(root)
+    cfg = load_data_config("data/coco.yaml")  # relative to the working folder, as in the reference
+    assert cfg.nc == 80 and cfg.names[79] == "c79" and "test" not in cfg.splits  # absent test list is skipped
+    ds = DetectionDataset(cfg.splits["train"], img_size=64, nc=cfg.nc, progress=False)
+    assert len(ds) == 2 and [lb[:, 0].tolist() for lb in ds.labels] == [[1.0], [0.0]]
+    assert ds.report.labelled == 2 and (root / "coco" / "train2017.yolov7lib.cache").is_file()
+
+
+def test_yaml_relative_paths_and_a_missing_folder_named(tmp_path: Path) -> None:
+    _image(tmp_path / "set" / "images" / "train" / "a.jpg")
+    (tmp_path / "set" / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [a, b]\n")
+    with pytest.raises(FileNotFoundError, match=r"images/val"):
+        load_data_config(tmp_path / "set" / "data.yaml")
+    (tmp_path / "set" / "data.yaml").write_text("train: images/train\nnames: [a, b]\nnc: 3\n")
+    with pytest.raises(ValueError, match="nc is 3 but 2 names"):
+        load_data_config(tmp_path / "set" / "data.yaml")
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
+        load_data_config(tmp_path / "nope.yaml")
+
+
+def _coco_fixture(tmp_path: Path) -> Path:
+    img_dir = tmp_path / "images" / "val"
+    _image(img_dir / "a.jpg", 40, 80)
+    _image(img_dir / "b.jpg", 60, 30)
+    _image(img_dir / "c.jpg", 20, 20)
+    doc = {
+        "images": [
+            {"id": 7, "file_name": "a.jpg", "width": 80, "height": 40},
+            {"id": 3, "file_name": "b.jpg", "width": 30, "height": 60},
+            {"id": 9, "file_name": "c.jpg", "width": 20, "height": 20},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 44, "bbox": [10, 5, 20, 10], "area": 200, "iscrowd": 0},
+            {"id": 2, "image_id": 7, "category_id": 5, "bbox": [0, 0, 80, 40], "area": 3200, "iscrowd": 0},
+            {"id": 3, "image_id": 3, "category_id": 90, "bbox": [3, 6, 9, 12], "area": 108, "iscrowd": 0},
+            {"id": 4, "image_id": 3, "category_id": 5, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 1},
+            {"id": 5, "image_id": 3, "category_id": 12, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0},
+        ],
+        "categories": [{"id": i, "name": f"cat{i}"} for i in (90, 5, 44)],
+    }
+    (tmp_path / "annotations").mkdir()
+    path = tmp_path / "annotations" / "instances_val.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_coco_json_read_directly_with_the_category_mapping(tmp_path: Path) -> None:
+    path = _coco_fixture(tmp_path)
+    split = read_coco_json(path)  # images folder found as images/val
+    ref = COCO(str(path))
+    assert split.category_ids == sorted(ref.getCatIds()) == [5, 44, 90]
+    assert split.names == [c["name"] for c in ref.loadCats(sorted(ref.getCatIds()))]
+    ds = DetectionDataset(path, img_size=64, nc=3, progress=False)
+    assert ds.image_ids == [7, 3, 9]  # sorted by file name: a, b, c
+    assert ds.report.crowd == 1 and ds.report.empty == 1  # c.jpg has no annotation: a background
+    assert ds.report.dropped_rows == {"class id not an integer in [0, 3)": 1}  # category 12 is unknown
+    for image_id, labels in zip(ds.image_ids, ds.labels, strict=True):
+        anns = [
+            a for a in ref.loadAnns(ref.getAnnIds(imgIds=image_id, iscrowd=False)) if a["category_id"] != 12
+        ]
+        img = ref.loadImgs(image_id)[0]
+        assert sorted(split.category_ids[int(c)] for c in labels[:, 0]) == sorted(
+            a["category_id"] for a in anns
+        )
+        for c, x, y, w, h in labels:
+            ann = next(a for a in anns if a["category_id"] == split.category_ids[int(c)])
+            iw, ih = img["width"], img["height"]
+            corner_size = [(x - w / 2) * iw, (y - h / 2) * ih, w * iw, h * ih]
+            np.testing.assert_allclose(corner_size, ann["bbox"], atol=1e-4)
+
+
+def test_data_yaml_with_a_coco_json_split(tmp_path: Path) -> None:
+    _coco_fixture(tmp_path)
+    (tmp_path / "data.yaml").write_text("val: annotations/instances_val.json\n")
+    cfg = load_data_config(tmp_path / "data.yaml")
+    assert cfg.nc == 3 and cfg.names == ["cat5", "cat44", "cat90"] and cfg.category_ids == [5, 44, 90]
+    assert cfg.json["val"] == tmp_path / "annotations" / "instances_val.json"
+    assert [cfg.category_id(i) for i in range(3)] == [5, 44, 90]

@@ -1,0 +1,128 @@
+"""Loaders: the same seed gives the same batches with any worker count; DDP split; rect batches; drawing."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from yolov7lib.data import SeededSampler, create_dataloader, plot_batch, synthesize
+from yolov7lib.data.plot import PALETTE
+from yolov7lib.ops.boxes import scale_boxes, xywhn2xyxy
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("loader") / "set"
+    synthesize(out, n_train=10, n_val=7, img_size=96, seed=1, workers=1, progress=False)
+    return out
+
+
+def _batches(loader, n: int) -> list[tuple[torch.Tensor, torch.Tensor, tuple]]:
+    out = []
+    for i, (imgs, targets, paths, _) in enumerate(loader):
+        out.append((imgs, targets, paths))
+        if i + 1 == n:
+            break
+    return out
+
+
+def _same(a, b) -> bool:
+    return all(
+        torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) and x[2] == y[2]
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_same_seed_same_batches_with_0_or_2_workers(small_set: Path) -> None:
+    kwargs = {"hyp": "p5", "augment": True, "shuffle": True, "seed": 7, "progress": False}
+    train = small_set / "images" / "train"
+    serial, _ = create_dataloader(train, 96, 4, 32, workers=0, **kwargs)
+    parallel, _ = create_dataloader(train, 96, 4, 32, workers=2, **kwargs)
+    assert parallel.num_workers == min(2, os.cpu_count() or 1)
+    first = _batches(serial, 3)
+    assert _same(first, _batches(parallel, 3))  # batch i is the same whichever worker built it
+    second_epoch = _batches(serial, 3)
+    assert not _same(first, second_epoch)  # the next pass is the next epoch: new order and augmentation
+    assert _same(second_epoch, _batches(parallel, 3))
+    other, _ = create_dataloader(train, 96, 4, 32, workers=0, **(kwargs | {"seed": 8}))
+    assert not _same(first, _batches(other, 3))
+    serial.sampler.set_epoch(0)
+    assert _same(first, _batches(serial, 3))  # set_epoch replays an epoch
+
+
+def test_distributed_split_covers_the_epoch_once() -> None:
+    n, world = 11, 3
+    full = list(SeededSampler(n, seed=5, shuffle=True))
+    parts = [list(SeededSampler(n, seed=5, shuffle=True, rank=r, world_size=world)) for r in range(world)]
+    assert all(len(p) == math.ceil(n / world) for p in parts)
+    merged = [item for group in zip(*parts, strict=True) for item in group]
+    assert merged[:n] == full  # the same order and per-sample seeds as one process, dealt round-robin
+    assert merged[n:] == full[: len(merged) - n]  # padded by repeating the head
+    with pytest.raises(ValueError, match="rank 3"):
+        SeededSampler(n, rank=3, world_size=3)
+
+
+def test_rect_batch_shapes_match_a_naive_rule_and_letterbox_inverts(small_set: Path) -> None:
+    loader, ds = create_dataloader(
+        small_set / "images" / "val", 96, 3, 32, rect=True, pad=0.5, progress=False
+    )
+    ratios = ds.shapes[:, 1] / ds.shapes[:, 0]
+    assert (np.diff(ratios) >= 0).all()  # sorted by aspect ratio
+    for b in range(math.ceil(len(ds) / 3)):
+        r = ratios[b * 3 : b * 3 + 3]
+        hw = [r.max(), 1.0] if r.max() < 1 else [1.0, 1 / r.min()] if r.min() > 1 else [1.0, 1.0]
+        assert list(ds.batch_shapes[b]) == [math.ceil(v * 96 / 32 + 0.5) * 32 for v in hw]
+    for b, (imgs, targets, paths, shapes) in enumerate(loader):
+        assert tuple(imgs.shape[2:]) == tuple(ds.batch_shapes[b])
+        for i, (path, (hw0, ratio_pad)) in enumerate(zip(paths, shapes, strict=True)):
+            k = ds.img_files.index(path)
+            h0, w0 = hw0
+            assert (w0, h0) == tuple(ds.shapes[k])
+            rows = targets[targets[:, 0] == i]
+            boxes = xywhn2xyxy(rows[:, 2:].double(), w=imgs.shape[3], h=imgs.shape[2])
+            back = scale_boxes(tuple(imgs.shape[2:]), boxes, (h0, w0), ratio_pad)
+            expected = xywhn2xyxy(torch.from_numpy(ds.labels[k][:, 1:]).double(), w=w0, h=h0)
+            torch.testing.assert_close(back, expected, atol=0.05, rtol=0)  # float32 labels
+    with pytest.raises(ValueError, match="one process"):
+        create_dataloader(small_set / "images" / "val", 96, 3, 32, rect=True, rank=0, world_size=2)
+
+
+def test_batches_are_rgb_uint8_with_image_indices(tmp_path: Path) -> None:
+    img_dir = tmp_path / "images" / "train"
+    img_dir.mkdir(parents=True)
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    for i in range(3):
+        img = np.zeros((32, 32, 3), np.uint8)
+        img[..., 2] = 250  # red in OpenCV's BGR order
+        cv2.imwrite(str(img_dir / f"{i}.png"), img)
+        rows = ["0 0.5 0.5 0.5 0.5"] + [f"1 0.2 {0.2 + 0.1 * j:.1f} 0.1 0.1" for j in range(i)]
+        (tmp_path / "labels" / "train" / f"{i}.txt").write_text("\n".join(rows) + "\n")
+    loader, _ = create_dataloader(img_dir, 32, 3, 32, progress=False)
+    imgs, targets, paths, shapes = next(iter(loader))
+    assert imgs.dtype == torch.uint8 and imgs.shape == (3, 3, 32, 32)
+    assert int(imgs[:, 0].min()) == 250 and int(imgs[:, 1:].max()) == 0  # channel 0 is red: RGB
+    assert targets[:, 0].tolist() == [0.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+    assert [Path(p).name for p in paths] == ["0.png", "1.png", "2.png"]
+    assert shapes[0] == ((32, 32), ((1.0, 1.0), (0.0, 0.0)))
+
+
+def test_plot_batch_draws_boxes_where_the_targets_are(tmp_path: Path) -> None:
+    imgs = torch.zeros((2, 3, 64, 64), dtype=torch.uint8)
+    targets = torch.tensor([[0, 3, 0.5, 0.5, 0.5, 0.5], [1, 1, 0.25, 0.25, 0.25, 0.25]])
+    out = plot_batch(imgs, targets, ["a.jpg", "b.jpg"], ["w", "x", "y", "z"], tmp_path / "batch.png")
+    assert out.shape == (128, 128, 3) and (tmp_path / "batch.png").is_file()
+    written = cv2.cvtColor(cv2.imread(str(tmp_path / "batch.png")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(written, out)
+    assert (out[48, 20:44] == PALETTE[3]).all(axis=1).sum() >= 20  # bottom edge of box 0 (y = 48)
+    assert (out[20:44, 16] == PALETTE[3]).all(axis=1).sum() >= 20  # its left edge (x = 16)
+    assert (out[14:23, 64 + 8] == PALETTE[1]).all(axis=1).sum() >= 7  # box 1's left edge, in the second tile
+    assert (out[70:120, 10:50] == 255).all()  # the grid's unused cells stay white
+    preds = torch.tensor([[0, 0, 0.5, 0.5, 0.5, 0.5, 0.1]])  # a low-confidence prediction is not drawn
+    blank = plot_batch(imgs[:1], preds, fname=tmp_path / "preds.jpg")
+    assert blank.max() == 255 and (blank[10:54, 10:54] == 0).all()

@@ -1,0 +1,120 @@
+"""The generated default data set: determinism, formats that agree, tight boxes, a COCO-like size mix."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from pycocotools.coco import COCO
+
+from yolov7lib.cli import main
+from yolov7lib.data import load_data_config, synthesize
+from yolov7lib.data.synth import CATEGORY_IDS, CLASS_NAMES, render_image
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def synth_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "set"
+    synthesize(out, n_train=12, n_val=4, img_size=128, seed=3, workers=2, progress=False)
+    return out
+
+
+def test_same_seed_same_bytes_whatever_the_process_count(synth_set: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    synthesize(again, n_train=12, n_val=4, img_size=128, seed=3, workers=1, progress=False)
+    a, b = _tree_digest(synth_set), _tree_digest(again)
+    assert len(a) == 12 + 4 + 12 + 4 + 2 + 1  # images, labels, 2 json, data.yaml
+    assert a == b
+    other = tmp_path / "other"
+    synthesize(other, n_train=12, n_val=4, img_size=128, seed=4, workers=1, progress=False)
+    c = _tree_digest(other)
+    assert sum(a[k] != c[k] for k in a if k.endswith(".jpg")) == 16  # another seed, other images
+
+
+def test_yolo_labels_and_coco_json_agree(synth_set: Path) -> None:
+    for split, n in (("train", 12), ("val", 4)):
+        coco = COCO(str(synth_set / "annotations" / f"instances_{split}.json"))  # independent reader
+        assert sorted(coco.getCatIds()) == sorted(CATEGORY_IDS) and len(CLASS_NAMES) >= 6
+        assert sorted(CATEGORY_IDS) != list(range(len(CATEGORY_IDS)))  # the id mapping is exercised
+        assert len(coco.getImgIds()) == n
+        for img in coco.loadImgs(coco.getImgIds()):
+            rows = np.loadtxt(
+                synth_set / "labels" / split / Path(img["file_name"]).with_suffix(".txt"), ndmin=2
+            )
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=img["id"]))
+            assert len(rows) == len(anns)
+            w, h = img["width"], img["height"]
+            for row, ann in zip(rows.reshape(-1, 5), anns, strict=True):
+                x, y, bw, bh = ann["bbox"]
+                assert CATEGORY_IDS[int(row[0])] == ann["category_id"]
+                np.testing.assert_allclose(
+                    row[1:], [(x + bw / 2) / w, (y + bh / 2) / h, bw / w, bh / h], atol=1e-6
+                )
+                assert 0 < ann["area"] <= bw * bh and ann["iscrowd"] == 0
+
+
+def test_data_yaml_is_the_reference_format_and_loads(synth_set: Path) -> None:
+    doc = yaml.safe_load((synth_set / "data.yaml").read_text())
+    assert {"train", "val", "nc", "names"} <= doc.keys()
+    assert doc["nc"] == len(doc["names"]) == len(CLASS_NAMES)
+    cfg = load_data_config(synth_set / "data.yaml")
+    assert cfg.splits["train"] == [synth_set / "images" / "train"]
+    assert cfg.category_ids == list(CATEGORY_IDS)
+    assert [cfg.category_id(c) for c in range(cfg.nc)] == list(CATEGORY_IDS)
+
+
+def test_every_box_is_the_tight_box_of_the_visible_object() -> None:
+    """Rendering without object k changes exactly the pixels where k is visible: their box is k's box."""
+    checked = 0
+    for index in range(6):
+        img, objects = render_image(11, "train", index, 160)
+        for k, obj in enumerate(objects):
+            hidden, _ = render_image(11, "train", index, 160, hide=k)
+            ys, xs = np.nonzero((img != hidden).any(2))
+            box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            # equal up to pixels whose painted value happens to equal what lies below (saturation)
+            assert np.abs(np.subtract(box, obj.box)).max() <= 1, (index, k, box, obj.box)
+            assert len(xs) <= obj.area
+            checked += 1
+    assert checked >= 12
+
+
+def test_sizes_span_coco_small_medium_large_and_objects_occlude() -> None:
+    areas, overlaps = [], 0
+    for index in range(80):
+        _, objects = render_image(0, "train", index, 320)
+        areas += [o.area for o in objects]
+        boxes = np.array([o.box for o in objects]).reshape(-1, 4)
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                iw = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
+                ih = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
+                overlaps += iw > 0 and ih > 0
+    a = np.array(areas)
+    small, large = (a < 32**2).mean(), (a > 96**2).mean()
+    assert small > 0.25 and large > 0.08 and 1 - small - large > 0.25, (small, large)
+    assert overlaps > 20  # partial occlusion is common
+
+
+def test_cli_synth_refuses_a_non_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "mine.txt").write_text("user data")
+    assert main(["data", "synth", "--out", str(out), "--train", "2", "--val", "0", "--img-size", "64"]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    fresh = tmp_path / "fresh"
+    assert main(["data", "synth", "--out", str(fresh), "--train", "2", "--val", "1", "--img-size", "64"]) == 0
+    assert json.loads((fresh / "annotations" / "instances_val.json").read_text())["images"][0]["width"] <= 64

@@ -1,0 +1,317 @@
+"""Data set formats: data.yaml, image lists, YOLO label files and COCO json annotations.
+
+YOLO layout (the reference's): a split is a folder of images, a text file listing image paths (one a
+line, `./` meaning the list's own folder) or a list of either; the label file of `.../images/.../x.jpg`
+is `.../labels/.../x.txt` (the last `/images/` replaced), one row per object, `class x y w h` normalised
+to [0, 1], or `class x1 y1 x2 y2 ...` for a polygon (its box is used).
+COCO layout: an `instances_*.json` whose `file_name`s are relative to an images folder; category ids
+are mapped to contiguous classes 0..nc-1 in increasing id order, and back for evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+logger = logging.getLogger(__name__)
+
+IMG_FORMATS = ("bmp", "jpg", "jpeg", "png", "tif", "tiff", "dng", "webp", "mpo")
+SPLITS = ("train", "val", "test")
+
+
+def img2label_path(img_path: str | Path) -> Path:
+    """The YOLO label file of an image: the last `/images/` becomes `/labels/`, the suffix `.txt`."""
+    p = str(img_path)
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    head, sep, tail = p.rpartition(sa)
+    if sep:
+        p = head + sb + tail
+    return Path(p).with_suffix(".txt")
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True if the suffix is one of the readable image formats."""
+    return Path(path).suffix[1:].lower() in IMG_FORMATS
+
+
+def list_image_files(source: str | Path | list[str | Path]) -> tuple[list[str], int]:
+    """Image paths of a folder (recursive), a list file or a list of either, sorted.
+
+    Returns (image paths, number of other files skipped for their suffix). A path that does not exist
+    raises FileNotFoundError naming it.
+    """
+    sources = source if isinstance(source, list | tuple) else [source]
+    files: list[str] = []
+    for s in sources:
+        p = Path(s)
+        if p.is_dir():
+            files += [str(f) for f in p.rglob("*") if f.is_file()]
+        elif p.is_file():
+            parent = str(p.parent) + os.sep
+            for line in p.read_text().splitlines():
+                line = line.strip()
+                if line:
+                    files.append(parent + line[2:] if line.startswith("./") else line)
+        else:
+            raise FileNotFoundError(
+                f"image source {str(p)!r} does not exist (a folder or a list file is expected)"
+            )
+    images = sorted(f for f in files if is_image_file(f))
+    return images, len(files) - len(images)
+
+
+# -- YOLO label rows ------------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelParse:
+    """The rows kept from one label file and the reasons of the rows dropped."""
+
+    labels: np.ndarray  # (n, 5) float32: class, x, y, w, h normalised
+    segments: list[np.ndarray]  # per kept row, an (k, 2) polygon normalised, or empty if the file has none
+    dropped: Counter = field(default_factory=Counter)  # reason -> count
+
+
+def parse_label_text(text: str, nc: int | None = None) -> LabelParse:
+    """Parse a YOLO label file; keep the valid rows, count every dropped row by reason.
+
+    A row is dropped for: the wrong number of columns, a non-number, NaN or infinity, a class that is
+    not an integer in [0, nc), a coordinate outside [0, 1], a zero or negative width or height, or
+    repeating an earlier row. Polygon rows (class + 3 or more x y pairs) are turned into their box.
+    """
+    dropped: Counter = Counter()
+    rows: list[list[float]] = []
+    polys: list[np.ndarray] = []
+    seen: set[tuple[float, ...]] = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 5 and (len(parts) < 7 or len(parts) % 2 == 0):
+            dropped["wrong number of columns"] += 1
+            continue
+        try:
+            values = [float(v) for v in parts]
+        except ValueError:
+            dropped["not a number"] += 1
+            continue
+        if not all(math.isfinite(v) for v in values):
+            dropped["NaN or infinite value"] += 1
+            continue
+        cls = values[0]
+        if cls != int(cls) or cls < 0 or (nc is not None and cls >= nc):
+            dropped[f"class id not an integer in [0, {nc})" if nc is not None else "invalid class id"] += 1
+            continue
+        coords = values[1:]
+        if len(coords) == 4 and (coords[2] <= 0 or coords[3] <= 0):
+            dropped["zero or negative size"] += 1
+            continue
+        if any(v < 0 or v > 1 for v in coords):
+            dropped["coordinate outside [0, 1]"] += 1
+            continue
+        if len(coords) == 4:
+            x, y, w, h = coords
+            poly = np.zeros((0, 2), np.float32)
+        else:
+            poly = np.array(coords, np.float32).reshape(-1, 2)
+            (x1, y1), (x2, y2) = poly.min(0), poly.max(0)
+            x, y, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+            if w <= 0 or h <= 0:
+                dropped["zero or negative size"] += 1
+                continue
+        key = tuple(values)
+        if key in seen:
+            dropped["duplicate row"] += 1
+            continue
+        seen.add(key)
+        rows.append([cls, x, y, w, h])
+        polys.append(poly)
+    labels = np.array(rows, np.float32).reshape(-1, 5)
+    if not any(len(p) for p in polys):
+        return LabelParse(labels, [], dropped)
+    for i, (_, x, y, w, h) in enumerate(labels):  # a box row among polygon rows: its rectangle
+        if not len(polys[i]):
+            polys[i] = np.array([[x - w / 2, y - h / 2], [x + w / 2, y - h / 2], [x + w / 2, y + h / 2],
+                                 [x - w / 2, y + h / 2]], np.float32)  # fmt: skip
+    return LabelParse(labels, polys, dropped)
+
+
+# -- data.yaml ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    """A data set description: image sources per split, classes, and optional COCO json per split."""
+
+    path: Path  # the data.yaml file (or the json) it was read from
+    splits: dict[str, list[Path]]  # split -> image sources (folders, list files) or one COCO json
+    nc: int
+    names: list[str]
+    json: dict[str, Path] = field(default_factory=dict)  # split -> COCO annotations of the same images
+    category_ids: list[int] | None = None  # class index -> COCO category id, when known
+
+    def category_id(self, cls: int) -> int:
+        """The COCO category id of a contiguous class index (the index itself if no mapping is known)."""
+        return self.category_ids[cls] if self.category_ids is not None else cls
+
+
+def _resolve(entry: str, bases: list[Path], key: str, origin: Path) -> Path:
+    p = Path(entry).expanduser()
+    if p.is_absolute():
+        candidates = [p]
+    else:
+        candidates = [b / p for b in bases]
+    for c in candidates:
+        if c.exists():
+            return c
+    tried = ", ".join(repr(str(c)) for c in candidates)
+    raise FileNotFoundError(f"{origin}: {key} path {entry!r} does not exist (tried {tried})")
+
+
+def load_data_config(path: str | Path) -> DataConfig:
+    """Read a data.yaml (the reference's format: train, val, [test], nc, names).
+
+    Each split is a folder, a list file, a list of those, or a COCO json (`instances_*.json`). Relative
+    paths are resolved against the `path:` key if present, else the yaml's folder, else the working
+    folder (where the reference resolves them), whichever exists. `<split>_json` keys name COCO
+    annotations of the YOLO images (for pycocotools evaluation and the class <-> category mapping).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data config {str(path)!r} not found")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping with train, val, nc and names")
+    root = doc.get("path")
+    bases = [Path(root).expanduser()] if root else []
+    if root and not Path(root).is_absolute():
+        bases = [path.parent / root, Path.cwd() / root]
+    bases += [path.parent, Path.cwd()]
+
+    splits: dict[str, list[Path]] = {}
+    json_paths: dict[str, Path] = {}
+    for split in SPLITS:
+        entry = doc.get(split)
+        if entry:
+            entries = entry if isinstance(entry, list) else [entry]
+            try:
+                splits[split] = [_resolve(str(e), bases, split, path) for e in entries]
+            except FileNotFoundError as e:
+                if split != "test":
+                    raise
+                logger.info("%s; test split skipped", e)  # coco.yaml names a test list few people have
+                continue
+            if len(splits[split]) == 1 and splits[split][0].suffix == ".json":
+                json_paths[split] = splits[split][0]
+        if doc.get(f"{split}_json"):
+            json_paths[split] = _resolve(str(doc[f"{split}_json"]), bases, f"{split}_json", path)
+    if "train" not in splits and "val" not in splits:
+        raise ValueError(f"{path}: needs at least a train or a val entry")
+
+    names = doc.get("names")
+    nc = doc.get("nc")
+    category_ids = None
+    if json_paths:
+        cats = read_coco_categories(next(iter(json_paths.values())))
+        category_ids = [c["id"] for c in cats]
+        names = names or [c["name"] for c in cats]
+    if isinstance(names, dict):  # {0: name, 1: name}
+        names = [names[k] for k in sorted(names)]
+    if nc is None and names is None:
+        raise ValueError(f"{path}: needs nc or names")
+    nc = int(nc if nc is not None else len(names))
+    names = [str(n) for n in names] if names is not None else [f"class{i}" for i in range(nc)]
+    if len(names) != nc:
+        raise ValueError(f"{path}: nc is {nc} but {len(names)} names are given")
+    if category_ids is not None and len(category_ids) != nc:
+        raise ValueError(f"{path}: nc is {nc} but the COCO json has {len(category_ids)} categories")
+    return DataConfig(path, splits, nc, names, json_paths, category_ids)
+
+
+# -- COCO json ------------------------------------------------------------------------------------------
+
+
+def read_coco_categories(json_path: str | Path) -> list[dict[str, Any]]:
+    """The categories of a COCO json sorted by id (their order defines the contiguous classes)."""
+    doc = _read_json(json_path)
+    return sorted(doc.get("categories", []), key=lambda c: c["id"])
+
+
+def _read_json(json_path: str | Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(json_path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read COCO json {str(json_path)!r}: {e}") from e
+    if not isinstance(doc, dict) or "images" not in doc:
+        raise ValueError(f"{json_path}: not a COCO annotation file (no 'images' list)")
+    return doc
+
+
+@dataclass
+class CocoSplit:
+    """COCO annotations turned into the YOLO convention, image by image."""
+
+    img_files: list[str]
+    label_texts: list[str]  # one YOLO label text per image (class x y w h normalised)
+    image_ids: list[int]
+    category_ids: list[int]  # class -> category id
+    names: list[str]
+    n_crowd: int  # crowd annotations left out (the reference's convention for training)
+
+
+def coco_images_dir(json_path: Path) -> Path:
+    """Guess the images folder of `annotations/instances_<split>.json`: images/<split>, <split> or images."""
+    split = json_path.stem.removeprefix("instances_")
+    root = json_path.parent.parent
+    candidates = [root / "images" / split, root / split, root / "images"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    tried = ", ".join(repr(str(c)) for c in candidates)
+    raise FileNotFoundError(f"image folder of {str(json_path)!r} not found (tried {tried})")
+
+
+def read_coco_json(json_path: str | Path, images_dir: str | Path | None = None) -> CocoSplit:
+    """Read COCO detection annotations; boxes become normalised YOLO rows of contiguous classes.
+
+    Boxes are written with full float precision and checked later by the same row rules as YOLO
+    files, so a bad annotation is counted and reported in the same way.
+    """
+    json_path = Path(json_path)
+    doc = _read_json(json_path)
+    img_dir = Path(images_dir) if images_dir is not None else coco_images_dir(json_path)
+    cats = sorted(doc.get("categories", []), key=lambda c: c["id"])
+    cat_to_cls = {c["id"]: i for i, c in enumerate(cats)}
+    by_image: dict[int, list[str]] = {}
+    n_crowd = 0
+    sizes = {im["id"]: (im["width"], im["height"]) for im in doc["images"]}
+    for a in doc.get("annotations", []):
+        if a.get("iscrowd", 0):
+            n_crowd += 1
+            continue
+        w_img, h_img = sizes.get(a["image_id"], (0, 0))
+        x, y, w, h = a["bbox"]
+        cls = cat_to_cls.get(a["category_id"], -1)
+        if not w_img or not h_img:
+            row = f"{cls} nan nan nan nan"
+        else:
+            row = f"{cls} {(x + w / 2) / w_img!r} {(y + h / 2) / h_img!r} {w / w_img!r} {h / h_img!r}"
+        by_image.setdefault(a["image_id"], []).append(row)
+    images = sorted(doc["images"], key=lambda im: im["file_name"])
+    return CocoSplit(
+        img_files=[str(img_dir / im["file_name"]) for im in images],
+        label_texts=["\n".join(by_image.get(im["id"], [])) for im in images],
+        image_ids=[im["id"] for im in images],
+        category_ids=[c["id"] for c in cats],
+        names=[c["name"] for c in cats],
+        n_crowd=n_crowd,
+    )

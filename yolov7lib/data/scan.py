@@ -1,0 +1,374 @@
+"""Scanning a data set: verify every image, read every label, count and report each problem once.
+
+The result is cached in a `.yolov7lib.cache` file next to the labels (or in the user cache folder when
+that folder is not writable), keyed by a hash of the files' paths, sizes and modification times, so a
+changed, added or removed file triggers a new scan. The cache is a plain numpy archive read without
+pickle; a file in the way that is not such a cache is never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from yolov7lib.data.formats import (
+    IMG_FORMATS,
+    img2label_path,
+    list_image_files,
+    parse_label_text,
+    read_coco_json,
+)
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+CACHE_SUFFIX = ".yolov7lib.cache"
+MIN_IMAGE_SIDE = 10
+EXIF_ORIENTATION = 0x0112
+
+
+@dataclass
+class ScanReport:
+    """What a scan found: the counts of the reference's scan line plus every problem with its reason."""
+
+    source: str
+    images: int = 0  # image files found (usable or not)
+    labelled: int = 0  # label files found
+    missing: int = 0  # images without a label file: backgrounds
+    empty: int = 0  # label files without any row: backgrounds
+    non_images: int = 0  # other files skipped for their suffix
+    corrupt: list[tuple[str, str]] = field(default_factory=list)  # (image, reason): image skipped
+    dropped_rows: Counter = field(default_factory=Counter)  # reason -> rows dropped
+    row_problems: list[tuple[str, str]] = field(default_factory=list)  # (label file, what was dropped)
+    crowd: int = 0  # COCO crowd annotations left out
+
+    @property
+    def usable(self) -> int:
+        """Images kept for training or evaluation."""
+        return self.images - len(self.corrupt)
+
+    @property
+    def duplicate_files(self) -> int:
+        """Label files with at least one repeated row."""
+        return sum("duplicate row" in what for _, what in self.row_problems)
+
+    def line(self) -> str:
+        """The one-line summary, in the reference's words plus the rows dropped."""
+        text = (
+            f"Scanning '{self.source}' images and labels... {self.labelled} found, {self.missing} missing, "
+            f"{self.empty} empty, {len(self.corrupt)} corrupted"
+        )
+        n_rows = sum(self.dropped_rows.values())
+        if n_rows:
+            reasons = ", ".join(f"{n} {r}" for r, n in sorted(self.dropped_rows.items()))
+            text += f", {n_rows} label rows dropped ({reasons})"
+        if self.non_images:
+            text += f", {self.non_images} non-image files ignored"
+        if self.crowd:
+            text += f", {self.crowd} crowd annotations left out"
+        return text
+
+    def details(self) -> list[str]:
+        """One line per skipped image and per label file with dropped rows."""
+        lines = [f"corrupt image skipped: {path}: {reason}" for path, reason in self.corrupt]
+        lines += [f"label rows dropped: {path}: {what}" for path, what in self.row_problems]
+        return lines
+
+    def to_json(self) -> str:
+        d = dict(self.__dict__)
+        d["dropped_rows"] = dict(self.dropped_rows)
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> ScanReport:
+        d = json.loads(text)
+        d["dropped_rows"] = Counter(d["dropped_rows"])
+        d["corrupt"] = [tuple(x) for x in d["corrupt"]]
+        d["row_problems"] = [tuple(x) for x in d["row_problems"]]
+        return cls(**d)
+
+
+@dataclass
+class ScanResult:
+    """The usable images of a source with their labels, sizes and (optional) polygons."""
+
+    img_files: list[str]
+    labels: list[np.ndarray]  # per image (n, 5) float32: class, x, y, w, h normalised
+    shapes: np.ndarray  # (n_images, 2) int: width, height as displayed (EXIF orientation applied)
+    segments: list[list[np.ndarray]]  # per image, per label row an (k, 2) normalised polygon, or []
+    report: ScanReport
+    image_ids: list[int] | None = None  # COCO image ids, when read from a json
+    cache_file: Path | None = None
+
+
+# -- one image, one label file --------------------------------------------------------------------------
+
+
+def verify_image(path: str) -> tuple[int, int]:
+    """Check that an image decodes; return its displayed (width, height) or raise ValueError(reason).
+
+    JPEGs are decoded at 1/8 scale (every compressed byte is still read, which is what catches
+    truncation and corruption); other formats are decoded in full.
+    """
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise ValueError(f"cannot read file ({e.strerror})") from e
+    if size == 0:
+        raise ValueError("zero-byte file")
+    try:
+        with Image.open(path) as im:
+            fmt = (im.format or "").lower()
+            if fmt not in IMG_FORMATS:
+                raise ValueError(f"unsupported image format {im.format}")
+            w, h = im.size
+            if w < MIN_IMAGE_SIDE or h < MIN_IMAGE_SIDE:
+                raise ValueError(f"image size {w}x{h} is under {MIN_IMAGE_SIDE} pixels")
+            orientation = im.getexif().get(EXIF_ORIENTATION, 1) if fmt in ("jpeg", "mpo") else 1
+            if fmt in ("jpeg", "mpo"):
+                im.draft("RGB", (max(1, w // 8), max(1, h // 8)))
+            im.load()
+    except UnidentifiedImageError as e:
+        raise ValueError("not an image (unknown format)") from e
+    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ValueError(f"corrupt image: {e}") from e
+    if orientation in (5, 6, 7, 8):  # EXIF rotations by 90 degrees: displayed sides swapped
+        w, h = h, w
+    return w, h
+
+
+def _problem_text(dropped: Counter) -> str:
+    n = sum(dropped.values())
+    return (
+        f"dropped {n} row{'s' * (n != 1)} (" + ", ".join(f"{c} {r}" for r, c in sorted(dropped.items())) + ")"
+    )
+
+
+def _scan_one(img_file: str, label_text: str | None, label_name: str, nc: int | None):
+    """(kind, payload) for one image: ('ok', (label parse, shape, has_label, empty)) or ('bad', reason)."""
+    try:
+        shape = verify_image(img_file)
+    except ValueError as e:
+        return "bad", str(e)
+    if label_text is None:
+        lf = Path(label_name)
+        if not lf.is_file():
+            return "ok", (parse_label_text(""), shape, False, False)
+        try:
+            label_text = lf.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            return "bad", f"unreadable label file {label_name}: {e}"
+    parsed = parse_label_text(label_text, nc)
+    return "ok", (parsed, shape, True, not label_text.strip())
+
+
+# -- cache ----------------------------------------------------------------------------------------------
+
+
+def user_cache_dir() -> Path:
+    """Where caches go when the data folder is not writable: $YOLOV7LIB_CACHE_DIR or ~/.cache/yolov7lib."""
+    env = os.environ.get("YOLOV7LIB_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "yolov7lib"
+
+
+def files_hash(files: list[str], nc: int | None, extra: str = "") -> str:
+    """A hash of the paths, sizes and modification times of `files` (absent files count too)."""
+    h = hashlib.sha256(f"v{CACHE_VERSION}|nc={nc}|{extra}".encode())
+    for f in files:
+        try:
+            st = os.stat(f)
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}|absent\n".encode())
+    return h.hexdigest()
+
+
+def _default_cache_path(source: list[Path], first_label: Path) -> Path:
+    """Next to a list file (train2017.txt -> train2017.yolov7lib.cache), else beside the label folder."""
+    last = source[-1]
+    if last.is_file():
+        return last.with_name(last.stem + CACHE_SUFFIX)
+    return first_label.parent.with_name(first_label.parent.name + CACHE_SUFFIX)
+
+
+def _fallback_cache_path(default: Path) -> Path:
+    key = hashlib.sha256(str(default.resolve()).encode()).hexdigest()[:20]
+    return user_cache_dir() / f"{key}{CACHE_SUFFIX}"
+
+
+def _is_our_cache(path: Path) -> bool:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return "yolov7lib_cache" in z.files
+    except Exception:  # any file that is not a readable numpy archive of ours
+        return False
+
+
+def _read_cache(path: Path, key: str) -> ScanResult | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if (
+                "yolov7lib_cache" not in z.files
+                or int(z["version"]) != CACHE_VERSION
+                or str(z["hash"]) != key
+            ):
+                return None
+            files = [str(f) for f in z["files"]]
+            counts = z["label_counts"]
+            labels = np.split(z["labels"], np.cumsum(counts)[:-1]) if len(counts) else []
+            seg_counts = z["seg_counts"]
+            points = np.split(z["seg_points"], np.cumsum(seg_counts)[:-1]) if len(seg_counts) else []
+            segments, k = [], 0
+            for n, has in zip(counts, z["has_segments"], strict=True):
+                segments.append(list(points[k : k + n]) if has else [])
+                k += n
+            image_ids = [int(i) for i in z["image_ids"]] if z["image_ids"].size else None
+            report = ScanReport.from_json(str(z["report"]))
+            return ScanResult(files, list(labels), z["shapes"], segments, report, image_ids, path)
+    except Exception as e:  # unreadable or foreign: scan again
+        logger.debug("cache %s not usable: %s", path, e)
+        return None
+
+
+def _write_cache(path: Path, key: str, res: ScanResult) -> bool:
+    counts = np.array([len(lb) for lb in res.labels], np.int64)
+    seg_counts, seg_points = [], []
+    for lb, segs in zip(res.labels, res.segments, strict=True):
+        seg_counts += [len(s) for s in segs] if segs else [0] * len(lb)
+        seg_points += list(segs)
+    arrays = {
+        "yolov7lib_cache": np.array(1),
+        "version": np.array(CACHE_VERSION),
+        "hash": np.array(key),
+        "files": np.array(res.img_files, dtype=str),
+        "labels": np.concatenate(res.labels, 0) if res.labels else np.zeros((0, 5), np.float32),
+        "label_counts": counts,
+        "shapes": np.asarray(res.shapes, np.int64).reshape(-1, 2),
+        "has_segments": np.array([bool(s) for s in res.segments], bool),
+        "seg_counts": np.array(seg_counts, np.int64),
+        "seg_points": np.concatenate(seg_points, 0) if seg_points else np.zeros((0, 2), np.float32),
+        "image_ids": np.array(res.image_ids or [], np.int64),
+        "report": np.array(res.report.to_json()),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=CACHE_SUFFIX, dir=path.parent)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        return False
+
+
+# -- the scan -------------------------------------------------------------------------------------------
+
+
+def scan_source(
+    source: str | Path | list[str | Path],
+    nc: int | None = None,
+    cache: bool = True,
+    images_dir: str | Path | None = None,
+    progress: bool = True,
+    prefix: str = "",
+) -> ScanResult:
+    """Scan a YOLO source (folder, list file, list of them) or a COCO json; use or refresh the cache.
+
+    Corrupt images and unreadable label files are skipped, malformed label rows dropped; each is counted
+    in the report, which is logged once (a warning when something was skipped). Input files are only read.
+    """
+    sources = [Path(s) for s in (source if isinstance(source, list | tuple) else [source])]
+    coco = None
+    if len(sources) == 1 and sources[0].suffix == ".json":
+        coco = read_coco_json(sources[0], images_dir)
+        img_files, label_texts, n_other = coco.img_files, list(coco.label_texts), 0
+        label_files = [f"{sources[0]} [{Path(f).name}]" for f in img_files]
+        hash_files = [str(sources[0]), *img_files]
+        default_cache = sources[0].with_name(sources[0].stem + CACHE_SUFFIX)
+    else:
+        img_files, n_other = list_image_files(sources)
+        label_texts = [None] * len(img_files)
+        label_files = [str(img2label_path(f)) for f in img_files]
+        hash_files = img_files + label_files
+        if not img_files:
+            raise FileNotFoundError(f"{prefix}no images found in {', '.join(map(str, sources))}")
+        default_cache = _default_cache_path(sources, Path(label_files[0]))
+    if not img_files:
+        raise FileNotFoundError(f"{prefix}no images listed in {sources[0]}")
+
+    key = files_hash(hash_files, nc)
+    cache_candidates = [default_cache, _fallback_cache_path(default_cache)]
+    if cache:
+        for c in cache_candidates:
+            if c.is_file():
+                res = _read_cache(c, key)
+                if res is not None:
+                    _log_report(res.report, prefix, cached=c)
+                    return res
+
+    report = ScanReport(source=", ".join(map(str, sources)), images=len(img_files), non_images=n_other)
+    report.crowd = coco.n_crowd if coco else 0
+    kept_files, labels, shapes, segments, ids = [], [], [], [], []
+    jobs = zip(img_files, label_texts, label_files, [nc] * len(img_files), strict=True)
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(lambda a: _scan_one(*a), jobs)
+        bar = tqdm(results, total=len(img_files), desc=f"{prefix}Scanning", disable=not progress, leave=False)
+        for i, (kind, payload) in enumerate(bar):
+            if kind == "bad":
+                report.corrupt.append((img_files[i], payload))
+                continue
+            parsed, shape, has_label, empty = payload
+            report.labelled += has_label
+            report.missing += not has_label
+            report.empty += empty
+            if parsed.dropped:
+                report.dropped_rows.update(parsed.dropped)
+                report.row_problems.append((label_files[i], _problem_text(parsed.dropped)))
+            kept_files.append(img_files[i])
+            labels.append(parsed.labels)
+            shapes.append(shape)
+            segments.append(parsed.segments)
+            if coco:
+                ids.append(coco.image_ids[i])
+    result = ScanResult(
+        kept_files, labels, np.array(shapes, np.int64).reshape(-1, 2), segments, report, ids if coco else None
+    )
+    _log_report(report, prefix)
+    if cache:
+        for c in cache_candidates:
+            if (not c.exists() or _is_our_cache(c)) and _write_cache(c, key, result):
+                result.cache_file = c
+                break
+        else:
+            logger.warning("%slabel cache not written (no writable place for it)", prefix)
+    return result
+
+
+def _log_report(report: ScanReport, prefix: str, cached: Path | None = None) -> None:
+    problems = report.details()
+    level = logging.WARNING if problems or report.usable == 0 else logging.INFO
+    origin = f" (from cache {cached})" if cached else ""
+    logger.log(level, "%s%s%s", prefix, report.line(), origin)
+    for line in problems[:20]:
+        logger.log(level, "%s  %s", prefix, line)
+    if len(problems) > 20:
+        logger.log(level, "%s  ... and %d more (run `yolov7 data check` for all)", prefix, len(problems) - 20)
