@@ -1,0 +1,363 @@
+"""A plain per-image oracle of the label assignment and the loss, and checks of the oracle itself.
+
+The oracle follows the steps of the reference implementation's ComputeLoss / ComputeLossOTA /
+ComputeLossAuxOTA, written independently of yolov7lib.loss: candidates level by level, then image by
+image a Python loop over targets for the dynamic-k selection, a loop over contested candidates for the
+conflicts, and sequential writes of the objectness targets. test_assign.py and test_loss.py compare the
+batched implementation against it; benchmarks/bench_loss.py times both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from yolov7lib.ops import bbox_iou, box_iou, xywh2xyxy
+
+# -- a detection head with the contract's attributes, and random batches -----------------------------
+P5_ANCHORS_PX = [[12, 16, 19, 36, 40, 28], [36, 75, 76, 55, 72, 146], [142, 110, 192, 243, 459, 401]]
+P6_ANCHORS_PX = [
+    [19, 27, 44, 40, 38, 94],
+    [96, 68, 86, 152, 180, 137],
+    [140, 301, 303, 264, 238, 542],
+    [436, 615, 739, 380, 925, 792],
+]
+
+
+class FakeHead(nn.Module):
+    """Just the attributes of the head contract (CONTRIBUTING.md) that the loss reads."""
+
+    def __init__(
+        self,
+        p6: bool = False,
+        nc: int = 80,
+        anchors_px: list[list[int]] | None = None,
+        strides: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        anchors_px = anchors_px or (P6_ANCHORS_PX if p6 else P5_ANCHORS_PX)
+        strides = strides or [8.0, 16.0, 32.0, 64.0][: len(anchors_px)]
+        self.nl, self.na, self.nc, self.no = len(anchors_px), len(anchors_px[0]) // 2, nc, nc + 5
+        self.register_buffer("stride", torch.tensor(strides))
+        grid_units = torch.tensor(anchors_px, dtype=torch.float32).view(self.nl, self.na, 2)
+        self.register_buffer("anchors", grid_units / self.stride.view(-1, 1, 1))
+
+
+def random_maps(
+    head: FakeHead, batch: int, img: int, gen: torch.Generator, aux: bool = False, scale: float = 1.0
+) -> list[torch.Tensor]:
+    maps = [
+        torch.randn(batch, head.na, img // int(s), img // int(s), head.no, generator=gen, dtype=torch.float64)
+        * scale
+        for s in head.stride
+    ]
+    if aux:
+        maps += [torch.randn(m.shape, generator=gen, dtype=torch.float64) * scale for m in maps]
+    return maps
+
+
+def random_targets(counts: list[int], nc: int, gen: torch.Generator, kind: str = "mixed") -> torch.Tensor:
+    """Targets for images with the given object counts; `kind` mixed, tiny, huge, border or crowded."""
+    rows = []
+    for b, n in enumerate(counts):
+        if n == 0:
+            continue
+        xy = torch.rand(n, 2, generator=gen, dtype=torch.float64)
+        wh = torch.rand(n, 2, generator=gen, dtype=torch.float64) ** 2 * 0.6 + 0.004
+        if kind == "tiny":
+            wh = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 0.02 + 0.001
+        elif kind == "huge":
+            wh = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 0.3 + 0.7
+        elif kind == "border":
+            xy = torch.randint(0, 2, (n, 2), generator=gen).double()  # centres on the image border
+        elif kind == "crowded":  # clustered centres, many sharing cells, some exact duplicates
+            xy = 0.5 + (torch.rand(n, 2, generator=gen, dtype=torch.float64) - 0.5) * 0.15
+            xy[1::4] = xy[0::4][: len(xy[1::4])]
+            wh[1::4] = wh[0::4][: len(wh[1::4])]
+        cls = torch.randint(0, nc, (n, 1), generator=gen).double()
+        rows.append(torch.cat((torch.full((n, 1), float(b), dtype=torch.float64), cls, xy, wh), 1))
+    return torch.cat(rows) if rows else torch.zeros(0, 6, dtype=torch.float64)
+
+
+# -- the oracle ---------------------------------------------------------------------------------------
+# Neighbour cells: (dx, dy) added to the centre cell, and which side's condition proposes them.
+NEIGHBOURS = ((-1, 0, "left"), (0, -1, "up"), (1, 0, "right"), (0, 1, "down"))
+
+
+@dataclass
+class OracleLabels:
+    """Per level, the positives as rows (image, anchor, gj, gi, target index), reference order."""
+
+    levels: list[list[tuple[int, int, int, int, int]]] = field(default_factory=list)
+
+
+def oracle_candidates(
+    targets: torch.Tensor, grids: list[tuple[int, int]], anchors: torch.Tensor, anchor_t: float, bias: float
+) -> list[list[tuple[int, int, int, int, int]]]:
+    """Per level, candidate rows (image, anchor, gj, gi, proposing target) ordered offset, anchor, target."""
+    out = []
+    n, na = targets.shape[0], anchors.shape[1]
+    for level, (h, w) in enumerate(grids):
+        gx, gy = targets[:, 2] * w, targets[:, 3] * h
+        rows = []
+        sides = {
+            "left": (gx % 1.0 < bias) & (gx > 1.0),
+            "up": (gy % 1.0 < bias) & (gy > 1.0),
+            "right": ((w - gx) % 1.0 < bias) & (w - gx > 1.0),
+            "down": ((h - gy) % 1.0 < bias) & (h - gy > 1.0),
+        }
+        proposals = [(0.0, 0.0, torch.ones(n, dtype=torch.bool))]
+        proposals += [(dx * bias, dy * bias, sides[name]) for dx, dy, name in NEIGHBOURS]
+        for dx, dy, side_ok in proposals:
+            for a in range(na):
+                aw, ah = anchors[level, a, 0], anchors[level, a, 1]
+                rw, rh = targets[:, 4] * w / aw, targets[:, 5] * h / ah
+                worst = torch.stack((rw, 1 / rw, rh, 1 / rh)).max(0).values
+                ok = side_ok & (worst < anchor_t)
+                for t in torch.arange(n)[ok].tolist():
+                    gi = min(max(int(gx[t] + dx), 0), w - 1)  # int() truncates, as the reference's .long()
+                    gj = min(max(int(gy[t] + dy), 0), h - 1)
+                    rows.append((int(targets[t, 0]), a, gj, gi, t))
+        out.append(rows)
+    return out
+
+
+def _decode(row: torch.Tensor, gi: int, gj: int, anchor: torch.Tensor, constrained: bool) -> torch.Tensor:
+    s = row[:2].sigmoid()
+    xy = s * 2.0 - 0.5 if constrained else s * 3.0 - 1.0
+    wh = (row[2:4].sigmoid() * 2) ** 2 * anchor
+    return torch.cat((xy + row.new_tensor([gi, gj]), wh))
+
+
+def oracle_simota(
+    cands: list[list[tuple[int, int, int, int, int]]],
+    maps: list[torch.Tensor],
+    targets: torch.Tensor,
+    img_hw: tuple[int, int],
+    strides: list[float],
+    anchors: torch.Tensor,
+    topk: int,
+    constrained: bool = True,
+) -> OracleLabels:
+    """SimOTA image by image, target by target (reference ComputeLossOTA.build_targets)."""
+    nl, batch = len(maps), maps[0].shape[0]
+    levels: list[list[tuple[int, int, int, int, int]]] = [[] for _ in range(nl)]
+    h_img, w_img = img_hw
+    for b in range(batch):
+        gts = [t for t in range(targets.shape[0]) if int(targets[t, 0]) == b]
+        if not gts:
+            continue
+        cols = [(level, row) for level in range(nl) for row in cands[level] if row[0] == b]
+        if not cols:
+            continue
+        boxes, logits = [], []
+        for level, (_, a, gj, gi, _) in cols:
+            row = maps[level][b, a, gj, gi]
+            boxes.append(_decode(row, gi, gj, anchors[level, a], constrained) * strides[level])
+            logits.append(row[4:])
+        pbox = xywh2xyxy(torch.stack(boxes))
+        logit = torch.stack(logits)
+        tb = targets[gts][:, 2:6] * targets.new_tensor([w_img, h_img, w_img, h_img])
+        iou = box_iou(xywh2xyxy(tb), pbox)  # (m, C)
+        y = (logit[:, 1:].sigmoid() * logit[:, :1].sigmoid()).sqrt()
+        onehot = F.one_hot(targets[gts, 1].long(), logit.shape[1] - 1).to(y.dtype)
+        joint = torch.log(y / (1 - y))
+        bce = [F.binary_cross_entropy_with_logits(joint, oh.expand_as(y), reduction="none") for oh in onehot]
+        cls_cost = torch.stack([b.sum(1) for b in bce])
+        cost = cls_cost + 3.0 * -torch.log(iou + 1e-8)
+
+        m, c = cost.shape
+        matching = torch.zeros(m, c, dtype=torch.long)
+        for g in range(m):
+            k = max(int(torch.topk(iou[g], min(topk, c)).values.sum()), 1)
+            order = torch.sort(cost[g], stable=True).indices  # ties: earlier candidate first
+            matching[g, order[:k]] = 1
+        for col in range(c):
+            if matching[:, col].sum() > 1:
+                matching[:, col] = 0
+                matching[int(torch.argmin(cost[:, col])), col] = 1
+        for col in range(c):
+            if matching[:, col].any():
+                level, (_, a, gj, gi, _) = cols[col]
+                levels[level].append((b, a, gj, gi, gts[int(matching[:, col].argmax())]))
+    return OracleLabels(levels)
+
+
+def oracle_plain(cands: list[list[tuple[int, int, int, int, int]]]) -> OracleLabels:
+    """Plain YOLOv5-style labels: every candidate is a positive of the target that proposed it."""
+    return OracleLabels([sorted(rows, key=lambda r: r[0]) for rows in cands])  # stable: image-major
+
+
+@dataclass
+class OracleConfig:
+    simota: bool = True
+    anchor_t: float = 4.0
+    topk: int = 10
+    aux_assign: str = "coarse_to_fine"
+    aux_constrained: bool = True
+    aux_weight: float = 0.25
+    gr: float = 1.0
+    label_smoothing: float = 0.0
+    cls_pw: float = 1.0
+    obj_pw: float = 1.0
+    fl_gamma: float = 0.0
+    gains: tuple[float, float, float] = (0.05, 0.7, 0.3)  # box, obj, cls (already scaled)
+
+
+def oracle_assign(
+    cfg: OracleConfig,
+    head: FakeHead,
+    maps: list[torch.Tensor],
+    targets: torch.Tensor,
+    img_hw: tuple[int, int],
+) -> tuple[OracleLabels, OracleLabels | None]:
+    nl = head.nl
+    lead, aux = maps[:nl], (maps[nl:] or None)
+    grids = [tuple(p.shape[2:4]) for p in lead]
+    strides = [float(s) for s in head.stride]
+
+    def labels(bias: float, guide: list[torch.Tensor], constrained: bool) -> OracleLabels:
+        cands = oracle_candidates(targets, grids, head.anchors, cfg.anchor_t, bias)
+        if not cfg.simota:
+            return oracle_plain(cands)
+        return oracle_simota(cands, guide, targets, img_hw, strides, head.anchors, cfg.topk, constrained)
+
+    fine = labels(0.5, lead, True)
+    if aux is None:
+        return fine, None
+    if cfg.aux_assign == "lead_guided" or (cfg.aux_assign == "independent" and not cfg.simota):
+        return fine, fine
+    if cfg.aux_assign == "independent":
+        return fine, labels(0.5, aux, cfg.aux_constrained)
+    return fine, labels(1.0, lead, True)
+
+
+def _bce_mean(logits: torch.Tensor, target: torch.Tensor, pos_weight: float, gamma: float) -> torch.Tensor:
+    loss = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([pos_weight]), reduction="none")(logits, target)
+    if gamma > 0:
+        p = logits.sigmoid()
+        p_t = target * p + (1 - target) * (1 - p)
+        loss = loss * (target * 0.25 + (1 - target) * 0.75) * (1.0 - p_t) ** gamma
+    return loss.mean()
+
+
+def oracle_head_terms(
+    cfg: OracleConfig,
+    head: FakeHead,
+    maps: list[torch.Tensor],
+    labels: OracleLabels,
+    targets: torch.Tensor,
+    constrained: bool,
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per level (box, obj, cls, objectness target map), each positive handled in turn."""
+    out = []
+    cp, cn = 1.0 - 0.5 * cfg.label_smoothing, 0.5 * cfg.label_smoothing
+    for level, p in enumerate(maps):
+        _, _, h, w, _ = p.shape
+        tobj = torch.zeros_like(p[..., 4])
+        box = p.new_zeros(())
+        cls = p.new_zeros(())
+        rows = labels.levels[level]
+        for b, a, gj, gi, t in rows:
+            pbox = _decode(p[b, a, gj, gi], 0, 0, head.anchors[level, a], constrained)
+            tbox = targets[t, 2:6] * targets.new_tensor([w, h, w, h]) - targets.new_tensor([gi, gj, 0, 0])
+            iou = bbox_iou(pbox, tbox, xywh=True, kind="ciou")
+            box = box + (1.0 - iou) / len(rows)
+            tobj[b, a, gj, gi] = (1.0 - cfg.gr) + cfg.gr * iou.detach().clamp(0)  # later rows overwrite
+            if head.nc > 1:
+                tc = torch.full((head.nc,), cn, dtype=p.dtype)
+                tc[int(targets[t, 1])] = cp
+                cls = cls + _bce_mean(p[b, a, gj, gi, 5:], tc, cfg.cls_pw, cfg.fl_gamma) / len(rows)
+        obj = _bce_mean(p[..., 4], tobj, cfg.obj_pw, cfg.fl_gamma)
+        out.append((box, obj, cls, tobj))
+    return out
+
+
+def oracle_loss(
+    cfg: OracleConfig,
+    head: FakeHead,
+    maps: list[torch.Tensor],
+    targets: torch.Tensor,
+    img_hw: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss x batch size, [box, obj, cls, total]) as the reference computes them."""
+    nl = head.nl
+    balance = [4.0, 1.0, 0.4] if nl == 3 else [4.0, 1.0, 0.25, 0.06, 0.02][:nl]
+    lead_labels, aux_labels = oracle_assign(cfg, head, maps, targets, img_hw)
+    lbox, lobj, lcls = 0.0, 0.0, 0.0
+    for level, (box, obj, cls, _) in enumerate(
+        oracle_head_terms(cfg, head, maps[:nl], lead_labels, targets, True)
+    ):
+        lbox, lobj, lcls = lbox + box, lobj + obj * balance[level], lcls + cls
+    if aux_labels is not None:
+        aux_terms = oracle_head_terms(cfg, head, maps[nl:], aux_labels, targets, cfg.aux_constrained)
+        for level, (box, obj, cls, _) in enumerate(aux_terms):
+            w = cfg.aux_weight
+            lbox, lobj, lcls = lbox + w * box, lobj + w * obj * balance[level], lcls + w * cls
+    gbox, gobj, gcls = cfg.gains
+    lbox, lobj, lcls = lbox * gbox, lobj * gobj, lcls * gcls
+    total = lbox + lobj + lcls
+    items = torch.stack([torch.as_tensor(x, dtype=torch.float64) for x in (lbox, lobj, lcls, total)]).detach()
+    return total * maps[0].shape[0], items
+
+
+# -- checks of the oracle itself on cases worked out by hand -----------------------------------------
+def test_oracle_candidates_worked_example() -> None:
+    # Centre at grid (5.3, 7.8) on a 16 x 16 level with one anchor the size of the box.
+    targets = torch.tensor([[0, 0, 5.3 / 16, 7.8 / 16, 2 / 16, 3 / 16]], dtype=torch.float64)
+    anchors = torch.tensor([[[2.0, 3.0]]])
+    fine = oracle_candidates(targets, [(16, 16)], anchors, 4.0, 0.5)[0]
+    assert [(gi, gj) for _, _, gj, gi, _ in fine] == [(5, 7), (4, 7), (5, 8)]  # centre, left, down
+    coarse = oracle_candidates(targets, [(16, 16)], anchors, 4.0, 1.0)[0]
+    assert [(gi, gj) for _, _, gj, gi, _ in coarse] == [(5, 7), (4, 7), (5, 6), (6, 7), (5, 8)]
+    wide = torch.tensor([[[9.0, 3.0]]])  # width ratio 4.5 >= anchor_t: no candidates at all
+    assert oracle_candidates(targets, [(16, 16)], wide, 4.0, 1.0)[0] == []
+
+
+def _fit(want: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """Raw (tx, ty, tw, th) that decode (bounded offsets) to `want` = (x off, y off, w, h) in grid units."""
+    off = ((want[:2] + 0.5) / 2).clamp(1e-12, 1 - 1e-12)
+    size = ((want[2:] / anchor).sqrt() / 2).clamp(1e-12, 1 - 1e-12)
+    return torch.cat((torch.logit(off), torch.logit(size)))
+
+
+def test_oracle_simota_dynamic_k_takes_the_best_candidates() -> None:
+    # One level, one anchor; centre at (5.3, 6.2): candidates centre, left, up. The centre and left
+    # cells predict the box exactly, the up cell a half-height box (IoU 1/2): k = int(2.5) = 2, so the
+    # two exact ones are taken.
+    head = FakeHead(nc=4, anchors_px=[[16, 24]], strides=[8.0])
+    targets = torch.tensor([[0, 3, 5.3 / 16, 6.2 / 16, 2 / 16, 3 / 16]], dtype=torch.float64)
+    maps = [torch.zeros(1, 1, 16, 16, 9, dtype=torch.float64)]
+    anchor = head.anchors[0, 0].double()
+    exact = torch.tensor([5.3, 6.2, 2.0, 3.0], dtype=torch.float64)
+    for gi, gj, h in ((5, 6, 3.0), (4, 6, 3.0), (5, 5, 1.5)):
+        want = exact - torch.tensor([gi, gj, 0, 0]) - torch.tensor([0, 0, 0, 3.0 - h])
+        maps[0][0, 0, gj, gi, :4] = _fit(want, anchor)
+    cands = oracle_candidates(targets, [(16, 16)], head.anchors, 4.0, 0.5)
+    assert [(r[3], r[2]) for r in cands[0]] == [(5, 6), (4, 6), (5, 5)]
+    labels = oracle_simota(cands, maps, targets, (128, 128), [8.0], head.anchors, 10)
+    assert labels.levels[0] == [(0, 0, 6, 5, 0), (0, 0, 6, 4, 0)]
+
+
+def test_oracle_simota_gives_a_shared_cell_to_the_cheaper_target() -> None:
+    # Two same-class targets centred on the same cell centre (only the centre cell is a candidate),
+    # sizes 2x2 and 3x3 cells, so the image has two columns for the one cell. The target the prediction
+    # fits exactly has IoU 1 with both columns (k = 2) and takes both; the other (IoU 4/9, k = 1) also
+    # takes the first column, loses that contest on cost, and ends with nothing. A cell proposed twice
+    # is thus a positive twice, as in the reference.
+    head = FakeHead(nc=2, anchors_px=[[20, 20]], strides=[8.0])
+    targets = torch.tensor(
+        [[0, 1, 5.5 / 16, 6.5 / 16, 2 / 16, 2 / 16], [0, 1, 5.5 / 16, 6.5 / 16, 3 / 16, 3 / 16]],
+        dtype=torch.float64,
+    )
+    anchor = head.anchors[0, 0].double()
+    for side, winner in ((2.0, 0), (3.0, 1)):
+        maps = [torch.zeros(1, 1, 16, 16, 7, dtype=torch.float64)]
+        maps[0][0, 0, 6, 5, :4] = _fit(torch.tensor([0.5, 0.5, side, side], dtype=torch.float64), anchor)
+        cands = oracle_candidates(targets, [(16, 16)], head.anchors, 4.0, 0.5)
+        assert [r[4] for r in cands[0]] == [0, 1]  # the same cell, proposed by each target
+        labels = oracle_simota(cands, maps, targets, (128, 128), [8.0], head.anchors, 10)
+        assert labels.levels[0] == [(0, 0, 6, 5, winner)] * 2
