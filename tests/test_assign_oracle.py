@@ -94,15 +94,16 @@ class OracleLabels:
     levels: list[list[tuple[int, int, int, int, int]]] = field(default_factory=list)
 
 
-def oracle_candidates(
+def oracle_candidate_table(
     targets: torch.Tensor, grids: list[tuple[int, int]], anchors: torch.Tensor, anchor_t: float, bias: float
-) -> list[list[tuple[int, int, int, int, int]]]:
-    """Per level, candidate rows (image, anchor, gj, gi, proposing target) ordered offset, anchor, target."""
+) -> list[torch.Tensor]:
+    """Per level, an (N, 5) table of candidate rows (image, anchor, gj, gi, proposing target), ordered
+    offset (centre, left, up, right, down), then anchor, then target."""
     out = []
     n, na = targets.shape[0], anchors.shape[1]
+    index = torch.arange(n)
     for level, (h, w) in enumerate(grids):
         gx, gy = targets[:, 2] * w, targets[:, 3] * h
-        rows = []
         sides = {
             "left": (gx % 1.0 < bias) & (gx > 1.0),
             "up": (gy % 1.0 < bias) & (gy > 1.0),
@@ -111,29 +112,40 @@ def oracle_candidates(
         }
         proposals = [(0.0, 0.0, torch.ones(n, dtype=torch.bool))]
         proposals += [(dx * bias, dy * bias, sides[name]) for dx, dy, name in NEIGHBOURS]
+        parts = []
         for dx, dy, side_ok in proposals:
+            gi = (gx + dx).long().clamp(0, w - 1)  # .long() truncates, as the reference does
+            gj = (gy + dy).long().clamp(0, h - 1)
             for a in range(na):
-                aw, ah = anchors[level, a, 0], anchors[level, a, 1]
-                rw, rh = targets[:, 4] * w / aw, targets[:, 5] * h / ah
+                rw, rh = targets[:, 4] * w / anchors[level, a, 0], targets[:, 5] * h / anchors[level, a, 1]
                 worst = torch.stack((rw, 1 / rw, rh, 1 / rh)).max(0).values
                 ok = side_ok & (worst < anchor_t)
-                for t in torch.arange(n)[ok].tolist():
-                    gi = min(max(int(gx[t] + dx), 0), w - 1)  # int() truncates, as the reference's .long()
-                    gj = min(max(int(gy[t] + dy), 0), h - 1)
-                    rows.append((int(targets[t, 0]), a, gj, gi, t))
-        out.append(rows)
+                rows = torch.stack((targets[:, 0].long(), torch.full_like(index, a), gj, gi, index), 1)
+                parts.append(rows[ok])
+        out.append(torch.cat(parts) if parts else torch.zeros(0, 5, dtype=torch.long))
     return out
 
 
-def _decode(row: torch.Tensor, gi: int, gj: int, anchor: torch.Tensor, constrained: bool) -> torch.Tensor:
-    s = row[:2].sigmoid()
+def oracle_candidates(
+    targets: torch.Tensor, grids: list[tuple[int, int]], anchors: torch.Tensor, anchor_t: float, bias: float
+) -> list[list[tuple[int, int, int, int, int]]]:
+    """`oracle_candidate_table` as lists of tuples."""
+    return [
+        [tuple(r) for r in t.tolist()]
+        for t in oracle_candidate_table(targets, grids, anchors, anchor_t, bias)
+    ]
+
+
+def _decode(rows: torch.Tensor, cells: torch.Tensor, anchor: torch.Tensor, constrained: bool) -> torch.Tensor:
+    """(N, >=4) raw rows at cells (N, 2: gi, gj) with anchors (N, 2) -> (N, 4) xywh in grid units."""
+    s = rows[:, :2].sigmoid()
     xy = s * 2.0 - 0.5 if constrained else s * 3.0 - 1.0
-    wh = (row[2:4].sigmoid() * 2) ** 2 * anchor
-    return torch.cat((xy + row.new_tensor([gi, gj]), wh))
+    wh = (rows[:, 2:4].sigmoid() * 2) ** 2 * anchor
+    return torch.cat((xy + cells, wh), 1)
 
 
 def oracle_simota(
-    cands: list[list[tuple[int, int, int, int, int]]],
+    cands: list[torch.Tensor],
     maps: list[torch.Tensor],
     targets: torch.Tensor,
     img_hw: tuple[int, int],
@@ -147,26 +159,27 @@ def oracle_simota(
     levels: list[list[tuple[int, int, int, int, int]]] = [[] for _ in range(nl)]
     h_img, w_img = img_hw
     for b in range(batch):
-        gts = [t for t in range(targets.shape[0]) if int(targets[t, 0]) == b]
-        if not gts:
+        gts = torch.nonzero(targets[:, 0] == b).flatten()
+        if len(gts) == 0:
             continue
-        cols = [(level, row) for level in range(nl) for row in cands[level] if row[0] == b]
-        if not cols:
+        cols = [c[c[:, 0] == b] for c in cands]  # this image's candidates, level by level
+        from_level = torch.cat([torch.full((len(c),), i) for i, c in enumerate(cols)])
+        if len(from_level) == 0:
             continue
         boxes, logits = [], []
-        for level, (_, a, gj, gi, _) in cols:
-            row = maps[level][b, a, gj, gi]
-            boxes.append(_decode(row, gi, gj, anchors[level, a], constrained) * strides[level])
-            logits.append(row[4:])
-        pbox = xywh2xyxy(torch.stack(boxes))
-        logit = torch.stack(logits)
+        for level, c in enumerate(cols):
+            rows = maps[level][c[:, 0], c[:, 1], c[:, 2], c[:, 3]]
+            grid = torch.stack((c[:, 3], c[:, 2]), 1)
+            boxes.append(_decode(rows, grid, anchors[level][c[:, 1]], constrained) * strides[level])
+            logits.append(rows[:, 4:])
+        pbox = xywh2xyxy(torch.cat(boxes))
+        logit = torch.cat(logits)
         tb = targets[gts][:, 2:6] * targets.new_tensor([w_img, h_img, w_img, h_img])
         iou = box_iou(xywh2xyxy(tb), pbox)  # (m, C)
         y = (logit[:, 1:].sigmoid() * logit[:, :1].sigmoid()).sqrt()
-        onehot = F.one_hot(targets[gts, 1].long(), logit.shape[1] - 1).to(y.dtype)
-        joint = torch.log(y / (1 - y))
-        bce = [F.binary_cross_entropy_with_logits(joint, oh.expand_as(y), reduction="none") for oh in onehot]
-        cls_cost = torch.stack([b.sum(1) for b in bce])
+        joint = torch.log(y / (1 - y))[None].expand(len(gts), -1, -1)
+        onehot = F.one_hot(targets[gts, 1].long(), logit.shape[1] - 1).to(y.dtype)[:, None].expand_as(joint)
+        cls_cost = F.binary_cross_entropy_with_logits(joint, onehot, reduction="none").sum(2)
         cost = cls_cost + 3.0 * -torch.log(iou + 1e-8)
 
         m, c = cost.shape
@@ -175,20 +188,21 @@ def oracle_simota(
             k = max(int(torch.topk(iou[g], min(topk, c)).values.sum()), 1)
             order = torch.sort(cost[g], stable=True).indices  # ties: earlier candidate first
             matching[g, order[:k]] = 1
-        for col in range(c):
-            if matching[:, col].sum() > 1:
-                matching[:, col] = 0
-                matching[int(torch.argmin(cost[:, col])), col] = 1
-        for col in range(c):
-            if matching[:, col].any():
-                level, (_, a, gj, gi, _) = cols[col]
-                levels[level].append((b, a, gj, gi, gts[int(matching[:, col].argmax())]))
+        contested = matching.sum(0) > 1
+        matching[:, contested] = 0
+        matching[cost[:, contested].argmin(0), torch.nonzero(contested).flatten()] = 1
+        taken = matching.sum(0) > 0
+        owner = gts[matching[:, taken].argmax(0)]
+        table = torch.cat(cols)[taken]
+        table[:, 4] = owner
+        for level in range(nl):
+            levels[level] += [tuple(r) for r in table[from_level[taken] == level].tolist()]
     return OracleLabels(levels)
 
 
-def oracle_plain(cands: list[list[tuple[int, int, int, int, int]]]) -> OracleLabels:
+def oracle_plain(cands: list[torch.Tensor]) -> OracleLabels:
     """Plain YOLOv5-style labels: every candidate is a positive of the target that proposed it."""
-    return OracleLabels([sorted(rows, key=lambda r: r[0]) for rows in cands])  # stable: image-major
+    return OracleLabels([sorted((tuple(r) for r in t.tolist()), key=lambda r: r[0]) for t in cands])
 
 
 @dataclass
@@ -220,7 +234,7 @@ def oracle_assign(
     strides = [float(s) for s in head.stride]
 
     def labels(bias: float, guide: list[torch.Tensor], constrained: bool) -> OracleLabels:
-        cands = oracle_candidates(targets, grids, head.anchors, cfg.anchor_t, bias)
+        cands = oracle_candidate_table(targets, grids, head.anchors, cfg.anchor_t, bias)
         if not cfg.simota:
             return oracle_plain(cands)
         return oracle_simota(cands, guide, targets, img_hw, strides, head.anchors, cfg.topk, constrained)
@@ -252,25 +266,32 @@ def oracle_head_terms(
     targets: torch.Tensor,
     constrained: bool,
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per level (box, obj, cls, objectness target map), each positive handled in turn."""
+    """Per level (box, obj, cls, objectness target map), as the reference's loss loop computes them."""
     out = []
     cp, cn = 1.0 - 0.5 * cfg.label_smoothing, 0.5 * cfg.label_smoothing
     for level, p in enumerate(maps):
         _, _, h, w, _ = p.shape
         tobj = torch.zeros_like(p[..., 4])
-        box = p.new_zeros(())
-        cls = p.new_zeros(())
+        box = cls = p.new_zeros(())
         rows = labels.levels[level]
-        for b, a, gj, gi, t in rows:
-            pbox = _decode(p[b, a, gj, gi], 0, 0, head.anchors[level, a], constrained)
-            tbox = targets[t, 2:6] * targets.new_tensor([w, h, w, h]) - targets.new_tensor([gi, gj, 0, 0])
+        if rows:
+            b, a, gj, gi, t = torch.tensor(rows).T
+            ps = p[b, a, gj, gi]
+            pbox = _decode(ps, torch.zeros(len(rows), 2), head.anchors[level][a], constrained)
+            tbox = targets[t, 2:6] * targets.new_tensor([w, h, w, h])
+            tbox[:, :2] -= torch.stack((gi, gj), 1)
             iou = bbox_iou(pbox, tbox, xywh=True, kind="ciou")
-            box = box + (1.0 - iou) / len(rows)
-            tobj[b, a, gj, gi] = (1.0 - cfg.gr) + cfg.gr * iou.detach().clamp(0)  # later rows overwrite
+            box = (1.0 - iou).mean()
+            soft = ((1.0 - cfg.gr) + cfg.gr * iou.detach().clamp(0)).tolist()
+            last = {}  # cell -> soft label of the last positive written there
+            for row, value in zip(rows, soft, strict=True):
+                last[row[:4]] = value
+            cells = torch.tensor(list(last)).T
+            tobj[cells[0], cells[1], cells[2], cells[3]] = torch.tensor(list(last.values()), dtype=tobj.dtype)
             if head.nc > 1:
-                tc = torch.full((head.nc,), cn, dtype=p.dtype)
-                tc[int(targets[t, 1])] = cp
-                cls = cls + _bce_mean(p[b, a, gj, gi, 5:], tc, cfg.cls_pw, cfg.fl_gamma) / len(rows)
+                tc = torch.full_like(ps[:, 5:], cn)
+                tc[torch.arange(len(rows)), targets[t, 1].long()] = cp
+                cls = _bce_mean(ps[:, 5:], tc, cfg.cls_pw, cfg.fl_gamma)
         obj = _bce_mean(p[..., 4], tobj, cfg.obj_pw, cfg.fl_gamma)
         out.append((box, obj, cls, tobj))
     return out
@@ -336,8 +357,8 @@ def test_oracle_simota_dynamic_k_takes_the_best_candidates() -> None:
     for gi, gj, h in ((5, 6, 3.0), (4, 6, 3.0), (5, 5, 1.5)):
         want = exact - torch.tensor([gi, gj, 0, 0]) - torch.tensor([0, 0, 0, 3.0 - h])
         maps[0][0, 0, gj, gi, :4] = _fit(want, anchor)
-    cands = oracle_candidates(targets, [(16, 16)], head.anchors, 4.0, 0.5)
-    assert [(r[3], r[2]) for r in cands[0]] == [(5, 6), (4, 6), (5, 5)]
+    cands = oracle_candidate_table(targets, [(16, 16)], head.anchors, 4.0, 0.5)
+    assert cands[0][:, [3, 2]].tolist() == [[5, 6], [4, 6], [5, 5]]
     labels = oracle_simota(cands, maps, targets, (128, 128), [8.0], head.anchors, 10)
     assert labels.levels[0] == [(0, 0, 6, 5, 0), (0, 0, 6, 4, 0)]
 
@@ -357,7 +378,7 @@ def test_oracle_simota_gives_a_shared_cell_to_the_cheaper_target() -> None:
     for side, winner in ((2.0, 0), (3.0, 1)):
         maps = [torch.zeros(1, 1, 16, 16, 7, dtype=torch.float64)]
         maps[0][0, 0, 6, 5, :4] = _fit(torch.tensor([0.5, 0.5, side, side], dtype=torch.float64), anchor)
-        cands = oracle_candidates(targets, [(16, 16)], head.anchors, 4.0, 0.5)
-        assert [r[4] for r in cands[0]] == [0, 1]  # the same cell, proposed by each target
+        cands = oracle_candidate_table(targets, [(16, 16)], head.anchors, 4.0, 0.5)
+        assert cands[0][:, 4].tolist() == [0, 1]  # the same cell, proposed by each target
         labels = oracle_simota(cands, maps, targets, (128, 128), [8.0], head.anchors, 10)
         assert labels.levels[0] == [(0, 0, 6, 5, winner)] * 2
