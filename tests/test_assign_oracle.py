@@ -221,6 +221,28 @@ class OracleConfig:
     gains: tuple[float, float, float] = (0.05, 0.7, 0.3)  # box, obj, cls (already scaled)
 
 
+def oracle_config(hyp: dict, nl: int, nc: int, img_size: int, has_aux: bool) -> OracleConfig:
+    """The oracle's settings for a hyp dict, gains scaled as the reference's train.py scales them."""
+    return OracleConfig(
+        simota=hyp["loss_ota"] == 1,
+        anchor_t=hyp["anchor_t"],
+        topk=hyp["ota_topk"] or (20 if has_aux else 10),
+        aux_assign=hyp["aux_assign"],
+        aux_constrained=bool(hyp["aux_constraint"]),
+        aux_weight=hyp["aux_weight"],
+        gr=hyp["gr"],
+        label_smoothing=hyp["label_smoothing"],
+        cls_pw=hyp["cls_pw"],
+        obj_pw=hyp["obj_pw"],
+        fl_gamma=hyp["fl_gamma"],
+        gains=(
+            hyp["box"] * 3 / nl,
+            hyp["obj"] * (img_size / 640) ** 2 * 3 / nl,
+            hyp["cls"] * nc / 80 * 3 / nl,
+        ),
+    )
+
+
 def oracle_assign(
     cfg: OracleConfig,
     head: FakeHead,

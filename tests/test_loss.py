@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
-from test_assign_oracle import FakeHead, OracleConfig, oracle_loss, random_maps, random_targets
+from test_assign_oracle import FakeHead, OracleConfig, oracle_config, oracle_loss, random_maps, random_targets
 
 from yolov7lib.configs import load_hyp
 from yolov7lib.loss import build_loss, level_balance, scaled_gains
@@ -32,25 +32,7 @@ CASES = {
 
 
 def _oracle_cfg(hyp: dict, nl: int, nc: int, has_aux: bool) -> OracleConfig:
-    topk = hyp["ota_topk"] or (20 if has_aux else 10)
-    return OracleConfig(
-        simota=hyp["loss_ota"] == 1,
-        anchor_t=hyp["anchor_t"],
-        topk=topk,
-        aux_assign=hyp["aux_assign"],
-        aux_constrained=bool(hyp["aux_constraint"]),
-        aux_weight=hyp["aux_weight"],
-        gr=hyp["gr"],
-        label_smoothing=hyp["label_smoothing"],
-        cls_pw=hyp["cls_pw"],
-        obj_pw=hyp["obj_pw"],
-        fl_gamma=hyp["fl_gamma"],
-        gains=(  # the reference train.py's scaling, by hand
-            hyp["box"] * 3 / nl,
-            hyp["obj"] * (IMG / 640) ** 2 * 3 / nl,
-            hyp["cls"] * nc / 80 * 3 / nl,
-        ),
-    )
+    return oracle_config(hyp, nl, nc, IMG, has_aux)
 
 
 def _setup(case: str, seed: int, counts: list[int], kind: str = "mixed"):
@@ -216,8 +198,7 @@ def test_partial_auxiliary_head_trains_only_through_its_group(partial: bool) -> 
     loss = build_loss(head, load_hyp("p6"), img_size=32)
     maps = net(imgs)
     _, aux_labels = loss.assign(maps, targets, imgs)
-    aux_terms = loss.head_terms(maps[1:], aux_labels, targets)
-    sum(t.box + t.obj + t.cls for t in aux_terms).backward()  # the assistant loss alone
+    loss.head_terms(maps[1:], aux_labels, targets).total().backward()  # the assistant loss alone
     assert net.group1.weight.grad.abs().sum() > 0 and net.stem.weight.grad.abs().sum() > 0
     reached = net.group2.weight.grad is not None and net.group2.weight.grad.abs().sum() > 0
     assert reached is not partial  # partial: the other group gets no gradient from the assistant loss

@@ -8,7 +8,7 @@ lead/auxiliary label assigners of Section 4.2, `candidates` for the fine and coa
 from yolov7lib.loss.assigners import AUX_ASSIGNERS, AssignerConfig, Assignment, LabelAssigner
 from yolov7lib.loss.candidates import COARSE_BIAS, FINE_BIAS, Candidates, find_candidates
 from yolov7lib.loss.criterion import (
-    LevelTerms,
+    HeadTerms,
     YOLOv7Loss,
     build_loss,
     level_balance,
@@ -23,8 +23,8 @@ __all__ = [
     "AssignerConfig",
     "Assignment",
     "Candidates",
+    "HeadTerms",
     "LabelAssigner",
-    "LevelTerms",
     "YOLOv7Loss",
     "build_loss",
     "find_candidates",

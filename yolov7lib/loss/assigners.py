@@ -118,9 +118,9 @@ class LabelAssigner:
     ) -> Assignment:
         grids = [tuple(p.shape[2:4]) for p in guide]
         anchors = self.anchors.to(targets.device)
-        cand = find_candidates(targets, grids, anchors, self.config.anchor_t, bias)
+        cand = find_candidates(targets, grids, anchors, self.config.anchor_t, bias, guide[0].shape[0])
         if not self.config.simota:
-            return Assignment(cand, cand.valid, cand.target)
+            return Assignment(cand, torch.ones_like(cand.target, dtype=torch.bool), cand.target)
         positive, matched = simota_match(
             cand, guide, targets, img_hw, self.strides, anchors, self.config.topk, constrained
         )

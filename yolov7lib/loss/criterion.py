@@ -15,6 +15,7 @@ files and scales them with `scaled_gains` (box x 3/nl, cls x nc/80 x 3/nl, obj x
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 
 from yolov7lib.configs import load_hyp
 from yolov7lib.loss.assigners import AssignerConfig, Assignment, LabelAssigner
+from yolov7lib.loss.candidates import gather_rows
 from yolov7lib.loss.decoder import decode_wh, decode_xy
 from yolov7lib.ops.boxes import bbox_iou
 
@@ -52,29 +54,33 @@ def scaled_gains(hyp: Mapping[str, Any], nl: int, nc: int, img_size: int) -> dic
 
 
 @dataclass(frozen=True)
-class LevelTerms:
-    """The loss terms of one level of one head, unweighted, and its objectness target map."""
+class HeadTerms:
+    """Unweighted loss terms of one head, one entry per level: (nl,) tensors, and the objectness
+    target maps (B, na, H, W) of the levels."""
 
     box: torch.Tensor
     obj: torch.Tensor
     cls: torch.Tensor
     n_pos: torch.Tensor
-    tobj: torch.Tensor
+    tobj: list[torch.Tensor]
+
+    def total(self) -> torch.Tensor:
+        """Unweighted sum of all terms (for tests and gradient checks)."""
+        return self.box.sum() + self.obj.sum() + self.cls.sum()
 
 
 def _objectness_target(
-    soft: torch.Tensor, keep: torch.Tensor, cells: torch.Tensor, shape: Sequence[int]
+    soft: torch.Tensor, keep: torch.Tensor, cells: torch.Tensor, size: int
 ) -> torch.Tensor:
-    """Map (B, na, H, W) holding `soft` at the `cells` where `keep`; where a cell is written several
+    """Flat (size,) map holding `soft` at the `cells` where `keep`; where a cell is written several
     times the last entry wins (the reference writes its positives in this order)."""
-    size = int(torch.Size(shape).numel())
     order = torch.arange(cells.shape[0], device=cells.device)
     idx = torch.where(keep, cells, size)
     last = torch.full((size + 1,), -1, dtype=torch.long, device=cells.device)
     last.scatter_reduce_(0, idx, order, reduce="amax")
     winner = keep & (last[cells] == order)
     out = soft.new_zeros(size + 1).scatter_(0, torch.where(winner, cells, size), soft)
-    return out[:size].view(*shape)
+    return out[:size]
 
 
 class YOLOv7Loss:
@@ -157,7 +163,7 @@ class YOLOv7Loss:
         return int(h * self.strides[0]), int(w * self.strides[0])
 
     def _bce(self, logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
-        pw = logits.new_tensor([pos_weight])
+        pw = logits.new_tensor([pos_weight]) if pos_weight != 1.0 else None  # 1: same loss, cheaper path
         loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
         if self.fl_gamma > 0:  # focal loss (reference FocalLoss, alpha 0.25)
             prob = logits.sigmoid()
@@ -172,45 +178,54 @@ class YOLOv7Loss:
         labels: Assignment,
         targets: torch.Tensor,
         constrained: bool = True,
-    ) -> list[LevelTerms]:
-        """Loss terms of one head's maps given its labels; `constrained` picks the offset decoder."""
-        cand = labels.candidates
-        anchors = self.head.anchors.to(targets.device)
-        out = []
-        for level, p in enumerate(maps):
-            s = cand.blocks[level]
-            b, a, gj, gi = cand.image[s], cand.anchor[s], cand.gj[s], cand.gi[s]
-            pos, tgt = labels.positive[s], targets[labels.matched[s]]
-            batch, na, h, w, _ = p.shape
-            work = torch.promote_types(p.dtype, torch.float32)
-            rows = p[b, a, gj, gi].to(work)
-            n_pos = pos.sum()
-            denom = n_pos.clamp(min=1)
+    ) -> HeadTerms:
+        """Loss terms of one head's maps given its labels; `constrained` picks the offset decoder.
 
-            grid = torch.stack((gi, gj), 1)
-            tbox = tgt[:, 2:6] * tgt.new_tensor([w, h, w, h])
-            tbox = torch.cat((tbox[:, :2] - grid, tbox[:, 2:]), 1)
-            tbox = torch.where(pos[:, None], tbox, tbox.new_tensor([0.5, 0.5, 1.0, 1.0]))  # inert filler
-            pbox = torch.cat(
-                (decode_xy(rows[:, :2], constrained), decode_wh(rows[:, 2:4], anchors[level][a])), 1
-            )
-            iou = bbox_iou(pbox, tbox.to(work), xywh=True, kind="ciou")
-            box = torch.where(pos, 1.0 - iou, 0.0).sum() / denom
+        All levels are handled together: the positives as one list, the objectness maps as one
+        flattened vector.
+        """
+        cand, nl = labels.candidates, len(maps)
+        work = torch.promote_types(maps[0].dtype, torch.float32)
+        rows = gather_rows(cand, maps).to(work)
+        pos, tgt, level = labels.positive, targets[labels.matched], cand.level
+        size = rows.new_tensor([[m.shape[3], m.shape[2]] for m in maps])[level]  # (N, 2) as (W, H)
+        anchors = self.head.anchors.to(device=rows.device)
+        anchor_wh = anchors.reshape(-1, 2)[level * self.na + cand.anchor]
 
-            soft = (1.0 - self.gr) + self.gr * iou.detach().clamp(0)
-            cells = ((b * na + a) * h + gj) * w + gi
-            tobj = _objectness_target(soft, pos, cells, (batch, na, h, w))
-            obj = self._bce(p[..., 4].to(work), tobj, self.obj_pw).mean()
+        grid = torch.stack((cand.gi, cand.gj), 1)
+        tbox = torch.cat((tgt[:, 2:4] * size - grid, tgt[:, 4:6] * size), 1).to(work)
+        tbox = torch.where(pos[:, None], tbox, tbox.new_tensor([0.5, 0.5, 1.0, 1.0]))  # inert filler
+        pbox = torch.cat((decode_xy(rows[:, :2], constrained), decode_wh(rows[:, 2:4], anchor_wh)), 1)
+        iou = bbox_iou(pbox, tbox, xywh=True, kind="ciou")
 
-            if self.nc > 1:
-                tcls = torch.full_like(rows[:, 5:], self.cls_neg)
-                tcls.scatter_(1, tgt[:, 1].long()[:, None], self.cls_pos)
-                bce = self._bce(rows[:, 5:], tcls, self.cls_pw)
-                cls = torch.where(pos[:, None], bce, 0.0).sum() / (denom * self.nc)
-            else:
-                cls = box.new_zeros(())
-            out.append(LevelTerms(box=box, obj=obj, cls=cls, n_pos=n_pos, tobj=tobj))
-        return out
+        def per_level(values: torch.Tensor) -> torch.Tensor:
+            return values.new_zeros(nl).index_add_(0, level, values)
+
+        n_pos = per_level(pos.to(work))
+        denom = n_pos.clamp(min=1)
+        box = per_level(torch.where(pos, 1.0 - iou, 0.0)) / denom
+        if self.nc > 1:
+            tcls = torch.full_like(rows[:, 5:], self.cls_neg)
+            tcls.scatter_(1, tgt[:, 1].long()[:, None], self.cls_pos)
+            bce = self._bce(rows[:, 5:], tcls, self.cls_pw).sum(1)
+            cls = per_level(torch.where(pos, bce, 0.0)) / (denom * self.nc)
+        else:
+            cls = torch.zeros_like(box)
+
+        # Objectness of every cell of every level: soft labels at the positives, 0 elsewhere.
+        cells_per_level = [m[..., 4].numel() for m in maps]
+        start = torch.tensor([0, *cells_per_level[:-1]], device=rows.device).cumsum(0)
+        total = sum(cells_per_level)
+        soft = (1.0 - self.gr) + self.gr * iou.detach().clamp(0)
+        tobj = _objectness_target(soft, pos, start[level] + cand.cell, total)
+        logits = torch.cat([m[..., 4].reshape(-1) for m in maps]).to(work)
+        bce_obj = self._bce(logits, tobj, self.obj_pw)
+        bounds = [0, *itertools.accumulate(cells_per_level)]
+        obj = torch.stack([bce_obj[a:b].mean() for a, b in itertools.pairwise(bounds)])
+        tobj_maps = [
+            tobj[a:b].view(m.shape[:4]) for m, (a, b) in zip(maps, itertools.pairwise(bounds), strict=True)
+        ]
+        return HeadTerms(box=box, obj=obj, cls=cls, n_pos=n_pos, tobj=tobj_maps)
 
     # -- the loss -------------------------------------------------------------------------------
     def __call__(
@@ -221,27 +236,22 @@ class YOLOv7Loss:
         assigner = self.assigner(aux is not None)
         lead_labels, aux_labels = assigner(lead, targets, self._img_hw(lead, imgs), aux)
 
+        balance = lead[0].new_tensor(self.balance, dtype=torch.promote_types(lead[0].dtype, torch.float32))
         terms = self.head_terms(lead, lead_labels, targets)
-        aux_terms = []
+        lbox, lobj, lcls = terms.box.sum(), (terms.obj * balance).sum(), terms.cls.sum()
         if aux is not None and aux_labels is not None:
-            aux_terms = self.head_terms(aux, aux_labels, targets, assigner.config.aux_constrained)
-
-        work = terms[0].box.dtype
-        lbox, lobj, lcls = (torch.zeros(1, dtype=work, device=targets.device) for _ in range(3))
-        for level, t in enumerate(terms):
-            lbox = lbox + t.box
-            lcls = lcls + t.cls
-            lobj = lobj + t.obj * self.balance[level]
-        w = self.aux_weight
-        for level, t in enumerate(aux_terms):
-            lbox = lbox + w * t.box
-            lcls = lcls + w * t.cls
-            lobj = lobj + w * t.obj * self.balance[level]
+            t = self.head_terms(aux, aux_labels, targets, assigner.config.aux_constrained)
+            w = self.aux_weight
+            lbox, lobj, lcls = (
+                lbox + w * t.box.sum(),
+                lobj + w * (t.obj * balance).sum(),
+                lcls + w * t.cls.sum(),
+            )
         lbox = lbox * self.gains["box"]
         lobj = lobj * self.gains["obj"]
         lcls = lcls * self.gains["cls"]
         loss = lbox + lobj + lcls
-        return loss * lead[0].shape[0], torch.cat((lbox, lobj, lcls, loss)).detach()
+        return loss.reshape(1) * lead[0].shape[0], torch.stack((lbox, lobj, lcls, loss)).detach()
 
 
 def _detection_head(model: Any) -> Any:

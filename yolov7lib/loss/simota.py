@@ -6,15 +6,17 @@ the whole batch at once here:
 1. each target of an image is paired with every candidate cell of that image (all levels; a cell
    proposed by several targets appears once per proposing target, as a separate candidate);
 2. IoU of the target with the box the guiding head predicts at the candidate (pixels);
-3. cost = BCE(sqrt(sigmoid(cls) * sigmoid(obj)), one-hot class) summed over classes + 3 * -log(IoU + 1e-8);
+3. cost = BCE(sqrt(sigmoid(cls) * sigmoid(obj)), one-hot class) summed over classes + 3 * -log(IoU + 1e-8)
+   (the reference evaluates the BCE on the logit of that score; the same value is computed here from
+   log(1 - score) over all classes and log(score) of the target's class);
 4. dynamic k = int(sum of the target's `topk` largest IoUs), at least 1; the target takes its k
    cheapest candidates (ties go to the earlier candidate);
 5. a candidate taken by several targets goes to the target of lowest cost among all targets of the
    image (ties to the earlier target); every taken candidate is a positive of exactly one target.
 
-Batching pads the targets and the valid candidates of each image into (B, M) and (B, C) tables; the
-table sizes are the only values read back to the host (one synchronisation per call). Everything else,
-the dynamic-k selection included, is done with fixed-shape tensor operations.
+Batching pads the targets and the candidates of each image into (B, M) and (B, C) tables, sized by
+the counts that `find_candidates` reads back; the matching itself, dynamic-k selection included, uses
+only fixed-shape tensor operations and reads nothing back.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from yolov7lib.loss.candidates import Candidates
+from yolov7lib.loss.candidates import Candidates, gather_rows
 from yolov7lib.loss.decoder import decode_wh, decode_xy
 from yolov7lib.ops.boxes import xywh2xyxy
 
@@ -45,16 +46,16 @@ def pairwise_iou(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
     return inter / (area1[:, :, None] + area2[:, None, :] - inter)
 
 
-def _rank_within_image(image: torch.Tensor, keep: torch.Tensor, batch: int) -> tuple[torch.Tensor, ...]:
-    """Per-image counts of the kept entries and each entry's rank among its image's kept entries."""
+def _slot_within_image(image: torch.Tensor, batch: int) -> torch.Tensor:
+    """Each entry's rank among the entries of its image, in list order."""
     n = image.shape[0]
-    count = torch.zeros(batch, dtype=torch.long, device=image.device)
-    count.scatter_add_(0, image, keep.long())
-    order = torch.sort(torch.where(keep, image, batch), stable=True).indices
+    count = torch.zeros(batch, dtype=torch.long, device=image.device).scatter_add_(
+        0, image, torch.ones_like(image)
+    )
+    order = torch.sort(image, stable=True).indices
     rank = torch.empty_like(order)
     rank[order] = torch.arange(n, device=image.device)
-    start = count.cumsum(0) - count
-    return count, rank - start[image.clamp(0, batch - 1)]
+    return rank - (count.cumsum(0) - count)[image]
 
 
 def _candidate_predictions(
@@ -64,17 +65,14 @@ def _candidate_predictions(
     anchors: torch.Tensor,
     constrained: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predicted pixel boxes (F, 4, corners) and raw objectness+class logits (F, 1 + nc) of each candidate."""
-    boxes, logits = [], []
-    for level, s in enumerate(cand.blocks):
-        gi, gj, a = cand.gi[s], cand.gj[s], cand.anchor[s]
-        rows = preds[level][cand.image[s], a, gj, gi]
-        grid = torch.stack((gi, gj), 1)
-        xy = (decode_xy(rows[:, :2], constrained) + grid) * strides[level]
-        wh = decode_wh(rows[:, 2:4], anchors[level][a]) * strides[level]
-        boxes.append(xywh2xyxy(torch.cat((xy, wh), 1)))
-        logits.append(rows[:, 4:])
-    return torch.cat(boxes), torch.cat(logits)
+    """Predicted pixel boxes (N, 4, corners) and raw objectness+class logits (N, 1 + nc) of each candidate."""
+    rows = gather_rows(cand, preds)
+    stride = rows.new_tensor(strides)[cand.level, None]
+    anchor_wh = anchors.reshape(-1, 2)[cand.level * anchors.shape[1] + cand.anchor]
+    grid = torch.stack((cand.gi, cand.gj), 1)
+    xy = (decode_xy(rows[:, :2], constrained) + grid) * stride
+    wh = decode_wh(rows[:, 2:4], anchor_wh) * stride
+    return xywh2xyxy(torch.cat((xy, wh), 1)), rows[:, 4:]
 
 
 @torch.no_grad()
@@ -91,44 +89,37 @@ def simota_match(
     """Match `targets` (n, 6) to their candidates using the predictions `preds` of the guiding head.
 
     `preds` are the nl raw maps (B, na, H, W, no); `anchors` (nl, na, 2) in grid units, `strides` (nl,).
-    Returns (positive, matched), both (F,) over the candidates: whether each is a positive and the
+    Returns (positive, matched), both (N,) over the candidates: whether each is a positive and the
     index of the target it is matched to (meaningful where positive).
     """
     device, n, batch = targets.device, cand.n_targets, preds[0].shape[0]
-    positive = torch.zeros(cand.size, dtype=torch.bool, device=device)
-    matched = cand.target.clone()
-    if n == 0:
-        return positive, matched
+    m, c = cand.max_targets_per_image, cand.max_per_image
+    if n == 0 or c == 0:
+        return torch.zeros(cand.size, dtype=torch.bool, device=device), cand.target.clone()
 
-    # Per-candidate quantities, computed once on the flat candidate list.
+    # Per-candidate quantities, computed once on the candidate list.
     pbox, logits = _candidate_predictions(cand, preds, strides, anchors, constrained)
     work = torch.promote_types(logits.dtype, torch.float32)
-    y = (logits[:, 1:].to(work).sigmoid() * logits[:, :1].to(work).sigmoid()).sqrt()
-    cls_logit = torch.log(y / (1 - y))  # (F, nc): the joint score as a logit
-    cls_neg = F.binary_cross_entropy_with_logits(cls_logit, torch.zeros_like(cls_logit), reduction="none")
-    cls_neg = cls_neg.sum(1)  # BCE against an all-zero class vector; the true class subtracts its logit
+    # The class cost is BCE(y, one-hot) summed over classes with y = sqrt(sigmoid(cls) * sigmoid(obj)):
+    # -sum_j log(1 - y_j) over all classes, minus log(y_k / (1 - y_k)) for the target's class k.
+    y = (logits[:, 1:].to(work).sigmoid() * logits[:, :1].to(work).sigmoid()).sqrt()  # (N, nc)
+    cls_neg = -torch.log1p(-y).sum(1)
 
-    # Pad targets and valid candidates per image; the table sizes are the one host read-back.
+    # Per-image tables: targets (B, M) and candidates (B, C), padded; sizes known from `cand`.
     image = targets[:, 0].long()
-    gt_count, gt_slot = _rank_within_image(image, torch.ones_like(image, dtype=torch.bool), batch)
-    cand_count, cand_slot = _rank_within_image(cand.image, cand.valid, batch)
-    m, c = (int(v) for v in torch.stack((gt_count.max(), cand_count.max())).cpu())  # one transfer
-    if c == 0:
-        return positive, matched
-
+    gt_flat = image * m + _slot_within_image(image, batch)
     gt_tab = torch.zeros(batch * m, dtype=torch.long, device=device)
-    gt_tab[image * m + gt_slot] = torch.arange(n, device=device)
+    gt_tab[gt_flat] = torch.arange(n, device=device)
     gt_ok = torch.zeros(batch * m, dtype=torch.bool, device=device)
-    gt_ok[image * m + gt_slot] = True
+    gt_ok[gt_flat] = True
     gt_tab, gt_ok = gt_tab.view(batch, m), gt_ok.view(batch, m)
 
-    dummy = batch * c  # where invalid candidates are scattered (then dropped)
-    cand_flat = torch.where(cand.valid, cand.image * c + cand_slot, dummy)
-    cand_tab = torch.zeros(dummy + 1, dtype=torch.long, device=device)
-    cand_tab.scatter_(0, cand_flat, torch.arange(cand.size, device=device))
-    cand_ok = torch.zeros(dummy + 1, dtype=torch.bool, device=device)
+    cand_flat = cand.image * c + _slot_within_image(cand.image, batch)
+    cand_tab = torch.zeros(batch * c, dtype=torch.long, device=device)
+    cand_tab[cand_flat] = torch.arange(cand.size, device=device)
+    cand_ok = torch.zeros(batch * c, dtype=torch.bool, device=device)
     cand_ok[cand_flat] = True
-    cand_tab, cand_ok = cand_tab[:dummy].view(batch, c), cand_ok[:dummy].view(batch, c)
+    cand_tab, cand_ok = cand_tab.view(batch, c), cand_ok.view(batch, c)
 
     # Pairwise IoU and cost, (B, M, C).
     h, w = img_hw
@@ -137,7 +128,8 @@ def simota_match(
     iou = pairwise_iou(tbox[gt_tab], pbox[cand_tab])
     iou = torch.where(ok, iou, 0.0)
     gt_cls = targets[:, 1].long()[gt_tab]
-    cls_cost = cls_neg[cand_tab][:, None, :] - cls_logit[cand_tab[:, None, :], gt_cls[:, :, None]]
+    y_k = y[cand_tab[:, None, :], gt_cls[:, :, None]]  # (B, M, C) score of each target's class
+    cls_cost = cls_neg[cand_tab][:, None, :] - (torch.log(y_k) - torch.log1p(-y_k))
     cost = cls_cost + IOU_COST_WEIGHT * -torch.log(iou + LOG_EPS)
     cost = torch.where(ok, cost, torch.inf)
 
@@ -152,10 +144,9 @@ def simota_match(
 
     # Candidates chosen by several targets go to the cheapest target of the image.
     count = chosen.sum(1)  # (B, C)
-    slot = torch.where(count > 1, cost.argmin(1), chosen.to(torch.uint8).argmax(1))
-
-    pad = torch.zeros(1, dtype=torch.bool, device=device)
-    positive = torch.cat((count.view(-1) > 0, pad))[cand_flat]
-    slot = torch.cat((slot.view(-1), pad.long()))[cand_flat]
-    matched = gt_tab.view(-1)[cand.image.clamp(0, batch - 1) * m + slot]
+    cheapest = cost.min(1).indices  # first of equal minima, as documented for torch.min
+    first = torch.where(chosen, torch.arange(m, device=device)[:, None], m).min(1).values
+    slot = torch.where(count > 1, cheapest, first.clamp(max=m - 1))
+    positive = (count > 0).view(-1)[cand_flat]
+    matched = gt_tab.view(-1)[cand.image * m + slot.view(-1)[cand_flat]]
     return positive, matched
