@@ -288,6 +288,7 @@ def test_loss_step_reads_back_only_the_candidate_counts(simota: int, monkeypatch
     maps = [m.requires_grad_() for m in random_maps(head, 3, IMG, gen, aux=True)]
     targets = random_targets([5, 0, 9], head.nc, gen, "crowded")
     loss, _ = _loss_and_cfg(head, loss_ota=simota)
+    loss.compact_on_host = False  # the accelerator path (on the host, positives are compacted for speed)
     reads = []
     monkeypatch.setattr(candidates, "to_host", lambda t: reads.append(t.numel()) or t.tolist())
     with _DataDependentOps() as rec:  # the training step minus the input checks (free on the host)

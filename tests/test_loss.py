@@ -72,6 +72,23 @@ def test_loss_without_targets_is_objectness_only(case: str) -> None:
     assert items[0] == 0 and items[2] == 0 and items[1] > 0
 
 
+@pytest.mark.parametrize("case", ["p5_plain", "p6_coarse_to_fine"])
+def test_masked_and_compacted_positives_give_the_same_loss(case: str) -> None:
+    # The host path drops non-positive candidates before the terms; the accelerator path masks them.
+    head, hyp, maps, targets = _setup(case, seed=12, counts=[7, 0, 12])
+    maps = [m.requires_grad_() for m in maps]
+    results = []
+    for compact in (True, False):
+        loss = build_loss(head, hyp, img_size=IMG)
+        loss.compact_on_host = compact
+        total, items = loss(maps, targets)
+        grads = torch.autograd.grad(total, maps)
+        results.append((items, grads))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-12, atol=0)
+    for g1, g2 in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(g1, g2, rtol=1e-9, atol=1e-15)
+
+
 def test_loss_conventions_total_times_batch_and_detached_items() -> None:
     head, hyp, maps, targets = _setup("p6_coarse_to_fine", seed=4, counts=[3, 5, 2])
     maps = [m.requires_grad_() for m in maps]

@@ -27,12 +27,12 @@ shapes as the lead maps.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from yolov7lib.loss.candidates import COARSE_BIAS, FINE_BIAS, Candidates, find_candidates
+from yolov7lib.loss.candidates import COARSE_BIAS, FINE_BIAS, Candidates, find_candidates, to_host
 from yolov7lib.loss.simota import simota_match
 
 AUX_ASSIGNERS = ("independent", "lead_guided", "coarse_to_fine")
@@ -63,6 +63,27 @@ class Assignment:
             order = torch.sort(fields[0], stable=True).indices
             out.append(tuple(f[order] for f in fields))
         return out
+
+    def compacted(self) -> Assignment:
+        """The same labels with the non-positive candidates dropped (order kept).
+
+        Reads the per-level positive counts back to the host: free when the tensors live on the host,
+        a synchronisation on an accelerator, where the loss therefore keeps the masked form.
+        """
+        cand = self.candidates
+        pos_level = self.positive.new_zeros(len(cand.blocks), dtype=torch.long)
+        pos_level.index_add_(0, cand.level, self.positive.long())
+        counts = to_host(pos_level)
+        keep = torch.nonzero_static(self.positive, size=sum(counts)).flatten()
+        blocks, start = [], 0
+        for count in counts:
+            blocks.append(slice(start, start + count))
+            start += count
+        fields = {
+            k: getattr(cand, k)[keep] for k in ("level", "image", "anchor", "gj", "gi", "cell", "target")
+        }
+        kept = replace(cand, blocks=tuple(blocks), **fields)
+        return Assignment(kept, torch.ones_like(keep, dtype=torch.bool), self.matched[keep])
 
 
 @dataclass(frozen=True)

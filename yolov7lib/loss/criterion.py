@@ -106,6 +106,9 @@ class YOLOv7Loss:
         self.fl_gamma = float(hyp["fl_gamma"])
         self.gr = float(hyp["gr"])
         self.aux_weight = float(hyp["aux_weight"])
+        # On the host, drop non-positive candidates before the loss terms (same result, less work); on
+        # an accelerator keep them masked, which avoids reading the positive counts back.
+        self.compact_on_host = True
 
     # -- inputs ---------------------------------------------------------------------------------
     def _split(self, preds: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
@@ -184,6 +187,8 @@ class YOLOv7Loss:
         All levels are handled together: the positives as one list, the objectness maps as one
         flattened vector.
         """
+        if self.compact_on_host and maps[0].device.type == "cpu":
+            labels = labels.compacted()  # reading counts back is free here: compute on positives only
         cand, nl = labels.candidates, len(maps)
         work = torch.promote_types(maps[0].dtype, torch.float32)
         rows = gather_rows(cand, maps).to(work)
