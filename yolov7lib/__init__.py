@@ -6,6 +6,25 @@ real-time object detectors", 2022.
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# Public API re-exported lazily, so that `import yolov7lib` (and `yolov7 --help`) does not load torch.
+_LAZY = {
+    "Model": "yolov7lib.models",
+    "create_model": "yolov7lib.models",
+    "list_models": "yolov7lib.models",
+    "reparameterize": "yolov7lib.models",
+    "model_info": "yolov7lib.models",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'yolov7lib' has no attribute {name!r}")

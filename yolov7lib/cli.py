@@ -22,8 +22,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="yolov7lib: replicate the YOLOv7 paper (models, data, training, evaluation, reports).",
     )
     parser.add_argument("--version", action="version", version=f"yolov7lib {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    info = commands.add_parser("info", help="parameters and GFLOPs of a model (training and deploy graphs)")
+    info.add_argument("--model", required=True, help="registry name (e.g. yolov7) or cfg YAML path")
+    info.add_argument("--img", type=int, default=None, help="square input size (default: 640, 1280 for P6)")
+    info.add_argument("--nc", type=int, default=None, help="number of classes (default: 80 / the cfg's)")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(handler=_info)
     return parser
+
+
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from yolov7lib.models.info import describe_model, format_description
+
+    try:
+        result = describe_model(args.model, img_size=args.img, nc=args.nc)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"yolov7 info: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else format_description(result))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

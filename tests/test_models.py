@@ -1,0 +1,414 @@
+"""yolov7lib.models: every architecture exactly, re-parameterization, cfg files, `yolov7 info`.
+
+The parameter counts and GFLOPs are the spec (official-figures.md, measured from the official
+implementation). Parameter counts and FLOPs are computed on the meta device (no memory, no arithmetic);
+equivalence tests use real random weights with randomised BatchNorm statistics and small inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from yolov7lib.cli import main
+from yolov7lib.models import (
+    count_params,
+    create_model,
+    dump_cfg,
+    list_models,
+    load_cfg,
+    model_info,
+    model_spec,
+    reparameterize,
+)
+from yolov7lib.models.heads import Detect, IAuxDetect, IDetect
+from yolov7lib.models.info import model_flops
+from yolov7lib.models.layers import Conv, RepConv, RepConvN
+from yolov7lib.models.spec import resolve_from, spec_rows
+
+# official-figures.md: training graph, training graph fused, deploy graph, deploy graph fused, GFLOPs
+OFFICIAL = {
+    "yolov7-tiny": (6_228_762, 6_221_370, 6_227_101, 6_219_709, 13.7, 640),
+    "yolov7-tiny-silu": (None, None, 6_227_101, 6_219_709, 13.7, 640),
+    "yolov7": (37_622_682, 36_907_898, 37_620_125, 36_905_341, 104.5, 640),
+    "yolov7x": (71_347_394, 71_314_746, 71_344_389, 71_311_741, 189.7, 640),
+    "yolov7-w6": (82_312_436, 82_277_300, 70_426_236, 70_394_300, 359.7, 1280),
+    "yolov7-e6": (111_898_292, 111_851_380, 97_246_652, 97_202_940, 514.4, 1280),
+    "yolov7-d6": (154_709_364, 154_652_532, 133_810_044, 133_757_052, 701.7, 1280),
+    "yolov7-e6e": (166_408_884, 166_335_860, 151_757_244, 151_687_420, 842.2, 1280),
+}
+# official cfg/baseline: params, fused
+BASELINES = {
+    "yolor-csp": (52_923_994, 52_891_610),
+    "yolor-csp-x": (96_943_410, 96_895_730),
+    "yolov4-csp": (52_921_437, 52_889_053),
+    "yolor-p6": (37_265_016, 37_232_824),
+    "yolor-w6": (79_873_400, 79_828_024),
+    "yolor-e6": (115_899_960, 115_840_120),
+    "yolor-d6": (151_773_240, 151_696_760),
+    "yolov3": (61_949_149, 61_922_845),
+    "yolov3-spp": (62_998_749, 62_971_933),
+    "r50-csp": (34_299_578, 34_270_138),
+    "x50-csp": (32_299_962, 32_264_442),
+}
+ALL = [*OFFICIAL, *BASELINES]
+HEAVY = {"yolov7x", "yolov7-w6", "yolov7-e6", "yolov7-d6", "yolov7-e6e", "yolor-csp-x", "yolor-w6"}
+HEAVY |= {"yolor-e6", "yolor-d6", "yolov3", "yolov3-spp"}  # > 60M parameters: slow on 2 cores
+
+
+def _slow_if_heavy(names: list[str]) -> list[object]:
+    return [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in names]
+
+
+@functools.cache
+def meta_model(name: str) -> nn.Module:
+    """Training graph on the meta device (shapes only), built once per session."""
+    with torch.device("meta"):
+        return create_model(name)
+
+
+def four_counts(model: nn.Module) -> tuple[int, int, int, int]:
+    return (
+        count_params(model),
+        count_params(reparameterize(model, drop_aux=False, fold_implicit=False)),
+        count_params(reparameterize(model, fuse=False)),
+        count_params(reparameterize(model)),
+    )
+
+
+@pytest.mark.parametrize("name", list(OFFICIAL))
+def test_parameter_counts_equal_the_official_figures(name: str) -> None:
+    model = meta_model(name)
+    expected = OFFICIAL[name][:4]
+    got = four_counts(model)
+    assert all(e is None or g == e for g, e in zip(got, expected, strict=True)), (got, expected)
+    with torch.device("meta"):
+        assert count_params(create_model(name, deploy=True)) == expected[3]
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_baseline_parameter_counts_equal_the_official_figures(name: str) -> None:
+    model = meta_model(name)
+    fused = reparameterize(model, drop_aux=False, fold_implicit=False)
+    assert (count_params(model), count_params(fused)) == BASELINES[name]
+
+
+@pytest.mark.parametrize("name", list(OFFICIAL))
+def test_gflops_of_the_fused_deploy_graph_within_half_a_percent(name: str) -> None:
+    gflops, size = OFFICIAL[name][4:]
+    with torch.device("meta"):
+        deploy = create_model(name, deploy=True)
+    assert model_flops(deploy, size) / 1e9 == pytest.approx(gflops, rel=5e-3)
+
+
+def test_model_info_counts_convolution_flops_like_a_hand_count() -> None:
+    cfg = {
+        "nc": 1,
+        "anchors": [[10, 13, 16, 30, 33, 23]],
+        "backbone": [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [16, 1, 1]]],
+        "head": [[[1], 1, "Detect", ["nc", "anchors"]]],
+    }
+    model = create_model(cfg)
+    info = model_info(model, 64)
+    macs = 32 * 32 * 8 * 3 * 3 * 3 + 32 * 32 * 16 * 8 + 32 * 32 * 18 * 16  # conv, conv, detection conv
+    assert info.gflops == pytest.approx(2 * macs / 1e9)
+    assert info.params == sum(p.numel() for p in model.parameters())
+
+
+def _randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / a.abs().max()).item()
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("name", _slow_if_heavy(ALL))
+def test_reparameterize_computes_the_same_function_and_loads_into_the_deploy_graph(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name)
+    _randomise_batchnorm(model)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    deploy = reparameterize(model)
+
+    # the argument is unchanged: weights, structure, mode
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert not model.training and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    decoded, raw = model(x)
+    decoded_d, raw_d = deploy(x)
+    assert len(raw) == len(raw_d) == model.head.nl
+    for a, b in zip(raw, raw_d, strict=True):
+        assert _relative_error(a, b) < 1e-4
+    assert _relative_error(decoded, decoded_d) < 1e-4
+
+    # structurally the deploy graph: no BatchNorm, no implicit, no auxiliary head, plain Detect
+    assert type(deploy.head) is Detect
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in deploy.modules())
+    with torch.device("meta"):
+        target = create_model(name, deploy=True)
+    result = target.load_state_dict(deploy.state_dict(), strict=True, assign=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert [type(m) for m in target.modules()] == [type(m) for m in deploy.modules()]
+
+
+@torch.no_grad()
+def test_partial_reparameterizations_keep_the_function() -> None:
+    torch.manual_seed(0)
+    model = create_model("yolov7-tiny")
+    _randomise_batchnorm(model, seed=3)
+    model.eval()
+    x = torch.rand(2, 3, 96, 96)
+    reference = model(x)[1]
+    fused_training = reparameterize(model, drop_aux=False, fold_implicit=False)
+    unfused_deploy = reparameterize(model, fuse=False)
+    assert type(fused_training.head) is IDetect and type(unfused_deploy.head) is Detect
+    assert any(isinstance(m, nn.BatchNorm2d) for m in unfused_deploy.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused_training.modules())
+    for variant in (fused_training, unfused_deploy, reparameterize(unfused_deploy)):
+        for a, b in zip(reference, variant(x)[1], strict=True):
+            assert _relative_error(a, b) < 1e-4
+    with pytest.raises(ValueError, match="drop_aux"):
+        reparameterize(meta_model("yolov7-w6"), drop_aux=False, fold_implicit=True)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(
+    ("cls", "c1", "c2", "s", "g"), [(RepConv, 16, 16, 1, 1), (RepConv, 16, 16, 1, 4)] * 1
+)
+def test_repconv_with_identity_branch_fuses_exactly(cls: type, c1: int, c2: int, s: int, g: int) -> None:
+    torch.manual_seed(0)
+    layer = cls(c1, c2, 3, s, g=g)
+    assert layer.rbr_identity is not None
+    _randomise_batchnorm(layer)
+    layer.eval()
+    x = torch.randn(2, c1, 12, 12)
+    expected = layer(x)
+    assert _relative_error(expected, layer.fuse_()(x)) < 1e-5
+    assert list(dict(layer.named_children())) == ["act", "rbr_reparam"]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(("c1", "c2", "s"), [(16, 16, 1), (8, 16, 1), (16, 16, 2)])
+def test_repconvn_has_no_identity_and_fuses_exactly(c1: int, c2: int, s: int) -> None:
+    torch.manual_seed(0)
+    layer = RepConvN(c1, c2, 3, s)
+    assert layer.rbr_identity is None
+    assert (RepConv(c1, c2, 3, s).rbr_identity is None) == (c1 != c2 or s != 1)
+    _randomise_batchnorm(layer)
+    layer.eval()
+    x = torch.randn(2, c1, 12, 12)
+    expected = layer(x)
+    assert _relative_error(expected, layer.fuse_()(x)) < 1e-5
+
+
+@torch.no_grad()
+def test_forward_conventions_and_head_attributes() -> None:
+    torch.manual_seed(0)
+    model = create_model("yolov7-tiny", nc=3)
+    head = model.head
+    assert (head.nc, head.no, head.nl, head.na) == (3, 8, 3, 3)
+    assert head.stride.tolist() == [8.0, 16.0, 32.0]
+    assert torch.allclose(head.anchors * head.stride.view(-1, 1, 1), head.anchor_grid.view(3, 3, 2))
+    x = torch.rand(2, 3, 64, 96)
+    maps = model.train()(x)
+    assert [tuple(m.shape) for m in maps] == [(2, 3, 64 // s, 96 // s, 8) for s in (8, 16, 32)]
+
+    decoded, raw = model.eval()(x)
+    assert decoded.shape == (2, sum(3 * (64 // s) * (96 // s) for s in (8, 16, 32)), 8)
+    # decode again with a plain loop over cells and anchors
+    rows = []
+    for level, p in enumerate(raw):
+        s = head.stride[level].item()
+        for a in range(3):
+            for gy in range(p.shape[2]):
+                for gx in range(p.shape[3]):
+                    v = p[0, a, gy, gx].sigmoid()
+                    w, h = (
+                        (2 * v[2]) ** 2 * head.anchor_grid[level, 0, a, 0, 0, 0],
+                        (2 * v[3]) ** 2 * head.anchor_grid[level, 0, a, 0, 0, 1],
+                    )
+                    rows.append(
+                        torch.stack([(2 * v[0] - 0.5 + gx) * s, (2 * v[1] - 0.5 + gy) * s, w, h, *v[4:]])
+                    )
+    assert torch.allclose(torch.stack(rows), decoded[0], atol=1e-4)
+
+
+def test_auxiliary_head_outputs_follow_the_lead_outputs() -> None:
+    model = meta_model("yolov7-w6")
+    assert isinstance(model.head, IAuxDetect)
+    x = torch.zeros(1, 3, 256, 256, device="meta")
+    maps = model.train()(x)
+    assert [tuple(m.shape) for m in maps] == [(1, 3, 256 // s, 256 // s, 85) for s in (8, 16, 32, 64)] * 2
+    decoded, raw = model.eval()(x)
+    assert len(raw) == 4 and decoded.shape == (1, 3 * sum((256 // s) ** 2 for s in (8, 16, 32, 64)), 85)
+
+
+def test_e6e_uses_e_elan_and_a_partial_auxiliary_head() -> None:
+    cfg = model_spec("yolov7-e6e")
+    rows = spec_rows(cfg)
+    groups = [g for g in cfg["groups"] if g["kind"] == "E-ELAN"]
+    assert len(groups) == 5 + 6 and all(g["cardinality"] == 2 for g in groups)
+    head = len(rows) - 1
+    sources = resolve_from(rows[head][0], head)
+    lead_convs, aux_convs = sources[:4], sources[4:]
+    lead_inputs = [resolve_from(rows[j][0], j)[0] for j in lead_convs]
+    aux_inputs = [resolve_from(rows[j][0], j)[0] for j in aux_convs]
+    assert all(rows[j][2] == "Shortcut" for j in lead_inputs)  # lead head reads merged cardinality
+    assert rows[aux_inputs[-1]][2] == "SPPCSPC"
+    for j in aux_inputs[:3]:  # the others read one group's output, the layer just before its merge
+        assert rows[j + 1][2] == "Shortcut" and j in resolve_from(rows[j + 1][0], j + 1)
+    assert aux_inputs[0] + 1 == lead_inputs[0]
+
+
+def test_initialisation_follows_the_reference() -> None:
+    torch.manual_seed(0)
+    model = create_model("yolov7-tiny")
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(m.eps == 1e-3 and m.momentum == 0.03 for m in bns)
+    acts = [m for m in model.modules() if isinstance(m, nn.LeakyReLU)]
+    assert acts and all(m.inplace and m.negative_slope == 0.1 for m in acts)
+    head = model.head
+    ia = torch.cat([m.implicit.flatten() for m in head.ia])
+    im = torch.cat([m.implicit.flatten() for m in head.im])
+    assert abs(ia.mean()) < 0.01 and 0.015 < ia.std() < 0.025
+    assert abs(im.mean() - 1) < 0.01 and 0.015 < im.std() < 0.025
+    for conv, s in zip(head.m, head.stride.tolist(), strict=True):
+        bound = 1 / math.sqrt(conv.in_channels)  # default bias init is uniform(-bound, bound)
+        b = conv.bias.view(head.na, head.no)
+        assert (b[:, 4] - math.log(8 / (640 / s) ** 2)).abs().max() <= bound
+        assert (b[:, 5:] - math.log(0.6 / (head.nc - 0.99))).abs().max() <= bound
+
+
+def test_unknown_name_lists_the_valid_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown model 'yolov8'; valid names: .*yolov7-e6e.*yolov7x"):
+        create_model("yolov8")
+    assert {"yolov7", "yolov7-tiny", "yolov7-e6e", "yolor-csp", "yolov4-csp"} <= set(list_models())
+
+
+def _signature(model: nn.Module) -> tuple[object, ...]:
+    layers = [(m.type, tuple(resolve_from(m.f, m.i))) for m in model.model]
+    return layers, {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["yolov7-tiny", "yolov7-e6e", "yolor-csp-x", "yolov3-spp", "x50-csp"])
+def test_cfg_round_trip_gives_the_same_graph(name: str, tmp_path) -> None:
+    model = meta_model(name)
+    path = dump_cfg(model.cfg, tmp_path / f"{name}.yaml")
+    assert load_cfg(path) == yaml.safe_load(yaml.safe_dump(model.cfg))
+    with torch.device("meta"):
+        again = create_model(path)
+        deploy = create_model(path, deploy=True)
+    assert _signature(again) == _signature(model)
+    assert count_params(deploy) == count_params(reparameterize(model))
+    with pytest.raises(FileExistsError):
+        dump_cfg(model.cfg, path)
+
+
+USER_CFG = """\
+nc: 3
+depth_multiple: 0.33
+width_multiple: 0.5
+anchors:
+  - [10,13, 16,30, 33,23]
+  - [30,61, 62,45, 59,119]
+backbone:
+  [[-1, 1, Conv, [32, 3, 2, None, 1, nn.LeakyReLU(0.1)]],
+   [-1, 1, Conv, [64, 3, 2]],
+   [-1, 3, BottleneckCSPC, [64]],
+   [-1, 1, Conv, [128, 3, 2]],
+  ]
+head:
+  [[-1, 1, SPPCSPC, [64]],
+   [-1, 1, nn.Upsample, [None, 2, 'nearest']],
+   [[-1, 2], 1, Concat, [1]],
+   [-1, 1, RepConv, [64, 3, 1]],
+   [4, 1, Conv, [128, 3, 1]],
+   [[7, 8], 1, Detect, [nc, anchors]],
+  ]
+"""
+
+
+def test_user_cfg_in_the_official_format(tmp_path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(USER_CFG)
+    before = path.read_bytes()
+    model = create_model(path)
+    assert path.read_bytes() == before  # the user's file is never modified
+    first = model.model[0]
+    assert (
+        first.conv.out_channels == 16
+        and isinstance(first.act, nn.LeakyReLU)
+        and first.act.negative_slope == 0.1
+    )
+    assert isinstance(model.model[1].act, nn.SiLU)
+    assert len(model.model[2].m) == 1  # 3 repeats x depth 0.33
+    assert model.model[7].rbr_1x1[0].in_channels == 32 + 32 and model.model[8].conv.out_channels == 64
+    assert model.head.stride.tolist() == [4.0, 8.0] and model.head.no == 8
+    maps = model.train()(torch.rand(1, 3, 64, 64))
+    assert [tuple(m.shape) for m in maps] == [(1, 3, 16, 16, 8), (1, 3, 8, 8, 8)]
+    assert create_model(path, nc=5).head.no == 10
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("Conv, [64, 3, 2]]", "Conf, [64, 3, 2]]"), "unknown module 'Conf'"),
+        (("nn.LeakyReLU(0.1)", "nn.Evil(1)"), "unsupported activation"),
+        (("nn.LeakyReLU(0.1)", "__import__('os').system('false')"), "layer 0"),
+        (("[[7, 8], 1, Detect", "[[7, 9], 1, Detect"), "not an earlier layer"),
+        (("nc: 3\n", ""), "missing key"),
+    ],
+)
+def test_bad_cfg_gives_a_clear_error(tmp_path, edit: tuple[str, str], message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(USER_CFG.replace(*edit))
+    with pytest.raises(ValueError, match=message):
+        create_model(path)
+
+
+def test_missing_cfg_file() -> None:
+    with pytest.raises(FileNotFoundError):
+        create_model("no/such/model.yaml")
+
+
+def test_info_command_prints_the_four_counts(capsys) -> None:
+    assert main(["info", "--model", "yolov7-tiny", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert tuple(out["params"].values()) == OFFICIAL["yolov7-tiny"][:4]
+    assert out["gflops"] == pytest.approx(13.7, rel=5e-3) and out["img_size"] == 640
+    assert main(["info", "--model", "yolov7-tiny", "--img", "320"]) == 0
+    text = capsys.readouterr().out
+    assert "6,219,709" in text and "320x320" in text
+    assert main(["info", "--model", "yolov9"]) == 2
+    assert "valid names" in capsys.readouterr().err
+
+
+def test_conv_fuse_keeps_the_function() -> None:
+    torch.manual_seed(0)
+    layer = Conv(6, 10, 3, 2, g=2)
+    _randomise_batchnorm(layer)
+    layer.eval()
+    x = torch.randn(2, 6, 9, 9)
+    with torch.no_grad():
+        expected = layer(x)
+        assert _relative_error(expected, layer.fuse_()(x)) < 1e-5
+    assert layer.bn is None and layer.conv.bias is not None
