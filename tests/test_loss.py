@@ -222,3 +222,36 @@ def test_partial_auxiliary_head_trains_only_through_its_group(partial: bool) -> 
     net.zero_grad(set_to_none=True)
     loss(net(imgs), targets, imgs)[0].backward()  # the full loss trains both groups either way
     assert net.group2.weight.grad.abs().sum() > 0 and net.aux.weight.grad.abs().sum() > 0
+
+
+# -- the registry's models (issue 3) -------------------------------------------------------------------
+def _real_step(name: str, profile: str, img: int, batch: int) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+    from yolov7lib import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    imgs = torch.rand(batch, 3, img, img)
+    maps = model(imgs)
+    targets = random_targets([3] * batch, model.head.nc, torch.Generator().manual_seed(1), "mixed").float()
+    targets[:, 4:] = targets[:, 4:].clamp(0.1, 0.6)
+    loss, items = build_loss(model, profile, img_size=img)(maps, targets, imgs)
+    assert torch.isfinite(loss).all() and (items[:3] > 0).all()
+    loss.backward()
+    return model, maps
+
+
+@pytest.mark.slow
+def test_loss_trains_yolov7_tiny_lead_head() -> None:
+    model, maps = _real_step("yolov7-tiny", "tiny", img=64, batch=2)
+    assert len(maps) == model.head.nl == 3
+    for conv in model.head.m:
+        assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["yolov7-w6", "yolov7-e6e"])  # e6e: the partial auxiliary head (Table 8)
+def test_loss_trains_lead_and_auxiliary_heads_of_p6_models(name: str) -> None:
+    model, maps = _real_step(name, "p6", img=128, batch=2)
+    assert len(maps) == 2 * model.head.nl == 8
+    for conv in [*model.head.m, *model.head.m2]:  # lead and auxiliary output convolutions
+        assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
