@@ -89,6 +89,20 @@ def test_masked_and_compacted_positives_give_the_same_loss(case: str) -> None:
         torch.testing.assert_close(g1, g2, rtol=1e-9, atol=1e-15)
 
 
+def test_half_precision_maps_are_handled_in_float32() -> None:
+    # AMP gives float16 maps: the loss works in float32 and matches the float32 maps of the same values.
+    head, hyp, maps, targets = _setup("p6_coarse_to_fine", seed=13, counts=[6, 9])
+    half = [m.half() for m in maps]
+    loss = build_loss(head, hyp, img_size=IMG)
+    lead_h, aux_h = loss.assign(half, targets.float())
+    lead_f, aux_f = loss.assign([m.float() for m in half], targets.float())
+    for a, b in ((lead_h, lead_f), (aux_h, aux_f)):
+        assert torch.equal(a.positive, b.positive) and torch.equal(a.matched, b.matched)
+    items_h = loss(half, targets.float())[1]
+    assert items_h.dtype == torch.float32
+    torch.testing.assert_close(items_h, loss([m.float() for m in half], targets.float())[1])
+
+
 def test_loss_conventions_total_times_batch_and_detached_items() -> None:
     head, hyp, maps, targets = _setup("p6_coarse_to_fine", seed=4, counts=[3, 5, 2])
     maps = [m.requires_grad_() for m in maps]

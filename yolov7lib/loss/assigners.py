@@ -6,8 +6,10 @@ head's own predictions (`loss_ota: 1`), or all taken as positives (`loss_ota: 0`
 Auxiliary head, chosen by the hyp key `aux_assign`:
 
 - `independent` (Figure 5c, Table 6 "independent"): the auxiliary head is assigned like the lead head
-  but from its own predictions: fine candidates, SimOTA on the auxiliary predictions.
-- `lead_guided` (Figure 5d): the lead head's assignment is used for both heads.
+  but from its own predictions: fine candidates, SimOTA on the auxiliary predictions decoded with the
+  auxiliary decoder. The reference has no switch for this variant; this is the paper's description.
+- `lead_guided` (Figure 5d): the lead head's assignment is used for both heads (no switch in the
+  reference either: its training uses the next variant).
 - `coarse_to_fine` (Figure 5e, the default and the reference's training): the lead head gets the fine
   labels above; the auxiliary head gets coarse labels, SimOTA on the *lead* predictions over the
   relaxed candidates (centre cell + 4 neighbours).
@@ -15,6 +17,9 @@ Auxiliary head, chosen by the hyp key `aux_assign`:
 What a label carries: the positive cells and the target each is matched to. The objectness soft label
 of a positive is the IoU between that target and the box the trained head itself predicts there (`gr`),
 as in the reference; `aux_constraint` picks the auxiliary decoder (see `decoder.py`, Table 7).
+
+SimOTA's dynamic k sums the `ota_topk` largest IoUs: by default 10 for a model without auxiliary head
+(the reference's ComputeLossOTA) and 20 for every assignment of a model with one (ComputeLossAuxOTA).
 
 With `loss_ota: 0` nothing depends on predictions, so `independent` and `lead_guided` coincide (fine
 candidates for both heads) and `coarse_to_fine` gives the auxiliary head all coarse candidates.

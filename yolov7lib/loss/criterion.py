@@ -89,6 +89,11 @@ class YOLOv7Loss:
     `preds` is the training-mode output: nl maps (B, na, H, W, no), then nl auxiliary maps of the same
     shapes if the head has an auxiliary head. `targets` (n, 6) [image, class, x, y, w, h] normalised;
     `imgs` the input batch (only its height and width are used, for SimOTA's pixel IoUs).
+
+    Where the work runs: with `compact_on_host` (default) and maps on the CPU, the candidates that are
+    not positives are dropped before the loss terms (reading their counts back is free there); on an
+    accelerator they stay in place, masked, so the only read-back of a training step is the candidate
+    counts of each assignment (see `candidates.find_candidates`). Both forms give the same loss.
     """
 
     def __init__(self, head: Any, hyp: Mapping[str, Any], img_size: int = 640) -> None:
@@ -157,6 +162,7 @@ class YOLOv7Loss:
         """Labels of the lead head and (None without auxiliary maps) of the auxiliary head."""
         lead, aux = self._split(preds)
         self._check_targets(targets, lead[0].shape[0])
+        targets = targets.to(lead[0].device)
         return self.assigner(aux is not None)(lead, targets, self._img_hw(lead, imgs), aux)
 
     def _img_hw(self, lead: list[torch.Tensor], imgs: torch.Tensor | None) -> tuple[int, int]:
@@ -189,7 +195,7 @@ class YOLOv7Loss:
         """
         if self.compact_on_host and maps[0].device.type == "cpu":
             labels = labels.compacted()  # reading counts back is free here: compute on positives only
-        cand, nl = labels.candidates, len(maps)
+        cand = labels.candidates
         work = torch.promote_types(maps[0].dtype, torch.float32)
         rows = gather_rows(cand, maps).to(work)
         pos, tgt, level = labels.positive, targets[labels.matched], cand.level
@@ -203,19 +209,19 @@ class YOLOv7Loss:
         pbox = torch.cat((decode_xy(rows[:, :2], constrained), decode_wh(rows[:, 2:4], anchor_wh)), 1)
         iou = bbox_iou(pbox, tbox, xywh=True, kind="ciou")
 
-        def per_level(values: torch.Tensor) -> torch.Tensor:
-            return values.new_zeros(nl).index_add_(0, level, values)
-
-        n_pos = per_level(pos.to(work))
-        denom = n_pos.clamp(min=1)
-        box = per_level(torch.where(pos, 1.0 - iou, 0.0)) / denom
         if self.nc > 1:
             tcls = torch.full_like(rows[:, 5:], self.cls_neg)
             tcls.scatter_(1, tgt[:, 1].long()[:, None], self.cls_pos)
             bce = self._bce(rows[:, 5:], tcls, self.cls_pw).sum(1)
-            cls = per_level(torch.where(pos, bce, 0.0)) / (denom * self.nc)
         else:
-            cls = torch.zeros_like(box)
+            bce = torch.zeros_like(iou)
+        # Per-level sums over the level blocks (deterministic, unlike scattered additions on a GPU).
+        per_row = torch.stack((pos.to(work), torch.where(pos, 1.0 - iou, 0.0), torch.where(pos, bce, 0.0)), 1)
+        sizes = [s.stop - s.start for s in cand.blocks]
+        n_pos, box_sum, cls_sum = torch.stack([b.sum(0) for b in per_row.split(sizes)]).unbind(1)
+        denom = n_pos.clamp(min=1)
+        box = box_sum / denom
+        cls = cls_sum / (denom * self.nc)
 
         # Objectness of every cell of every level: soft labels at the positives, 0 elsewhere.
         cells_per_level = [m[..., 4].numel() for m in maps]
@@ -238,6 +244,7 @@ class YOLOv7Loss:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         lead, aux = self._split(preds)
         self._check_targets(targets, lead[0].shape[0])
+        targets = targets.to(lead[0].device)
         assigner = self.assigner(aux is not None)
         lead_labels, aux_labels = assigner(lead, targets, self._img_hw(lead, imgs), aux)
 

@@ -67,6 +67,7 @@ def _candidate_predictions(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted pixel boxes (N, 4, corners) and raw objectness+class logits (N, 1 + nc) of each candidate."""
     rows = gather_rows(cand, preds)
+    rows = rows.to(torch.promote_types(rows.dtype, torch.float32))  # half maps (AMP): match in float32
     stride = rows.new_tensor(strides)[cand.level, None]
     anchor_wh = anchors.reshape(-1, 2)[cand.level * anchors.shape[1] + cand.anchor]
     grid = torch.stack((cand.gi, cand.gj), 1)
@@ -99,10 +100,9 @@ def simota_match(
 
     # Per-candidate quantities, computed once on the candidate list.
     pbox, logits = _candidate_predictions(cand, preds, strides, anchors, constrained)
-    work = torch.promote_types(logits.dtype, torch.float32)
     # The class cost is BCE(y, one-hot) summed over classes with y = sqrt(sigmoid(cls) * sigmoid(obj)):
     # -sum_j log(1 - y_j) over all classes, minus log(y_k / (1 - y_k)) for the target's class k.
-    y = (logits[:, 1:].to(work).sigmoid() * logits[:, :1].to(work).sigmoid()).sqrt()  # (N, nc)
+    y = (logits[:, 1:].sigmoid() * logits[:, :1].sigmoid()).sqrt()  # (N, nc)
     cls_neg = -torch.log1p(-y).sum(1)
 
     # Per-image tables: targets (B, M) and candidates (B, C), padded; sizes known from `cand`.
