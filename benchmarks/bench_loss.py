@@ -1,0 +1,143 @@
+"""Time one loss step (label assignment + loss) batched vs the per-image oracle of the tests.
+
+    PYTHONPATH=$PWD python benchmarks/bench_loss.py [--repeats 15] [--threads 1] [--real-models]
+
+Two settings of issue 5: yolov7-tiny at 320 px, batch 16, 8 objects per image (lead head only, SimOTA
+with top-10) and yolov7-w6 at 640 px, batch 4, 8 objects per image (lead + auxiliary head,
+coarse-to-fine lead-guided labels, top-20). Predictions are random maps of the heads' shapes, or with
+--real-models the training-mode outputs of `yolov7lib.create_model` (when that exists) on random images.
+The oracle (tests/test_assign_oracle.py) assigns image by image and target by target as the reference
+implementation does, with the loss terms vectorised per level. Both run in float32 in the same process;
+the script runs them in turn and prints median and minimum wall and thread-CPU times, the ratios, and
+the largest relative difference of the loss items between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_assign_oracle import FakeHead, oracle_config, oracle_loss
+
+from yolov7lib.configs import load_hyp
+from yolov7lib.loss import build_loss
+
+SETTINGS = {
+    # name: (P6 head with auxiliary maps, image size, batch, objects per image, hyp profile, model name)
+    "yolov7-tiny": (False, 320, 16, 8, "tiny", "yolov7-tiny"),
+    "yolov7-w6": (True, 640, 4, 8, "p6", "yolov7-w6"),
+    # Not in the issue: closer to COCO mosaic batches, where crowded images make per-image work grow.
+    "yolov7-tiny-crowded": (False, 640, 16, 32, "tiny", "yolov7-tiny"),
+}
+
+
+def random_targets(batch: int, per_image: int, gen: torch.Generator) -> torch.Tensor:
+    n = batch * per_image
+    image = torch.arange(batch).repeat_interleave(per_image)[:, None].float()
+    cls = torch.randint(0, 80, (n, 1), generator=gen).float()
+    xy = torch.rand(n, 2, generator=gen) * 0.8 + 0.1
+    wh = torch.rand(n, 2, generator=gen) ** 2 * 0.4 + 0.02
+    return torch.cat((image, cls, xy, wh), 1)
+
+
+def predictions(aux: bool, img: int, batch: int, model_name: str, real: bool, gen: torch.Generator):
+    """(head, maps, source) with maps of the head's training-mode shapes."""
+    if real:
+        try:
+            from yolov7lib import create_model  # type: ignore[attr-defined]
+        except ImportError:
+            print("  yolov7lib.create_model is not available yet; using random maps")
+        else:
+            model = create_model(model_name).train()
+            with torch.no_grad():
+                maps = model(torch.rand(batch, 3, img, img, generator=gen))
+            return model.head, [m.float() for m in maps], f"{model_name} forward pass"
+    head = FakeHead(p6=aux, nc=80)
+    maps = [
+        torch.randn(batch, head.na, img // int(s), img // int(s), head.no, generator=gen) for s in head.stride
+    ]
+    if aux:
+        maps += [torch.randn(m.shape, generator=gen) for m in maps]
+    return head, maps, "random maps"
+
+
+def interleaved_times(
+    fns: dict[str, Callable[[], object]], repeats: int, clock: Callable[[], float]
+) -> dict[str, list[float]]:
+    """Run the functions in turn `repeats` times (after a warm-up) so that load changes hit all alike."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = clock()
+            fn()
+            times[k].append(clock() - t0)
+    return times
+
+
+def bench(name: str, repeats: int, real: bool) -> None:
+    aux, img, batch, per_image, profile, model_name = SETTINGS[name]
+    gen = torch.Generator().manual_seed(0)
+    head, maps, source = predictions(aux, img, batch, model_name, real, gen)
+    targets = random_targets(batch, per_image, gen)
+    imgs = torch.zeros(batch, 3, img, img)
+    hyp = load_hyp(profile)
+    loss_fn = build_loss(head, hyp, img_size=img)
+    cfg = oracle_config(hyp, head.nl, head.nc, img, aux)
+
+    def batched() -> torch.Tensor:
+        with torch.no_grad():
+            return loss_fn(maps, targets, imgs)[1]
+
+    def batched_backward() -> None:
+        leaves = [m.detach().requires_grad_() for m in maps]
+        loss_fn(leaves, targets, imgs)[0].backward()
+
+    def oracle() -> torch.Tensor:
+        with torch.no_grad():
+            return oracle_loss(cfg, head, maps, targets, (img, img))[1]
+
+    diff = ((batched() - oracle().to(torch.float32)).abs() / oracle().abs()).max().item()
+    fns = {"batched": batched, "backward": batched_backward, "oracle": oracle}
+    print(f"{name}: {img} px, batch {batch}, {per_image} objects/image, {len(maps)} maps ({source})")
+    # Wall time, and this thread's CPU time, which other processes on a shared machine disturb less.
+    for clock_name, clock in (("wall", time.perf_counter), ("cpu", time.thread_time)):
+        t = interleaved_times(fns, repeats, clock)
+        ratios = [o / b for o, b in zip(t["oracle"], t["batched"], strict=True)]
+        print(f"  {clock_name} milliseconds                          median      min")
+        for key, label in (
+            ("batched", "batched  assignment + loss           "),
+            ("backward", "batched  assignment + loss + backward"),
+            ("oracle", "oracle   assignment + loss (per image)"),
+        ):
+            print(f"  {label} {statistics.median(t[key]) * 1e3:9.1f} {min(t[key]) * 1e3:8.1f}")
+        print(
+            f"  oracle / batched ({clock_name}): median of paired ratios {statistics.median(ratios):.1f}x, "
+            f"ratio of minima {min(t['oracle']) / min(t['batched']):.1f}x"
+        )
+    print(f"  largest relative difference of the loss items: {diff:.1e}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steadier)")
+    parser.add_argument("--real-models", action="store_true", help="use create_model outputs if available")
+    parser.add_argument("--only", choices=list(SETTINGS), help="run one setting")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    for name in [args.only] if args.only else SETTINGS:
+        bench(name, args.repeats, args.real_models)
+
+
+if __name__ == "__main__":
+    main()

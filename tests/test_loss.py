@@ -1,0 +1,271 @@
+"""The YOLOv7 loss against the per-image oracle, its gradients, gains, conventions and input checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+from test_assign_oracle import FakeHead, OracleConfig, oracle_config, oracle_loss, random_maps, random_targets
+
+from yolov7lib.configs import load_hyp
+from yolov7lib.loss import build_loss, level_balance, scaled_gains
+
+IMG = 128
+
+CASES = {
+    # name: (p6 with auxiliary maps, nc, hyp overrides)
+    "p5_plain": (False, 6, {"loss_ota": 0}),
+    "p5_simota": (False, 6, {}),
+    "p5_single_class": (False, 1, {}),
+    "p5_smoothing_focal_weights": (
+        False,
+        4,
+        {"label_smoothing": 0.1, "fl_gamma": 1.5, "cls_pw": 2.0, "obj_pw": 0.5, "gr": 0.6},
+    ),
+    "p6_coarse_to_fine": (True, 5, {}),
+    "p6_coarse_to_fine_unconstrained": (True, 5, {"aux_constraint": 0}),
+    "p6_lead_guided": (True, 5, {"aux_assign": "lead_guided"}),
+    "p6_independent": (True, 5, {"aux_assign": "independent"}),
+    "p6_plain_coarse": (True, 5, {"loss_ota": 0}),
+    "p6_aux_weight": (True, 5, {"aux_weight": 0.7, "ota_topk": 13}),
+}
+
+
+def _oracle_cfg(hyp: dict, nl: int, nc: int, has_aux: bool) -> OracleConfig:
+    return oracle_config(hyp, nl, nc, IMG, has_aux)
+
+
+def _setup(case: str, seed: int, counts: list[int], kind: str = "mixed"):
+    p6, nc, over = CASES[case]
+    gen = torch.Generator().manual_seed(seed)
+    head = FakeHead(p6=p6, nc=nc)
+    hyp = load_hyp("p6" if p6 else "p5") | over
+    maps = random_maps(head, len(counts), IMG, gen, aux=p6)
+    targets = random_targets(counts, nc, gen, kind)
+    return head, hyp, maps, targets
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_loss_equals_per_image_oracle(case: str) -> None:
+    head, hyp, maps, targets = _setup(case, seed=len(case), counts=[4, 0, 9, 1], kind="mixed")
+    crowd = random_targets([0, 0, 0, 14], head.nc, torch.Generator().manual_seed(2), "crowded")
+    targets = torch.cat((targets, crowd))
+    loss, items = build_loss(head, hyp, img_size=IMG)(maps, targets, torch.zeros(4, 3, IMG, IMG))
+    want, want_items = oracle_loss(
+        _oracle_cfg(hyp, head.nl, head.nc, len(maps) > head.nl), head, maps, targets, (IMG, IMG)
+    )
+    torch.testing.assert_close(loss, want.reshape(1), rtol=1e-6, atol=0)
+    torch.testing.assert_close(items, want_items, rtol=1e-6, atol=0)
+    assert (items[:2] > 0).all() and bool(items[2] > 0) == (head.nc > 1)
+
+
+@pytest.mark.parametrize("case", ["p5_simota", "p6_coarse_to_fine"])
+def test_loss_without_targets_is_objectness_only(case: str) -> None:
+    head, hyp, maps, _ = _setup(case, seed=3, counts=[0, 0])
+    targets = torch.zeros(0, 6, dtype=torch.float64)
+    loss, items = build_loss(head, hyp, img_size=IMG)(maps, targets)
+    want, want_items = oracle_loss(
+        _oracle_cfg(hyp, head.nl, head.nc, len(maps) > head.nl), head, maps, targets, (IMG, IMG)
+    )
+    torch.testing.assert_close(loss, want.reshape(1), rtol=1e-6, atol=0)
+    torch.testing.assert_close(items, want_items, rtol=1e-6, atol=0)
+    assert items[0] == 0 and items[2] == 0 and items[1] > 0
+
+
+@pytest.mark.parametrize("case", ["p5_plain", "p6_coarse_to_fine"])
+def test_masked_and_compacted_positives_give_the_same_loss(case: str) -> None:
+    # The host path drops non-positive candidates before the terms; the accelerator path masks them.
+    head, hyp, maps, targets = _setup(case, seed=12, counts=[7, 0, 12])
+    maps = [m.requires_grad_() for m in maps]
+    results = []
+    for compact in (True, False):
+        loss = build_loss(head, hyp, img_size=IMG)
+        loss.compact_on_host = compact
+        total, items = loss(maps, targets)
+        grads = torch.autograd.grad(total, maps)
+        results.append((items, grads))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-12, atol=0)
+    for g1, g2 in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(g1, g2, rtol=1e-9, atol=1e-15)
+
+
+def test_half_precision_maps_are_handled_in_float32() -> None:
+    # AMP gives float16 maps: the loss works in float32 and matches the float32 maps of the same values.
+    head, hyp, maps, targets = _setup("p6_coarse_to_fine", seed=13, counts=[6, 9])
+    half = [m.half() for m in maps]
+    loss = build_loss(head, hyp, img_size=IMG)
+    lead_h, aux_h = loss.assign(half, targets.float())
+    lead_f, aux_f = loss.assign([m.float() for m in half], targets.float())
+    for a, b in ((lead_h, lead_f), (aux_h, aux_f)):
+        assert torch.equal(a.positive, b.positive) and torch.equal(a.matched, b.matched)
+    items_h = loss(half, targets.float())[1]
+    assert items_h.dtype == torch.float32
+    torch.testing.assert_close(items_h, loss([m.float() for m in half], targets.float())[1])
+
+
+def test_loss_conventions_total_times_batch_and_detached_items() -> None:
+    head, hyp, maps, targets = _setup("p6_coarse_to_fine", seed=4, counts=[3, 5, 2])
+    maps = [m.requires_grad_() for m in maps]
+    loss, items = build_loss(head, hyp, img_size=IMG)(maps, targets)
+    assert loss.shape == (1,) and items.shape == (4,)
+    torch.testing.assert_close(loss, items[3:] * 3)
+    torch.testing.assert_close(items[3], items[:3].sum())
+    assert loss.requires_grad and not items.requires_grad
+
+
+@pytest.mark.parametrize("case", ["p5_plain", "p5_simota", "p6_coarse_to_fine", "p6_independent"])
+def test_gradients_reach_every_lead_and_auxiliary_map(case: str) -> None:
+    head, hyp, maps, targets = _setup(case, seed=5, counts=[6, 6])
+    targets[:, 4:] = torch.rand(len(targets), 2, generator=torch.Generator().manual_seed(0)) * 0.3 + 0.1
+    maps = [m.requires_grad_() for m in maps]
+    loss, _ = build_loss(head, hyp, img_size=IMG)(maps, targets)
+    loss.backward()
+    for i, m in enumerate(maps):  # objectness reaches every level of every head
+        assert m.grad is not None and torch.isfinite(m.grad).all(), i
+        assert m.grad[..., 4].abs().sum() > 0, i
+    heads = [maps[: head.nl], maps[head.nl :]] if len(maps) > head.nl else [maps]
+    for h in heads:  # box and class terms reach each head through its positives
+        assert sum(m.grad[..., :4].abs().sum() for m in h) > 0
+        assert sum(m.grad[..., 5:].abs().sum() for m in h) > 0
+
+
+def test_gains_are_scaled_once_in_build_loss_and_hyp_is_left_alone() -> None:
+    hyp = load_hyp("p6")
+    before = dict(hyp)
+    gains = scaled_gains(hyp, nl=4, nc=20, img_size=1280)
+    assert gains["box"] == pytest.approx(0.05 * 3 / 4)
+    assert gains["cls"] == pytest.approx(0.3 * 20 / 80 * 3 / 4)
+    assert gains["obj"] == pytest.approx(0.7 * (1280 / 640) ** 2 * 3 / 4)
+    loss = build_loss(FakeHead(p6=True, nc=20), hyp, img_size=1280)
+    assert loss.gains == gains and hyp == before
+    # The items scale with the unscaled hyp values: doubling box doubles the box item only.
+    head, hyp5, maps, targets = _setup("p5_simota", seed=6, counts=[5, 2])
+    items = build_loss(head, hyp5, img_size=IMG)(maps, targets)[1]
+    items2 = build_loss(head, hyp5 | {"box": 2 * hyp5["box"]}, img_size=IMG)(maps, targets)[1]
+    torch.testing.assert_close(items2[:3], items[:3] * torch.tensor([2.0, 1.0, 1.0], dtype=items.dtype))
+
+
+def test_aux_weight_enters_linearly() -> None:
+    head, hyp, maps, targets = _setup("p6_coarse_to_fine", seed=7, counts=[4, 7])
+    items = {
+        w: build_loss(head, hyp | {"aux_weight": w}, img_size=IMG)(maps, targets)[1] for w in (0.0, 0.25, 1.0)
+    }
+    torch.testing.assert_close(items[0.25], items[0.0] + 0.25 * (items[1.0] - items[0.0]))
+    # Weight 0: the lead head alone, with the assignment settings of a head that has auxiliary levels.
+    lead_only = build_loss(head, hyp | {"ota_topk": 20}, img_size=IMG)(maps[:4], targets)[1]
+    torch.testing.assert_close(items[0.0], lead_only)
+
+
+def test_level_balance_follows_the_reference_rule() -> None:
+    assert level_balance(3) == (4.0, 1.0, 0.4)
+    assert level_balance(4) == (4.0, 1.0, 0.25, 0.06)
+    assert level_balance(5) == (4.0, 1.0, 0.25, 0.06, 0.02)
+    with pytest.raises(ValueError, match="6 levels"):
+        level_balance(6)
+
+
+def test_bad_inputs_give_clear_errors() -> None:
+    head, hyp, maps, targets = _setup("p6_coarse_to_fine", seed=8, counts=[2, 2])
+    loss = build_loss(head, hyp, img_size=IMG)
+    with pytest.raises(TypeError, match="training-mode"):
+        loss((maps[0].flatten(1, 3), maps[:4]), targets)  # what eval mode returns
+    with pytest.raises(ValueError, match="4 lead maps"):
+        loss(maps[:3], targets)
+    with pytest.raises(ValueError, match="auxiliary maps must lie on the lead grids"):
+        loss([*maps[:4], maps[5], maps[4], *maps[6:]], targets)
+    with pytest.raises(ValueError, match=r"\(n, 6\)"):
+        loss(maps, targets[:, :5])
+    bad = targets.clone()
+    bad[0, 0] = 2
+    with pytest.raises(ValueError, match="image indices"):
+        loss(maps, bad)
+    bad = targets.clone()
+    bad[0, 1] = head.nc
+    with pytest.raises(ValueError, match="classes"):
+        loss(maps, bad)
+    with pytest.raises(ValueError, match="aux_assign"):
+        build_loss(head, hyp | {"aux_assign": "coarse"})(maps, targets)
+    with pytest.raises(ValueError, match="loss_ota"):
+        build_loss(head, hyp | {"loss_ota": 2})(maps, targets)
+    with pytest.raises(TypeError, match="detection head"):
+        build_loss(nn.Linear(2, 2), hyp)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu() -> None:
+    head, hyp, maps, targets = _setup("p6_coarse_to_fine", seed=9, counts=[6, 0, 11])
+    cpu = build_loss(head, hyp, img_size=IMG)(maps, targets)[1]
+    head_cuda = head.to("cuda")
+    gpu = build_loss(head_cuda, hyp, img_size=IMG)([m.cuda() for m in maps], targets.cuda())[1]
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=0)
+
+
+class _ToyEELAN(nn.Module):
+    """Two cardinality groups merged by a sum, a lead head on the merge and an auxiliary head attached
+    after the merge (full) or to one group before it (partial, Table 8)."""
+
+    def __init__(self, partial: bool, no: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, 2, 1)
+        self.group1, self.group2 = nn.Conv2d(8, 8, 3, 1, 1), nn.Conv2d(8, 8, 3, 1, 1)
+        self.lead, self.aux = nn.Conv2d(8, no, 1), nn.Conv2d(8, no, 1)
+        self.partial, self.no = partial, no
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        s = self.stem(x)
+        g1, g2 = self.group1(s), self.group2(s)
+        merged = g1 + g2
+        maps = [self.lead(merged), self.aux(g1 if self.partial else merged)]
+        return [m.view(m.shape[0], 1, self.no, *m.shape[2:]).permute(0, 1, 3, 4, 2) for m in maps]
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_partial_auxiliary_head_trains_only_through_its_group(partial: bool) -> None:
+    torch.manual_seed(0)
+    head = FakeHead(nc=2, anchors_px=[[8, 8]], strides=[2.0])
+    net = _ToyEELAN(partial, head.no).double()
+    imgs = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    targets = torch.tensor([[0, 1, 0.3, 0.6, 0.2, 0.3], [1, 0, 0.7, 0.4, 0.25, 0.2]], dtype=torch.float64)
+    loss = build_loss(head, load_hyp("p6"), img_size=32)
+    maps = net(imgs)
+    _, aux_labels = loss.assign(maps, targets, imgs)
+    loss.head_terms(maps[1:], aux_labels, targets).total().backward()  # the assistant loss alone
+    assert net.group1.weight.grad.abs().sum() > 0 and net.stem.weight.grad.abs().sum() > 0
+    reached = net.group2.weight.grad is not None and net.group2.weight.grad.abs().sum() > 0
+    assert reached is not partial  # partial: the other group gets no gradient from the assistant loss
+    net.zero_grad(set_to_none=True)
+    loss(net(imgs), targets, imgs)[0].backward()  # the full loss trains both groups either way
+    assert net.group2.weight.grad.abs().sum() > 0 and net.aux.weight.grad.abs().sum() > 0
+
+
+# -- the registry's models (issue 3) -------------------------------------------------------------------
+def _real_step(name: str, profile: str, img: int, batch: int) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+    from yolov7lib import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    imgs = torch.rand(batch, 3, img, img)
+    maps = model(imgs)
+    targets = random_targets([3] * batch, model.head.nc, torch.Generator().manual_seed(1), "mixed").float()
+    targets[:, 4:] = targets[:, 4:].clamp(0.1, 0.6)
+    loss, items = build_loss(model, profile, img_size=img)(maps, targets, imgs)
+    assert torch.isfinite(loss).all() and (items[:3] > 0).all()
+    loss.backward()
+    return model, maps
+
+
+@pytest.mark.slow
+def test_loss_trains_yolov7_tiny_lead_head() -> None:
+    model, maps = _real_step("yolov7-tiny", "tiny", img=64, batch=2)
+    assert len(maps) == model.head.nl == 3
+    for conv in model.head.m:
+        assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["yolov7-w6", "yolov7-e6e"])  # e6e: the partial auxiliary head (Table 8)
+def test_loss_trains_lead_and_auxiliary_heads_of_p6_models(name: str) -> None:
+    model, maps = _real_step(name, "p6", img=128, batch=2)
+    assert len(maps) == 2 * model.head.nl == 8
+    for conv in [*model.head.m, *model.head.m2]:  # lead and auxiliary output convolutions
+        assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0

@@ -1,0 +1,171 @@
+"""Label assigners of the lead and auxiliary heads (Section 4.2, Figure 5, Tables 6-8).
+
+Lead head (always): fine candidates (centre cell + 2 nearest neighbours), matched by SimOTA on the lead
+head's own predictions (`loss_ota: 1`), or all taken as positives (`loss_ota: 0`, plain YOLOv5-style).
+
+Auxiliary head, chosen by the hyp key `aux_assign`:
+
+- `independent` (Figure 5c, Table 6 "independent"): the auxiliary head is assigned like the lead head
+  but from its own predictions: fine candidates, SimOTA on the auxiliary predictions decoded with the
+  auxiliary decoder. The reference has no switch for this variant; this is the paper's description.
+- `lead_guided` (Figure 5d): the lead head's assignment is used for both heads (no switch in the
+  reference either: its training uses the next variant).
+- `coarse_to_fine` (Figure 5e, the default and the reference's training): the lead head gets the fine
+  labels above; the auxiliary head gets coarse labels, SimOTA on the *lead* predictions over the
+  relaxed candidates (centre cell + 4 neighbours).
+
+What a label carries: the positive cells and the target each is matched to. The objectness soft label
+of a positive is the IoU between that target and the box the trained head itself predicts there (`gr`),
+as in the reference; `aux_constraint` picks the auxiliary decoder (see `decoder.py`, Table 7).
+
+SimOTA's dynamic k sums the `ota_topk` largest IoUs: by default 10 for a model without auxiliary head
+(the reference's ComputeLossOTA) and 20 for every assignment of a model with one (ComputeLossAuxOTA).
+
+With `loss_ota: 0` nothing depends on predictions, so `independent` and `lead_guided` coincide (fine
+candidates for both heads) and `coarse_to_fine` gives the auxiliary head all coarse candidates.
+
+The partial auxiliary head of Table 8 is a matter of where the auxiliary maps come from in the network
+(E6E attaches them before the cardinality merge); the assigners only need auxiliary maps of the same
+shapes as the lead maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from yolov7lib.loss.candidates import COARSE_BIAS, FINE_BIAS, Candidates, find_candidates, to_host
+from yolov7lib.loss.simota import simota_match
+
+AUX_ASSIGNERS = ("independent", "lead_guided", "coarse_to_fine")
+TOPK_LEAD_ONLY = 10  # reference ComputeLossOTA
+TOPK_WITH_AUX = 20  # reference ComputeLossAuxOTA
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The positives of one head: over all candidates, whether each is positive and its target."""
+
+    candidates: Candidates
+    positive: torch.Tensor
+    matched: torch.Tensor
+
+    def positives(self) -> list[tuple[torch.Tensor, ...]]:
+        """Per level, (image, anchor, gj, gi, target) of the positives, ordered by image, then as the
+        candidates are enumerated (offset, anchor, target) - the reference's order.
+
+        Reads data back to the host: for tests and inspection, not for the training step.
+        """
+        out = []
+        cand = self.candidates
+        for s in cand.blocks:
+            keep = self.positive[s]
+            fields = [cand.image[s], cand.anchor[s], cand.gj[s], cand.gi[s], self.matched[s]]
+            fields = [f[keep] for f in fields]
+            order = torch.sort(fields[0], stable=True).indices
+            out.append(tuple(f[order] for f in fields))
+        return out
+
+    def compacted(self) -> Assignment:
+        """The same labels with the non-positive candidates dropped (order kept).
+
+        Reads the per-level positive counts back to the host: free when the tensors live on the host,
+        a synchronisation on an accelerator, where the loss therefore keeps the masked form.
+        """
+        cand = self.candidates
+        pos_level = self.positive.new_zeros(len(cand.blocks), dtype=torch.long)
+        pos_level.index_add_(0, cand.level, self.positive.long())
+        counts = to_host(pos_level)
+        keep = torch.nonzero_static(self.positive, size=sum(counts)).flatten()
+        blocks, start = [], 0
+        for count in counts:
+            blocks.append(slice(start, start + count))
+            start += count
+        fields = {
+            k: getattr(cand, k)[keep] for k in ("level", "image", "anchor", "gj", "gi", "cell", "target")
+        }
+        kept = replace(cand, blocks=tuple(blocks), **fields)
+        return Assignment(kept, torch.ones_like(keep, dtype=torch.bool), self.matched[keep])
+
+
+@dataclass(frozen=True)
+class AssignerConfig:
+    """Assignment settings read from the hyperparameters; see `from_hyp` for the keys."""
+
+    simota: bool
+    anchor_t: float
+    topk: int
+    aux_assign: str
+    aux_constrained: bool
+
+    @classmethod
+    def from_hyp(cls, hyp: Mapping[str, Any], has_aux: bool) -> AssignerConfig:
+        """Keys: loss_ota (0/1), anchor_t, ota_topk (0 = 10 without and 20 with an auxiliary head, the
+        reference's values), aux_assign (one of AUX_ASSIGNERS), aux_constraint (0/1)."""
+        loss_ota = int(hyp["loss_ota"])
+        if loss_ota not in (0, 1):
+            raise ValueError(f"loss_ota must be 0 (plain assignment) or 1 (SimOTA), got {loss_ota}")
+        aux_assign = str(hyp["aux_assign"])
+        if aux_assign not in AUX_ASSIGNERS:
+            raise ValueError(f"aux_assign must be one of {', '.join(AUX_ASSIGNERS)}, got {aux_assign!r}")
+        topk = int(hyp["ota_topk"])
+        if topk < 0:
+            raise ValueError(f"ota_topk must be >= 0 (0 = the reference's choice), got {topk}")
+        if topk == 0:
+            topk = TOPK_WITH_AUX if has_aux else TOPK_LEAD_ONLY
+        return cls(
+            simota=loss_ota == 1,
+            anchor_t=float(hyp["anchor_t"]),
+            topk=topk,
+            aux_assign=aux_assign,
+            aux_constrained=bool(int(hyp["aux_constraint"])),
+        )
+
+
+class LabelAssigner:
+    """Assigns targets to the lead head's cells and, given auxiliary maps, to the auxiliary head's.
+
+    `strides` (nl floats) and `anchors` (nl, na, 2, grid units) are the detection head's.
+    """
+
+    def __init__(self, strides: Sequence[float], anchors: torch.Tensor, config: AssignerConfig) -> None:
+        self.strides, self.anchors, self.config = list(strides), anchors, config
+
+    def _match(
+        self,
+        bias: float,
+        guide: list[torch.Tensor],
+        targets: torch.Tensor,
+        img_hw: tuple[int, int],
+        constrained: bool,
+    ) -> Assignment:
+        grids = [tuple(p.shape[2:4]) for p in guide]
+        anchors = self.anchors.to(targets.device)
+        cand = find_candidates(targets, grids, anchors, self.config.anchor_t, bias, guide[0].shape[0])
+        if not self.config.simota:
+            return Assignment(cand, torch.ones_like(cand.target, dtype=torch.bool), cand.target)
+        positive, matched = simota_match(
+            cand, guide, targets, img_hw, self.strides, anchors, self.config.topk, constrained
+        )
+        return Assignment(cand, positive, matched)
+
+    def __call__(
+        self,
+        lead: list[torch.Tensor],
+        targets: torch.Tensor,
+        img_hw: tuple[int, int],
+        aux: list[torch.Tensor] | None = None,
+    ) -> tuple[Assignment, Assignment | None]:
+        """Labels of the lead head and, when `aux` maps are given, of the auxiliary head."""
+        cfg = self.config
+        fine = self._match(FINE_BIAS, lead, targets, img_hw, constrained=True)
+        if aux is None:
+            return fine, None
+        if cfg.aux_assign == "lead_guided" or (cfg.aux_assign == "independent" and not cfg.simota):
+            return fine, fine
+        if cfg.aux_assign == "independent":
+            return fine, self._match(FINE_BIAS, aux, targets, img_hw, cfg.aux_constrained)
+        return fine, self._match(COARSE_BIAS, lead, targets, img_hw, constrained=True)
