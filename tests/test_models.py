@@ -190,13 +190,50 @@ def test_partial_reparameterizations_keep_the_function() -> None:
         reparameterize(meta_model("yolov7-w6"), drop_aux=False, fold_implicit=True)
 
 
+AUX_CFG = {  # a small two-level model with lead and auxiliary heads (the P6 models' head, cheaply)
+    "nc": 4,
+    "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119]],
+    "backbone": [
+        [-1, 1, "Conv", [8, 3, 2]],
+        [-1, 1, "Conv", [16, 3, 2]],
+        [-1, 1, "Conv", [16, 3, 2]],
+        [-1, 1, "Conv", [16, 3, 2]],
+    ],
+    "head": [
+        [2, 1, "RepConv", [16, 3, 1]],
+        [3, 1, "Conv", [16, 3, 1]],
+        [2, 1, "Conv", [8, 3, 1]],
+        [-2, 1, "Conv", [8, 3, 1]],
+        [[4, 5, 6, 7], 1, "IAuxDetect", ["nc", "anchors"]],
+    ],
+}
+
+
 @torch.no_grad()
-@pytest.mark.parametrize(
-    ("cls", "c1", "c2", "s", "g"), [(RepConv, 16, 16, 1, 1), (RepConv, 16, 16, 1, 4)] * 1
-)
-def test_repconv_with_identity_branch_fuses_exactly(cls: type, c1: int, c2: int, s: int, g: int) -> None:
+def test_auxiliary_head_is_dropped_with_the_layers_that_only_feed_it() -> None:
     torch.manual_seed(0)
-    layer = cls(c1, c2, 3, s, g=g)
+    model = create_model(AUX_CFG)
+    _randomise_batchnorm(model)
+    model.eval()
+    x = torch.rand(2, 3, 64, 64)
+    decoded, raw = model(x)
+    deploy = reparameterize(model)
+    assert len(deploy.model) == len(model.model) - 2 and type(deploy.head) is Detect
+    assert deploy.head.f == [4, 5] and deploy.head.i == 6
+    decoded_d, raw_d = deploy(x)
+    assert _relative_error(decoded, decoded_d) < 1e-4
+    assert all(_relative_error(a, b) < 1e-4 for a, b in zip(raw, raw_d, strict=True))
+    assert create_model(AUX_CFG, deploy=True).load_state_dict(deploy.state_dict(), strict=True)
+    kept = reparameterize(model, drop_aux=False, fold_implicit=False)
+    assert type(kept.head) is IAuxDetect and len(kept.train()(x)) == 4
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("g", [1, 4])
+def test_repconv_with_identity_branch_fuses_exactly(g: int) -> None:
+    torch.manual_seed(0)
+    c1 = c2 = 16
+    layer = RepConv(c1, c2, 3, 1, g=g)
     assert layer.rbr_identity is not None
     _randomise_batchnorm(layer)
     layer.eval()

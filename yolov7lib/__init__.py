@@ -17,6 +17,7 @@ _LAZY = {
     "list_models": "yolov7lib.models",
     "reparameterize": "yolov7lib.models",
     "model_info": "yolov7lib.models",
+    "load_official": "yolov7lib.models",
 }
 
 __all__ = ["__version__", *_LAZY]
