@@ -261,10 +261,8 @@ def test_loss_trains_yolov7_tiny_lead_head() -> None:
         assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["yolov7-w6", pytest.param("yolov7-e6e", marks=pytest.mark.slow)],  # e6e: partial aux (Table 8)
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["yolov7-w6", "yolov7-e6e"])  # e6e: the partial auxiliary head (Table 8)
 def test_loss_trains_lead_and_auxiliary_heads_of_p6_models(name: str) -> None:
     model, maps = _real_step(name, "p6", img=128, batch=1)
     assert len(maps) == 2 * model.head.nl == 8
