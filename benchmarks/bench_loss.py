@@ -2,10 +2,11 @@
 
     PYTHONPATH=$PWD python benchmarks/bench_loss.py [--repeats 15] [--threads 1] [--real-models]
 
-Two settings of issue 5: yolov7-tiny at 320 px, batch 16, 8 objects per image (lead head only, SimOTA
-with top-10) and yolov7-w6 at 640 px, batch 4, 8 objects per image (lead + auxiliary head,
-coarse-to-fine lead-guided labels, top-20). Predictions are random maps of the heads' shapes, or with
---real-models the training-mode outputs of `yolov7lib.create_model` (when that exists) on random images.
+The two settings of issue 5: yolov7-tiny at 320 px, batch 16, 8 objects per image (lead head only,
+SimOTA with top-10) and yolov7-w6 at 640 px, batch 4, 8 objects per image (lead + auxiliary head,
+coarse-to-fine lead-guided labels, top-20); and a crowded one closer to COCO mosaic batches, yolov7-tiny
+at 640 px, batch 16, 32 objects per image. Predictions are random maps of the heads' shapes, or with
+--real-models the training-mode outputs of `yolov7lib.create_model` on random images.
 The oracle (tests/test_assign_oracle.py) assigns image by image and target by target as the reference
 implementation does, with the loss terms vectorised per level. Both run in float32 in the same process;
 the script runs them in turn and prints median and minimum wall and thread-CPU times, the ratios, and

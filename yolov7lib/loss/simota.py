@@ -12,7 +12,12 @@ the whole batch at once here:
 4. dynamic k = int(sum of the target's `topk` largest IoUs), at least 1; the target takes its k
    cheapest candidates (ties go to the earlier candidate);
 5. a candidate taken by several targets goes to the target of lowest cost among all targets of the
-   image (ties to the earlier target); every taken candidate is a positive of exactly one target.
+   image (ties to the earlier target); every taken candidate is a positive of exactly one target,
+   so a cell proposed by several targets can be a positive more than once, as in the reference.
+
+Ties: where candidates cost exactly the same (a cell proposed by several targets), the reference's
+torch.topk picks among them in an unspecified order, which differs between devices and versions; here
+the earlier candidate always wins, which is the reference's result under a stable sort.
 
 Batching pads the targets and the candidates of each image into (B, M) and (B, C) tables, sized by
 the counts that `find_candidates` reads back; the matching itself, dynamic-k selection included, uses

@@ -18,6 +18,7 @@ from typing import Any
 from yolov7lib.models.architectures import ANCHORS_P6, ANCHORS_TINY, CSPNet, CSPStage, ELANNet, yolov3_spec
 from yolov7lib.models.blocks import ELAN
 from yolov7lib.models.graph import Model
+from yolov7lib.models.scaling import compound_scale, scale_depth, scale_width, v7x_light
 from yolov7lib.models.spec import deploy_spec, load_cfg, validate_cfg
 
 __all__ = ["ModelEntry", "create_model", "get_entry", "list_models", "model_spec", "register_model"]
@@ -129,28 +130,14 @@ def _register_paper_models() -> None:
         output_conv="RepConv",
     )
     register_model("yolov7", yolov7, 640, paper)
-    register_model(
-        "yolov7x",
-        ELANNet(
-            stem=((40, 1), (80, 2), (80, 1), (160, 2)),
-            stages=(
-                ELAN(64, 64, 3, 2, 320),
-                ELAN(128, 128, 3, 2, 640),
-                ELAN(256, 256, 3, 2, 1280),
-                ELAN(256, 256, 3, 2, 1280),
-            ),
-            down=(160, 320, 640),
-            spp=640,
-            lateral=(320, 160),
-            top_down=(ELAN(256, 256, 3, 2, 320), ELAN(128, 128, 3, 2, 160)),
-            neck_down=(160, 320),
-            bottom_up=(ELAN(256, 256, 3, 2, 320), ELAN(512, 512, 3, 2, 640)),
-            outputs=(320, 640, 1280),
-            output_conv="Conv",
-        ),
-        640,
-        paper,
-    )
+    # YOLOv7-X by the paper's compound scaling (Section 3.2): stack scaling on the neck ("v7-X light"),
+    # then computational-block depth x1.5 and transition width x1.25 (Table 3)
+    light = v7x_light(yolov7)
+    register_model("yolov7x", compound_scale(light, depth=1.5), 640, paper)
+    table3 = "YOLOv7 paper, Table 3 (scaling ablation)"
+    register_model("yolov7x-light", light, 640, table3)
+    register_model("yolov7x-light-width1.25", scale_width(light, 1.25), 640, table3)
+    register_model("yolov7x-light-depth2.0", scale_depth(light, 2.0), 640, table3)
     # ---- YOLOv7-tiny (edge GPU): LeakyReLU; the -SiLU variant of Table 2/9 uses SiLU ----------------
     tiny = ELANNet(
         stem=((32, 2), (64, 2)),
