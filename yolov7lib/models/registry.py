@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from yolov7lib.models.ablations import register_ablations
 from yolov7lib.models.architectures import ANCHORS_P6, ANCHORS_TINY, CSPNet, CSPStage, ELANNet, yolov3_spec
 from yolov7lib.models.blocks import ELAN
 from yolov7lib.models.graph import Model
@@ -248,6 +249,7 @@ def _register_paper_models() -> None:
         paper,
     )
     _register_baselines()
+    register_ablations()
 
 
 def _register_baselines() -> None:
