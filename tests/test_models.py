@@ -60,6 +60,7 @@ BASELINES = {
 ALL = [*OFFICIAL, *BASELINES]
 HEAVY = {"yolov7x", "yolov7-w6", "yolov7-e6", "yolov7-d6", "yolov7-e6e", "yolor-csp-x", "yolor-w6"}
 HEAVY |= {"yolor-e6", "yolor-d6", "yolov3", "yolov3-spp"}  # > 60M parameters: slow on 2 cores
+HEAVY |= {"yolov4-csp", "r50-csp", "yolov7-tiny-silu"}  # same blocks as yolor-csp, x50-csp, yolov7-tiny
 
 
 def _slow_if_heavy(names: list[str]) -> list[object]:

@@ -16,13 +16,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolov7lib.models.layers import Conv
+from yolov7lib.models.layers import Conv, RepConv
 
 __all__ = [
     "Bottleneck",
     "BottleneckCSPA",
     "BottleneckCSPB",
     "BottleneckCSPC",
+    "RBottleneck",
+    "RBottleneckCSPA",
+    "RBottleneckCSPC",
+    "RepBottleneck",
+    "RepBottleneckCSPA",
+    "RepBottleneckCSPC",
+    "RepRBottleneck",
+    "RepRBottleneckCSPA",
+    "RepRBottleneckCSPC",
     "Res",
     "ResCSPA",
     "ResCSPB",
@@ -176,3 +185,79 @@ class ResXCSPC(_CSP):
     layout = "C"
     default_groups = 32
     residual = Res
+
+
+# ---- Table 5 (Section 5.4.2, Figure 7): planned re-parameterization of residual blocks ----------------
+#
+# A dark block's 3x3 convolution feeds the residual addition directly, so a RepConv there (with its
+# identity branch) does not follow the planned design ("RepCSP"). The reversed dark block of Figure 7
+# puts the 3x3 first and the 1x1 last, with exactly the same parameters and operations ("RCSP"); its
+# 3x3 then no longer touches the residual and can be a RepConv ("RepRCSP").
+
+
+class RepBottleneck(Bottleneck):
+    """Dark block with its 3x3 convolution as a RepConv (identity branch when widths agree): "RepCSP"."""
+
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
+        super().__init__(c1, c2, shortcut, g, e)
+        self.cv2 = RepConv(int(c2 * e), c2, 3, 1, g=g)
+
+
+class RBottleneck(nn.Module):
+    """Reversed dark block (Figure 7): 3x3 conv to ``c2 * e``, then 1x1 conv to ``c2``, plus the input."""
+
+    conv3 = Conv
+
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
+        super().__init__()
+        hidden = int(c2 * e)
+        self.cv1 = self.conv3(c1, hidden, 3, 1, g=g)
+        self.cv2 = Conv(hidden, c2, 1, 1)
+        self.add = shortcut and c1 == c2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+class RepRBottleneck(RBottleneck):
+    """Reversed dark block whose leading 3x3 convolution is a RepConv (the planned form): "RepRCSP"."""
+
+    conv3 = RepConv
+
+
+class RepBottleneckCSPA(BottleneckCSPA):
+    """CSP block A of RepBottlenecks. (The reference's class of this name builds its first 1x1 with
+    e=0.5 whatever ``e`` it is given, so it cannot run inside a CSP block; this one follows its intent.)"""
+
+    residual = RepBottleneck
+
+
+class RepBottleneckCSPC(BottleneckCSPC):
+    """CSP block C of RepBottlenecks (see :class:`RepBottleneckCSPA`)."""
+
+    residual = RepBottleneck
+
+
+class RBottleneckCSPA(BottleneckCSPA):
+    """CSP block A of reversed dark blocks (RCSP of Table 5)."""
+
+    residual = RBottleneck
+
+
+class RBottleneckCSPC(BottleneckCSPC):
+    """CSP block C of reversed dark blocks."""
+
+    residual = RBottleneck
+
+
+class RepRBottleneckCSPA(BottleneckCSPA):
+    """CSP block A of reversed dark blocks with RepConv (RepRCSP of Table 5)."""
+
+    residual = RepRBottleneck
+
+
+class RepRBottleneckCSPC(BottleneckCSPC):
+    """CSP block C of reversed dark blocks with RepConv."""
+
+    residual = RepRBottleneck

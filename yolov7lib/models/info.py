@@ -40,8 +40,11 @@ def _size(img_size: int | tuple[int, int]) -> tuple[int, int]:
     return (img_size, img_size) if isinstance(img_size, int) else (int(img_size[0]), int(img_size[1]))
 
 
-def model_flops(model: nn.Module, img_size: int | tuple[int, int] = 640, ch: int | None = None) -> float:
-    """FLOPs (2 x MACs) of one eval-mode forward pass of a batch of one image."""
+def model_flops(
+    model: nn.Module, img_size: int | tuple[int, int] = 640, ch: int | None = None, train: bool = False
+) -> float:
+    """FLOPs (2 x MACs) of one forward pass of a batch of one image, in eval mode (``train=True``:
+    training mode, which also runs the auxiliary head's output convolutions)."""
     h, w = _size(img_size)
     ch = ch if ch is not None else getattr(model, "cfg", {}).get("ch", 3)
     state = {
@@ -49,7 +52,7 @@ def model_flops(model: nn.Module, img_size: int | tuple[int, int] = 640, ch: int
         for k, v in chain(model.named_parameters(), model.named_buffers())
     }
     was_training = model.training
-    model.eval()
+    model.train(train)
     try:
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             functional_call(model, state, (torch.zeros(1, ch, h, w, device="meta"),))
@@ -74,7 +77,9 @@ def describe_model(name_or_cfg: Any, img_size: int | None = None, nc: int | None
 
     ``params``: ``training`` (training graph), ``training_fused`` (its BatchNorms and RepConvs fused,
     implicit and auxiliary heads kept), ``deploy`` (inference graph: implicit folded, auxiliary heads
-    dropped, unfused) and ``deploy_fused``. Built on the meta device: no memory, no arithmetic.
+    dropped, unfused) and ``deploy_fused``. ``gflops``: fused deploy graph; ``training_gflops``: the
+    training graph in training mode (auxiliary head included; the paper's D6 row counts this one).
+    Built on the meta device: no memory, no arithmetic.
     """
     from yolov7lib.models.registry import create_model
     from yolov7lib.models.reparam import reparameterize
@@ -95,6 +100,7 @@ def describe_model(name_or_cfg: Any, img_size: int | None = None, nc: int | None
         "img_size": size,
         "params": params,
         "gflops": round(model_flops(deploy, size) / 1e9, 2),
+        "training_gflops": round(model_flops(model, size, train=True) / 1e9, 2),
     }
 
 
@@ -106,6 +112,7 @@ def format_description(info: dict[str, Any]) -> str:
             f"{info['model']}  (input {info['img_size']}x{info['img_size']})",
             f"  training graph   {p['training']:>13,} params   fused {p['training_fused']:>13,}",
             f"  deploy graph     {p['deploy']:>13,} params   fused {p['deploy_fused']:>13,}",
-            f"  GFLOPs (fused deploy graph)  {info['gflops']:.1f}",
+            f"  GFLOPs           {info['gflops']:>13.1f} (fused deploy graph)   "
+            f"training graph {info['training_gflops']:.1f}",
         ]
     )

@@ -79,9 +79,12 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tens
     """Weight and bias of one convolution equal to ``bn(conv(x))`` in eval mode (computed in at least
     float32, returned in the convolution's dtype).
 
-    ``bn=None`` returns the convolution's own weight and bias (zeros when it has none).
+    ``bn=None`` returns the convolution's own weight and bias (zeros when it has none). On the meta
+    device (shapes only) no arithmetic is done.
     """
     dtype = conv.weight.dtype
+    if conv.weight.is_meta:
+        return torch.empty_like(conv.weight), conv.weight.new_empty(conv.out_channels)
     work = torch.promote_types(dtype, torch.float32)
     w = conv.weight.to(work)
     b = conv.bias.to(work) if conv.bias is not None else torch.zeros_like(w[:, 0, 0, 0])
@@ -217,6 +220,8 @@ class RepConv(nn.Module):
         """(weight, bias) of the single 3x3 convolution equal to the three branches in eval mode."""
         if self.fused:
             return self.rbr_reparam.weight, self.rbr_reparam.bias
+        if self.rbr_dense[0].weight.is_meta:  # shapes only
+            return fuse_conv_bn(self.rbr_dense[0], None)
         w3, b3 = fuse_conv_bn(self.rbr_dense[0], self.rbr_dense[1])
         w1, b1 = fuse_conv_bn(self.rbr_1x1[0], self.rbr_1x1[1])
         dtype = w3.dtype

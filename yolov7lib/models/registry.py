@@ -9,12 +9,14 @@ heads, i.e. exactly the structure :func:`~yolov7lib.models.reparam.reparameteriz
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from yolov7lib.models.ablations import register_ablations
 from yolov7lib.models.architectures import ANCHORS_P6, ANCHORS_TINY, CSPNet, CSPStage, ELANNet, yolov3_spec
 from yolov7lib.models.blocks import ELAN
 from yolov7lib.models.graph import Model
@@ -70,12 +72,15 @@ def _is_cfg_path(name: str) -> bool:
 
 def model_spec(name_or_cfg: str | os.PathLike[str] | dict[str, Any], nc: int | None = None) -> dict[str, Any]:
     """The training-graph spec of a registered name, a cfg file or a spec dict (nc overridden if given)."""
+    _ensure_loaded()
     if isinstance(name_or_cfg, dict):
-        cfg = dict(validate_cfg(name_or_cfg))
+        cfg = copy.deepcopy(dict(validate_cfg(name_or_cfg)))
+    elif isinstance(name_or_cfg, str) and name_or_cfg in _REGISTRY:
+        cfg = _REGISTRY[name_or_cfg].spec(80 if nc is None else int(nc))
     elif isinstance(name_or_cfg, os.PathLike) or _is_cfg_path(str(name_or_cfg)):
         cfg = load_cfg(name_or_cfg)
     else:
-        cfg = get_entry(str(name_or_cfg)).spec(80 if nc is None else int(nc))
+        cfg = get_entry(str(name_or_cfg)).spec(80 if nc is None else int(nc))  # unknown name: lists names
     if nc is not None:
         cfg["nc"] = int(nc)
     return cfg
@@ -248,6 +253,7 @@ def _register_paper_models() -> None:
         paper,
     )
     _register_baselines()
+    register_ablations()
 
 
 def _register_baselines() -> None:
