@@ -46,7 +46,9 @@ def test_cross_replica_batchnorm_equals_full_batch_batchnorm(tmp_path) -> None:
 def test_convert_sync_batchnorm_keeps_state_and_is_plain_outside_a_group() -> None:
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
     model[1].running_mean.fill_(0.5)
+    params = list(model.parameters())
     converted = convert_sync_batchnorm(model, torch.device("cpu"))
+    assert [id(p) for p in converted.parameters()] == [id(p) for p in params]  # optimizers keep working
     assert isinstance(converted[1], CrossReplicaBatchNorm2d)
     assert torch.equal(converted[1].running_mean, torch.full((4,), 0.5))
     x = torch.randn(2, 3, 4, 4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -64,52 +65,62 @@ def init_distributed(device: str = "") -> DistContext:
 
 
 def cleanup_distributed() -> None:
+    global _BN_GROUP
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _BN_GROUP = None
+
+
+# CrossReplicaBatchNorm2d reduces over its own process group, so that its collectives (issued in the
+# middle of backward) can never be paired with DistributedDataParallel's bucket all-reduces.
+_BN_GROUP: Any = None
 
 
 class _AllReduceSum(torch.autograd.Function):
     """Sum a tensor over all ranks; the gradient of every rank's input is the sum of all output grads."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, group: Any = None) -> torch.Tensor:  # type: ignore[override]
+        ctx.group = group
         x = x.clone()
-        dist.all_reduce(x)
+        dist.all_reduce(x, group=group)
         return x
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
 
 
 class CrossReplicaBatchNorm2d(torch.nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are computed over the whole global batch, on any device.
 
     torch.nn.SyncBatchNorm runs only on GPUs; this layer does the same with differentiable all-reduces
-    (torch.distributed.nn), so that CPU runs under torchrun/gloo normalise exactly like one process
-    holding the global batch. Outside a process group it is a plain BatchNorm2d.
+    (`_AllReduceSum`), so that CPU runs under torchrun/gloo normalise like one process holding the
+    global batch. Outside a process group it is a plain BatchNorm2d.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(x)
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        stats = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), count])
-        stats = _AllReduceSum.apply(stats)
+        # Two passes, as a numerically careful BatchNorm does: the global mean first, then the global
+        # mean of squared deviations (E[x^2] - mean^2 would cancel catastrophically in float32).
         c = x.shape[1]
-        n = stats[-1]
-        mean = stats[:c] / n
-        var = stats[c : 2 * c] / n - mean * mean
+        shape = (1, c, 1, 1)
+        count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
+        sums = _AllReduceSum.apply(torch.cat([x.sum(dim=(0, 2, 3)), count]), _BN_GROUP)
+        n = sums[-1]
+        mean = sums[:c] / n
+        centred = x - mean.view(shape)
+        var = _AllReduceSum.apply((centred * centred).sum(dim=(0, 2, 3)), _BN_GROUP) / n
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
                 self.running_var.mul_(1 - m).add_(var.detach() * n / max(n - 1, 1), alpha=m)
-        shape = (1, c, 1, 1)
-        y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        y = centred / torch.sqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y
@@ -119,13 +130,23 @@ def convert_sync_batchnorm(model: torch.nn.Module, device: torch.device) -> torc
     """Replace BatchNorm2d layers by cross-replica ones: torch.s SyncBatchNorm on CUDA, ours elsewhere."""
     if device.type == "cuda":
         return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    global _BN_GROUP
+    if _BN_GROUP is None and dist.is_available() and dist.is_initialized():
+        _BN_GROUP = dist.new_group()
+    return _convert(model)
+
+
+def _convert(model: torch.nn.Module) -> torch.nn.Module:
     for name, child in model.named_children():
         if type(child) is torch.nn.BatchNorm2d:
             new = CrossReplicaBatchNorm2d(
                 child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
             )
-            new.load_state_dict(child.state_dict())
+            # keep the very same parameter and buffer objects: an optimizer may already hold them
+            new.weight, new.bias = child.weight, child.bias
+            new.running_mean, new.running_var = child.running_mean, child.running_var
+            new.num_batches_tracked = child.num_batches_tracked
             setattr(model, name, new)
         else:
-            convert_sync_batchnorm(child, device)
+            _convert(child)
     return model
