@@ -114,6 +114,19 @@ class YOLOv7Loss:
         # On the host, drop non-positive candidates before the loss terms (same result, less work); on
         # an accelerator keep them masked, which avoids reading the positive counts back.
         self.compact_on_host = True
+        self.replicas = 1  # processes sharing the global batch (see `distribute`)
+
+    def distribute(self, world_size: int) -> None:
+        """Normalise the box and class means by the positives of the whole global batch.
+
+        Under DistributedDataParallel each process sees `1 / world_size` of the batch. The objectness
+        mean is over equal-sized shares and averages exactly; the box and class means are over positives,
+        whose count differs between shares, so each process divides its sums by the global count (one
+        all-reduce of `nl` numbers per head and step) over `world_size`. With the trainer's loss x
+        world_size and DDP's gradient average, a distributed step then computes the gradient of one
+        process holding the global batch (with cross-replica BatchNorm), which the tests check.
+        """
+        self.replicas = int(world_size)
 
     # -- inputs ---------------------------------------------------------------------------------
     def _split(self, preds: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
@@ -219,7 +232,14 @@ class YOLOv7Loss:
         per_row = torch.stack((pos.to(work), torch.where(pos, 1.0 - iou, 0.0), torch.where(pos, bce, 0.0)), 1)
         sizes = [s.stop - s.start for s in cand.blocks]
         n_pos, box_sum, cls_sum = torch.stack([b.sum(0) for b in per_row.split(sizes)]).unbind(1)
-        denom = n_pos.clamp(min=1)
+        if self.replicas > 1:
+            import torch.distributed as dist
+
+            total_pos = n_pos.detach().clone()
+            dist.all_reduce(total_pos)
+            denom = total_pos.clamp(min=1) / self.replicas
+        else:
+            denom = n_pos.clamp(min=1)
         box = box_sum / denom
         cls = cls_sum / (denom * self.nc)
 
