@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(handler=_info)
     _add_data_commands(commands)
+    _add_train_command(commands)
     return parser
 
 
@@ -94,6 +95,60 @@ def _data_check(args: argparse.Namespace) -> int:
     usable = sum(r.usable for r in reports.values())
     if usable == 0:
         print("yolov7 data check: no usable image left", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- yolov7 train ---------------------------------------------------------------------------------------
+
+
+def _add_train_command(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train a model (one CPU, one GPU, or many under torchrun)",
+        description="Train with the paper's recipe. Unset options take the defaults of "
+        "yolov7lib.engine.trainer.TrainOptions (the kit's small model, CPU-friendly settings).",
+    )
+    add = train.add_argument
+    add("--model", help="registry name (e.g. yolov7-tiny, yolov7) or cfg YAML path")
+    add("--data", help="data.yaml (the reference's format; `yolov7 data synth` writes one)")
+    add("--hyp", help="hyperparameters: p5, p6, tiny, custom or a YAML file")
+    add("--epochs", type=int)
+    add("--batch", type=int, help="total batch size over all processes")
+    add("--img", type=int, help="training and validation image size (pixels)")
+    add("--device", help="cpu, 0, or 0,1,... (several GPUs: run under torchrun)")
+    add("--weights", help="initialise from a checkpoint (yolov7lib or official)")
+    add("--resume", nargs="?", const="latest", help="continue a run folder (default: the latest run)")
+    add("--project", help="parent folder of run folders (default runs/train)")
+    add("--name", help="run folder name (made unique unless --exist-ok)")
+    add("--exist-ok", action="store_true", default=None, help="reuse an existing run folder name")
+    add("--seed", type=int)
+    add("--deterministic", action="store_true", default=None, help="bit-reproducible CPU runs")
+    add("--workers", type=int, help="data loader processes")
+    add("--multi-scale", action="store_true", default=None, help="vary the image size +/- 50 %%")
+    add("--sync-bn", action="store_true", default=None, help="synchronised BatchNorm across processes")
+    add("--linear-lr", action="store_true", default=None, help="linear instead of cosine lr decay")
+    add("--noval", action="store_true", default=None, help="skip validation after each epoch")
+    add("--max-batches", type=int, help="batches per epoch at most (smoke runs)")
+    add("--float64", action="store_true", default=None, help="double precision on CPU (verification)")
+    train.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import logging
+    from dataclasses import fields
+
+    from yolov7lib.engine.trainer import TrainingDiverged, TrainOptions, latest_run, train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    names = {f.name for f in fields(TrainOptions)}
+    options = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if options.get("resume") == "latest":
+        options["resume"] = str(latest_run(options.get("project", TrainOptions.project)))
+    try:
+        train(**options)
+    except (FileNotFoundError, ValueError, TrainingDiverged) as err:
+        print(f"yolov7 train: error: {err}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,0 +1,164 @@
+"""Evaluation on a labelled split, the reference's way (its test.py): letterboxed rectangular batches,
+NMS at conf 0.001 / IoU 0.65, P, R, mAP@0.5 and mAP@0.5:0.95 computed directly, and (when COCO
+annotations of the split are known) a COCO-format predictions json scored by pycocotools.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from yolov7lib.ops.boxes import scale_boxes, xywh2xyxy
+from yolov7lib.ops.coco import detections_to_coco, evaluate_pycocotools
+from yolov7lib.ops.metrics import DetectionMetrics
+from yolov7lib.ops.nms import non_max_suppression
+
+
+@dataclass
+class EvalResult:
+    """What one evaluation pass measured. COCO fields are None without COCO annotations."""
+
+    precision: float
+    recall: float
+    map50: float
+    map: float
+    images: int
+    labels: int
+    per_class: list[dict[str, Any]] = field(default_factory=list)
+    coco: dict[str, float] | None = None
+    predictions_json: str | None = None
+    speed_ms: dict[str, float] = field(default_factory=dict)
+
+    def fitness(self) -> float:
+        """The reference's checkpoint-selection score: 0.1 x mAP@0.5 + 0.9 x mAP@0.5:0.95."""
+        return 0.1 * self.map50 + 0.9 * self.map
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_coco_annotations(split_sources: list[Path]) -> Path | None:
+    """The COCO json of a YOLO split, where the reference keeps it: annotations/instances_<split>.json."""
+    for src in split_sources:
+        src = Path(src)
+        if src.suffix == ".json":
+            return src
+        stem = src.stem if src.suffix == ".txt" else src.name  # val2017.txt or images/val2017
+        for root in (src.parent, src.parent.parent):
+            candidate = root / "annotations" / f"instances_{stem}.json"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _image_ids(coco_json: Path) -> dict[str, Any]:
+    """file name (and stem) -> COCO image id, so predictions can be keyed the way the json is."""
+    images = json.loads(Path(coco_json).read_text())["images"]
+    ids: dict[str, Any] = {}
+    for img in images:
+        name = Path(img["file_name"]).name
+        ids[name] = img["id"]
+        ids.setdefault(Path(name).stem, img["id"])
+    return ids
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataloader: torch.utils.data.DataLoader,
+    names: list[str],
+    conf_thres: float = 0.001,
+    iou_thres: float = 0.65,
+    half: bool = False,
+    coco_json: str | Path | None = None,
+    category_ids: list[int] | None = None,
+    save_json: str | Path | None = None,
+    progress: bool = True,
+    max_det: int = 300,
+) -> EvalResult:
+    """Evaluate `model` (eval mode, returns (decoded, raw)) on `dataloader` (rect batches, pad 0.5).
+
+    `category_ids[c]` maps class c to the COCO category id used in the predictions json (for COCO,
+    the 80-to-91 mapping); without it the class index is the id. pycocotools runs when `coco_json`
+    is given; the predictions are written to `save_json` (default: next to nothing, kept in memory).
+    """
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    half = half and device.type == "cuda"
+    was_training = model.training
+    model.eval()
+    if half:
+        model.half()
+    nc = len(names)
+    metrics = DetectionMetrics(nc)
+    ids = _image_ids(Path(coco_json)) if coco_json else {}
+    records: list[dict[str, Any]] = []
+    n_labels = 0
+    t_infer = t_nms = 0.0
+    bar = tqdm(dataloader, desc="val", disable=not progress, leave=False)
+    for imgs, targets, paths, shapes in bar:
+        imgs = imgs.to(device, non_blocking=True)
+        imgs = imgs.to(torch.float16 if half else dtype) / 255.0
+        targets = targets.to(device)
+        _, _, height, width = imgs.shape
+        t0 = time.perf_counter()
+        pred = model(imgs)[0]
+        t1 = time.perf_counter()
+        dets = non_max_suppression(pred.float(), conf_thres, iou_thres, multi_label=True, max_det=max_det)
+        t_infer += t1 - t0
+        t_nms += time.perf_counter() - t1
+        scale = torch.tensor([width, height, width, height], device=device, dtype=targets.dtype)
+        for si, det in enumerate(dets):
+            labels = targets[targets[:, 0] == si, 1:]
+            n_labels += len(labels)
+            shape0, ratio_pad = shapes[si]
+            native = det.clone()
+            native[:, :4] = scale_boxes((height, width), native[:, :4], shape0, ratio_pad)
+            boxes = scale_boxes((height, width), xywh2xyxy(labels[:, 1:5] * scale), shape0, ratio_pad)
+            metrics.update(native, torch.cat([labels[:, :1], boxes], 1))
+            if coco_json or save_json:
+                name = Path(paths[si]).name
+                image_id = ids.get(name, ids.get(Path(name).stem, Path(name).stem))
+                records += detections_to_coco(native, image_id, category_ids)
+    if half:
+        model.float()
+    model.train(was_training)
+
+    m = metrics.compute()
+    per_class = [
+        {
+            "class": int(c),
+            "name": names[int(c)],
+            "labels": int(m.nt[int(c)]),
+            "precision": float(p),
+            "recall": float(r),
+            "ap50": float(a50),
+            "ap": float(a),
+        }
+        for c, p, r, a50, a in zip(m.classes, m.p, m.r, m.ap50, m.ap, strict=True)
+    ]
+    seen = max(m.seen, 1)
+    result = EvalResult(
+        precision=m.mp,
+        recall=m.mr,
+        map50=m.map50,
+        map=m.map,
+        images=m.seen,
+        labels=n_labels,
+        per_class=per_class,
+        speed_ms={"inference": 1e3 * t_infer / seen, "nms": 1e3 * t_nms / seen},
+    )
+    if save_json:
+        Path(save_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(save_json).write_text(json.dumps(records))
+        result.predictions_json = str(save_json)
+    if coco_json:
+        result.coco = evaluate_pycocotools(Path(coco_json), records).as_dict()
+    return result

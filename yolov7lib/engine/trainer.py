@@ -1,0 +1,503 @@
+"""The trainer: the paper's recipe on one CPU or many GPUs (torchrun + DistributedDataParallel).
+
+Read it top to bottom: `Trainer.__init__` sets everything up (process group, run folder, data, model,
+optimizer, EMA, loss), `Trainer.fit` runs the epochs, `train_one_epoch` is the inner loop (warm-up,
+accumulation to a nominal batch of 64, AMP on CUDA, EMA update), `validate` scores the EMA model on
+rank 0 and `save` writes `weights/last.pt` and `best.pt` atomically.
+
+Resuming (`resume=RUN_DIR`) reloads the run's options and its `last.pt` (model, EMA, optimizer, AMP
+scaler, epoch, RNG states) and re-runs from the first unfinished epoch. Because the sample order and
+every augmentation are functions of (seed, epoch, sample), a run killed at any point and resumed ends
+with the same weights as an uninterrupted one (exactly, with `deterministic=True` on CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from yolov7lib import __version__
+from yolov7lib.configs import load_hyp
+from yolov7lib.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from yolov7lib.engine.distributed import (
+    DistContext,
+    cleanup_distributed,
+    convert_sync_batchnorm,
+    init_distributed,
+)
+from yolov7lib.engine.ema import ModelEMA, unwrap
+from yolov7lib.engine.evaluator import EvalResult, evaluate, find_coco_annotations
+from yolov7lib.engine.optim import Schedule, accumulation_steps, build_optimizer
+
+logger = logging.getLogger(__name__)
+
+RESULT_COLUMNS = [
+    "epoch", "box_loss", "obj_loss", "cls_loss", "total_loss", "lr0", "lr1", "lr2",
+    "precision", "recall", "map50", "map", "fitness", "time_s",
+]  # fmt: skip
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+@dataclass
+class TrainOptions:
+    """Every option of `yolov7 train`; the defaults train the kit's small model on a CPU."""
+
+    data: str = ""
+    model: str = "yolov7-tiny"
+    hyp: str = "tiny"
+    epochs: int = 30
+    batch: int = 16
+    img: int = 320
+    device: str = ""
+    weights: str = ""
+    resume: str = ""
+    project: str = "runs/train"
+    name: str = "exp"
+    exist_ok: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    workers: int = 2
+    multi_scale: bool = False
+    sync_bn: bool = False
+    linear_lr: bool = False
+    noval: bool = False
+    max_batches: int = 0  # stop each epoch after this many batches (0 = all); for tests and smoke runs
+    float64: bool = False  # train in double precision on the CPU (numerical verification, e.g. DDP tests)
+    plots: bool = True
+    progress: bool = True
+    hyp_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _increment_run_dir(project: Path, name: str, exist_ok: bool) -> Path:
+    """project/name, or project/name2, name3, ... if it already exists (never reuse a user's folder)."""
+    path = project / name
+    if exist_ok or not path.exists():
+        return path
+    n = 2
+    while (project / f"{name}{n}").exists():
+        n += 1
+    return project / f"{name}{n}"
+
+
+def latest_run(project: str | Path) -> Path:
+    """The most recently written run folder under `project` that has a last.pt (for a bare --resume)."""
+    runs = sorted(Path(project).glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise FileNotFoundError(f"no run with weights/last.pt under {str(project)!r} to resume")
+    return runs[-1].parent.parent
+
+
+def _set_seeds(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - legacy global generator, in case a library draws from it
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+class Trainer:
+    """One training run (see the module docstring for the order of events)."""
+
+    def __init__(self, opts: TrainOptions) -> None:
+        self.ctx: DistContext = init_distributed(opts.device)
+        self.resume_ckpt: dict[str, Any] | None = None
+        if opts.resume:
+            opts, self.resume_ckpt = self._load_resume(opts)
+        self.opts = opts
+        if not opts.data:
+            raise ValueError("training needs a data config: --data path/to/data.yaml")
+        _set_seeds(opts.seed + max(self.ctx.rank, 0), opts.deterministic)
+        self.device = self.ctx.device
+        self.cuda = self.device.type == "cuda"
+        if opts.float64 and self.cuda:
+            raise ValueError("--float64 is for CPU verification runs; use float32/AMP on GPUs")
+        self.dtype = torch.float64 if opts.float64 else torch.float32
+
+        # run folder and resolved options (rank 0 writes)
+        if opts.resume:
+            self.run_dir = Path(opts.resume)
+        else:
+            self.run_dir = _increment_run_dir(Path(opts.project), opts.name, opts.exist_ok)
+            if self.ctx.distributed:  # every rank must agree on rank 0's folder
+                holder = [str(self.run_dir)]
+                dist.broadcast_object_list(holder, src=0)
+                self.run_dir = Path(holder[0])
+        self.weights_dir = self.run_dir / "weights"
+        self.hyp = load_hyp(opts.hyp)
+        self.hyp.update(opts.hyp_overrides)
+        if self.ctx.is_main:
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "opt.yaml").write_text(yaml.safe_dump(asdict(opts), sort_keys=False))
+            (self.run_dir / "hyp.yaml").write_text(yaml.safe_dump(self.hyp, sort_keys=False))
+
+        # data
+        from yolov7lib.data import create_dataloader, load_data_config
+
+        self.data = load_data_config(opts.data)
+        self.names = list(self.data.names)
+        nc = self.data.nc
+
+        # model
+        self.model = self._build_model(nc).to(self.device, self.dtype)
+        head = unwrap(self.model).head
+        self.grid = max(int(head.stride.max()), 32)
+        if opts.img % self.grid:
+            raise ValueError(f"--img {opts.img} must be a multiple of the model's largest stride {self.grid}")
+
+        world = max(self.ctx.world_size, 1)
+        if opts.batch % world:
+            raise ValueError(f"--batch {opts.batch} must be divisible by the number of processes {world}")
+        self.total_batch = opts.batch
+        local_batch = opts.batch // world
+        self.train_loader, self.train_set = create_dataloader(
+            self.data.splits["train"], opts.img, local_batch, self.grid, hyp=self.hyp, augment=True,
+            workers=opts.workers, rank=self.ctx.rank, world_size=world, seed=opts.seed, shuffle=True,
+            nc=nc, prefix="train: ", progress=self.ctx.is_main and opts.progress,
+        )  # fmt: skip
+        self.val_loader = None
+        if self.ctx.is_main and not opts.noval and "val" in self.data.splits:
+            self.val_loader, _ = create_dataloader(
+                self.data.splits["val"], opts.img, local_batch * 2, self.grid, rect=True, pad=0.5,
+                workers=opts.workers, nc=nc, prefix="val: ", progress=opts.progress,
+            )  # fmt: skip
+        self.batches_per_epoch = len(self.train_loader)
+        if opts.max_batches:
+            self.batches_per_epoch = min(self.batches_per_epoch, opts.max_batches)
+
+        if opts.sync_bn and self.ctx.distributed:
+            self.model = convert_sync_batchnorm(self.model, self.device)
+
+        # optimizer, schedule, EMA, AMP, loss
+        from yolov7lib.loss import build_loss
+
+        self.optimizer = build_optimizer(self.model, self.hyp, self.total_batch)
+        self.schedule = Schedule(
+            self.hyp, opts.epochs, self.batches_per_epoch, self.total_batch, opts.linear_lr
+        )
+        self.ema = ModelEMA(self.model) if self.ctx.is_main else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
+        self.loss_fn = build_loss(self.model, self.hyp, img_size=opts.img)
+        self.loss_fn.distribute(world)
+        self.start_epoch, self.best_fitness = 0, -1.0
+        if self.resume_ckpt is not None:
+            self._restore(self.resume_ckpt)
+            self.resume_ckpt = None
+
+        if self.ctx.distributed:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.cuda else None
+            )
+        self.log(
+            f"{opts.model}: {sum(p.numel() for p in self.model.parameters()):,} parameters; "
+            f"{len(self.train_set)} training images, batch {opts.batch} x accumulate "
+            f"{accumulation_steps(self.total_batch)}, {opts.epochs} epochs, device {self.device}, "
+            f"world size {world}; results in {self.run_dir}"
+        )
+
+    # -- set-up helpers -----------------------------------------------------------------------------------
+
+    def log(self, msg: str) -> None:
+        if self.ctx.is_main:
+            logger.info(msg)
+            if self.opts.progress:
+                tqdm.write(msg)
+
+    @staticmethod
+    def _load_resume(opts: TrainOptions) -> tuple[TrainOptions, dict[str, Any]]:
+        run_dir = Path(opts.resume)
+        last = run_dir / "weights" / "last.pt"
+        opt_file = run_dir / "opt.yaml"
+        saved = yaml.safe_load(opt_file.read_text()) if opt_file.is_file() else None
+        if saved is None:
+            raise FileNotFoundError(f"--resume {run_dir}: no opt.yaml there; is it a training run folder?")
+        ckpt = load_checkpoint(last)  # clear error if missing or damaged
+        known = {f.name for f in fields(TrainOptions)}
+        resumed = TrainOptions(**{k: v for k, v in saved.items() if k in known})
+        resumed.resume = str(run_dir)
+        # what may legitimately change on resume: where it runs and how it reports
+        resumed.device, resumed.workers, resumed.progress = opts.device, opts.workers, opts.progress
+        return resumed, ckpt
+
+    def _build_model(self, nc: int) -> nn.Module:
+        from yolov7lib.models import create_model
+
+        opts = self.opts
+        if self.resume_ckpt is not None:
+            model = create_model(self.resume_ckpt["model_cfg"], nc=nc)
+        else:
+            model = create_model(opts.model, nc=nc)
+            if opts.weights:
+                self._load_pretrained(model, opts.weights)
+        model.names = self.names
+        model.hyp = self.hyp
+        return model
+
+    def _load_pretrained(self, model: nn.Module, weights: str) -> None:
+        """Initialise from a checkpoint (ours or an official one): each tensor whose name and shape match."""
+        try:
+            ckpt = load_checkpoint(weights)
+            state = (ckpt.get("ema") or {}).get("model") or ckpt["model"]
+        except Exception:
+            from yolov7lib.models import load_official
+
+            state = load_official(weights).state_dict()
+        own = model.state_dict()
+        matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(matched, strict=False)
+        self.log(f"transferred {len(matched)}/{len(own)} tensors from {weights}")
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        unwrap(self.model).load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        self.best_fitness = float(ckpt["best_fitness"])
+        set_rng_state(ckpt["rng"])
+        if self.start_epoch >= self.opts.epochs:
+            raise ValueError(
+                f"{self.run_dir} already finished its {self.opts.epochs} epochs; nothing to resume"
+            )
+        self._truncate_results(int(ckpt["epoch"]))
+        self.log(f"resuming {self.run_dir} from epoch {self.start_epoch}")
+
+    def _truncate_results(self, last_epoch: int) -> None:
+        """Drop results.csv rows of epochs after the checkpoint (they are about to be redone)."""
+        path = self.run_dir / "results.csv"
+        if not (self.ctx.is_main and path.is_file()):
+            return
+        rows = list(csv.DictReader(path.open()))
+        kept = [r for r in rows if int(r["epoch"]) <= last_epoch]
+        self._write_results(kept)
+
+    # -- the loop -----------------------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Train all remaining epochs; return the final metrics (also written to metrics.json)."""
+        t0 = time.time()
+        if self.ctx.is_main and self.opts.plots and self.start_epoch == 0:
+            self._plot_labels()
+        try:
+            for epoch in range(self.start_epoch, self.opts.epochs):
+                losses, lrs = self.train_one_epoch(epoch)
+                if self.ctx.is_main:
+                    result = self.validate(epoch)
+                    self._record(epoch, losses, lrs, result, time.time() - t0)
+                    self.save(epoch, result)
+                if self.ctx.distributed:
+                    dist.barrier()
+            metrics = self._finish(time.time() - t0) if self.ctx.is_main else {}
+        finally:
+            cleanup_distributed()
+        return metrics
+
+    def train_one_epoch(self, epoch: int) -> tuple[torch.Tensor, list[float]]:
+        """One pass over the training data; returns the mean [box, obj, cls, total] and the last lrs."""
+        model, opts = self.model, self.opts
+        model.train()
+        self.train_loader.sampler.set_epoch(epoch)
+        nb = self.batches_per_epoch
+        mean_loss = torch.zeros(4, device=self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        scale_rng = random.Random(f"{opts.seed}-{epoch}")  # multi-scale sizes: a function of (seed, epoch)
+        bar = tqdm(
+            enumerate(self.train_loader), total=nb, disable=not (self.ctx.is_main and opts.progress),
+            desc=f"epoch {epoch + 1}/{opts.epochs}", leave=True,
+        )  # fmt: skip
+        for i, (imgs, targets, paths, _) in bar:
+            if i >= nb:
+                break
+            _fault_injection(epoch, i)
+            ni = i + nb * epoch  # integrated batch index since the start of training
+            imgs = imgs.to(self.device, self.dtype, non_blocking=True) / 255.0
+            targets = targets.to(self.device)
+            self.schedule.apply(self.optimizer, ni, epoch)
+            accumulate = self.schedule.accumulate(ni)
+
+            if opts.multi_scale:
+                size = scale_rng.randrange(int(opts.img * 0.5), int(opts.img * 1.5) + self.grid)
+                size = size // self.grid * self.grid
+                factor = size / max(imgs.shape[2:])
+                if factor != 1:
+                    new = [math.ceil(x * factor / self.grid) * self.grid for x in imgs.shape[2:]]
+                    imgs = nn.functional.interpolate(imgs, size=new, mode="bilinear", align_corners=False)
+
+            with torch.autocast(device_type=self.device.type, enabled=self.cuda):
+                preds = model(imgs)
+                loss, items = self.loss_fn(preds, targets, imgs)
+            if self.ctx.distributed:
+                loss = loss * self.ctx.world_size  # DDP averages gradients over processes
+            self._check_finite(loss, epoch, i, ni)
+            self.scaler.scale(loss).backward()
+            if ni % accumulate == 0:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.ema is not None:
+                    self.ema.update(model)
+
+            mean_loss = (mean_loss * i + items.detach()) / (i + 1)
+            if self.ctx.is_main and opts.progress:
+                mem = torch.cuda.memory_reserved(self.device) / 1e9 if self.cuda else 0.0
+                bar.set_postfix_str(
+                    f"box {mean_loss[0]:.4f} obj {mean_loss[1]:.4f} cls {mean_loss[2]:.4f} "
+                    f"lr {self.optimizer.param_groups[1]['lr']:.5f} mem {mem:.2f}G "
+                    f"labels {targets.shape[0]} img {imgs.shape[-1]}"
+                )
+            if self.ctx.is_main and opts.plots and ni < 3:
+                from yolov7lib.data import plot_batch
+
+                plot_batch(imgs, targets, paths, self.names, self.run_dir / f"train_batch{ni}.jpg")
+        lrs = [g["lr"] for g in self.optimizer.param_groups]
+        return mean_loss.cpu(), lrs
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int, i: int, ni: int) -> None:
+        finite = torch.isfinite(loss.detach()).all().float().reshape(1)
+        if self.ctx.distributed:  # every process must stop together
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            raise TrainingDiverged(
+                f"the loss is {loss.detach().flatten().tolist()} at epoch {epoch + 1}, batch {i} "
+                f"(iteration {ni}); training stopped, {self.weights_dir / 'last.pt'} is left as it was"
+            )
+
+    # -- validation, records, checkpoints -----------------------------------------------------------------
+
+    def validate(self, epoch: int) -> EvalResult | None:
+        if self.val_loader is None:
+            return None
+        final = epoch + 1 == self.opts.epochs
+        coco_json = None
+        if final:
+            coco_json = self.data.json.get("val") or find_coco_annotations(self.data.splits["val"])
+        return evaluate(
+            self.ema.ema, self.val_loader, self.names, conf_thres=0.001, iou_thres=0.6,
+            coco_json=coco_json, category_ids=self.data.category_ids,
+            save_json=self.run_dir / "predictions.json" if final else None, progress=self.opts.progress,
+        )  # fmt: skip
+
+    def _record(
+        self, epoch: int, losses: torch.Tensor, lrs: list[float], result: EvalResult | None, t: float
+    ) -> None:
+        row = {
+            "epoch": epoch,
+            **dict(zip(["box_loss", "obj_loss", "cls_loss", "total_loss"], losses.tolist(), strict=True)),
+            **{f"lr{j}": lr for j, lr in enumerate(lrs)},
+            "precision": result.precision if result else 0.0,
+            "recall": result.recall if result else 0.0,
+            "map50": result.map50 if result else 0.0,
+            "map": result.map if result else 0.0,
+            "fitness": result.fitness() if result else 0.0,
+            "time_s": round(t, 1),
+        }
+        path = self.run_dir / "results.csv"
+        rows = list(csv.DictReader(path.open())) if path.is_file() else []
+        self._write_results([*rows, row])
+        self.log(
+            f"epoch {epoch + 1}: P {row['precision']:.3f} R {row['recall']:.3f} "
+            f"mAP@.5 {row['map50']:.3f} mAP@.5:.95 {row['map']:.3f} ({t / 60:.1f} min)"
+        )
+
+    def _write_results(self, rows: list[dict[str, Any]]) -> None:
+        path = self.run_dir / "results.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(path)
+
+    def save(self, epoch: int, result: EvalResult | None) -> None:
+        fitness = result.fitness() if result else 0.0
+        is_best = fitness > self.best_fitness
+        self.best_fitness = max(self.best_fitness, fitness)
+        bare = unwrap(self.model)
+        state = {
+            "epoch": epoch,
+            "best_fitness": self.best_fitness,
+            "model": bare.state_dict(),
+            "model_cfg": bare.cfg,
+            "nc": len(self.names),
+            "names": self.names,
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "opt": asdict(self.opts),
+            "hyp": self.hyp,
+            "metrics": result.to_dict() if result else {},
+            "yolov7lib_version": __version__,
+        }
+        save_checkpoint(state, self.weights_dir / "last.pt")
+        if is_best:
+            save_checkpoint(state, self.weights_dir / "best.pt")
+
+    def _finish(self, seconds: float) -> dict[str, Any]:
+        rows = list(csv.DictReader((self.run_dir / "results.csv").open()))
+        best = max(rows, key=lambda r: float(r["fitness"]))
+        last = rows[-1]
+        metrics = {
+            "epochs": len(rows),
+            "best_epoch": int(best["epoch"]),
+            "precision": float(last["precision"]),
+            "recall": float(last["recall"]),
+            "map50": float(last["map50"]),
+            "map": float(last["map"]),
+            "best_map50": float(best["map50"]),
+            "best_map": float(best["map"]),
+            "train_time_s": round(seconds, 1),
+        }
+        ckpt = load_checkpoint(self.weights_dir / "last.pt")
+        if ckpt.get("metrics", {}).get("coco"):
+            metrics["coco"] = ckpt["metrics"]["coco"]
+        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if self.opts.plots:
+            from yolov7lib.engine.plots import plot_results
+
+            plot_results(self.run_dir / "results.csv", self.run_dir / "results.png")
+        self.log(f"done in {seconds / 60:.1f} min: {json.dumps(metrics)}")
+        return metrics
+
+    def _plot_labels(self) -> None:
+        from yolov7lib.engine.plots import plot_labels
+
+        labels = [lb for lb in self.train_set.labels if len(lb)]
+        plot_labels(np.concatenate(labels, 0) if labels else np.zeros((0, 5)), self.names,
+                    self.run_dir / "labels.png")  # fmt: skip
+
+
+def _fault_injection(epoch: int, batch: int) -> None:
+    """Kill this process with SIGKILL at `YOLOV7LIB_KILL_AT=epoch:batch` (tests of crash and resume)."""
+    target = os.environ.get("YOLOV7LIB_KILL_AT")
+    if target and target == f"{epoch}:{batch}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def train(**options: Any) -> dict[str, Any]:
+    """Train with the options of `yolov7 train` given as keyword arguments; return the final metrics."""
+    unknown = set(options) - {f.name for f in fields(TrainOptions)}
+    if unknown:
+        raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    return Trainer(TrainOptions(**options)).fit()
