@@ -215,13 +215,19 @@ def test_image_that_breaks_after_the_scan_is_replaced_not_fatal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     img_dir = _good_set(tmp_path, 4)
+    img2label_path(img_dir / "good2.png").write_text("0 0.5 0.5 0.25 0.25\n1 0.2 0.2 0.1 0.1\n")
     loader, _ = create_dataloader(img_dir, 64, 2, 32, hyp=HYP, augment=True, progress=False)
+    rect_loader, rect_ds = create_dataloader(img_dir, 64, 4, 32, rect=True, progress=False)
     (img_dir / "good1.png").write_bytes(b"")  # the file breaks after the scan (the test's own file)
     with caplog.at_level(logging.WARNING, logger="yolov7lib.data"):
         for _ in range(2):
             for imgs, _, _, _ in loader:
                 assert imgs.shape[0] == 2
-    assert sum("no longer readable" in r.getMessage() for r in caplog.records) == 1
+        imgs, targets, paths, _ = next(iter(rect_loader))
+    assert sum("no longer readable" in r.getMessage() for r in caplog.records) == 2  # once per data set
+    k = rect_ds.img_files.index(str(img_dir / "good1.png"))
+    assert paths[k].endswith("good2.png") and (targets[:, 0] == k).sum() == 2  # good2's image, its labels
+    assert torch.equal(imgs[k], imgs[k + 1])
 
 
 def test_label_cache_is_reused_and_invalidated_by_a_changed_file(

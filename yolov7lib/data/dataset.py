@@ -145,9 +145,10 @@ class DetectionDataset(Dataset):
             img = cv2.resize(img, (int(w0 * r), int(h0 * r)), interpolation=interp)
         return img
 
-    def load_image(self, index: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
-        """(resized BGR image, original (h, w), resized (h, w)); an image that stopped decoding since
-        the scan is replaced by the next good one and reported once."""
+    def load_image(self, index: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int], int]:
+        """(resized BGR image, original (h, w), resized (h, w), index used). An image that stopped
+        decoding since the scan is replaced by the next good one (whose index is returned, so that
+        its own labels go with it) and reported once."""
         for k in range(self.n):
             i = (index + k) % self.n
             if i in self._bad:
@@ -155,14 +156,14 @@ class DetectionDataset(Dataset):
             img = self.imgs[i] if self.imgs[i] is not None else self._read(i)
             if img is not None:
                 w0, h0 = (int(v) for v in self.shapes[i])
-                return img, (h0, w0), img.shape[:2]
+                return img, (h0, w0), img.shape[:2], i
             self._bad.add(i)
             logger.warning("image no longer readable, replaced by another: %s", self.img_files[i])
         raise RuntimeError("no image of the data set can be read any more")
 
     def _tile(self, index: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        img, _, _ = self.load_image(index)
-        return img, self.labels[index], self.segments[index]
+        img, _, _, i = self.load_image(index)
+        return img, self.labels[i], self.segments[i]
 
     def _mosaic(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         hyp, s = self.hyp, self.img_size
@@ -200,8 +201,8 @@ class DetectionDataset(Dataset):
                 img2, labels2 = self._mosaic(int(rng.integers(self.n)), rng)
                 img, labels = mixup(img, labels, img2, labels2, rng)
         else:
-            img, (h0, w0), (h, w) = self.load_image(index)
-            shape = self.batch_shapes[self.batch[index]] if self.rect else self.img_size
+            shape = self.batch_shapes[self.batch[index]] if self.rect else self.img_size  # the batch's
+            img, (h0, w0), (h, w), index = self.load_image(index)
             img, ratio, pad = letterbox(img, shape, auto=False, scaleup=self.augment)
             shapes = (h0, w0), ((h / h0, w / w0), pad)
             labels = self.labels[index].copy()

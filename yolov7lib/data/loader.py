@@ -4,6 +4,9 @@
 (seed, epoch); a sample's augmentation depends only on its seed, so a batch is the same whatever the
 number of workers and whichever worker builds it. With `rank`/`world_size` each process takes every
 world_size-th item of one shared order padded to a multiple of world_size (DistributedSampler's split).
+Workers are also seeded per worker by torch (base seed from `seed`) for any library drawing from global
+state. They leave OpenCV's thread settings alone: changing them in a forked worker of a process whose
+OpenCV threads have run deadlocks.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -54,11 +56,6 @@ class SeededSampler(Sampler):
             order = np.concatenate([order, order[: total - self.n]])
         for i in order[self.rank :: self.world_size]:
             yield int(i), int(seeds[i])
-
-
-def _init_worker(worker_id: int) -> None:
-    """Workers run OpenCV single-threaded: parallelism comes from the workers themselves."""
-    cv2.setNumThreads(1)
 
 
 def create_dataloader(
@@ -110,7 +107,6 @@ def create_dataloader(
         num_workers=nw,
         collate_fn=DetectionDataset.collate_fn,
         pin_memory=torch.cuda.is_available(),
-        worker_init_fn=_init_worker,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=nw > 0,
     )
