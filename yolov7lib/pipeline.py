@@ -4,7 +4,9 @@
 CPU in minutes; `small`: the ablations at reduced scale; `paper`: COCO on GPUs). The lists `models` and
 `ablation_variants` name every stage any profile can run (DVC's `foreach` needs a fixed list); the active
 profile says which of them run, and the others record a skip marker, so one dvc.yaml serves every
-profile. `yolov7 pipeline STAGE [ITEM]` resolves the settings and runs the stage's notebook with
+profile. An ablation item is `VARIANT-sSEED`: the variant is an entry of `ablation_catalogue` (model,
+hyperparameters, the table rows it fills), the seed one of the profile's `ablations.seeds`.
+`yolov7 pipeline STAGE [ITEM]` resolves the settings and runs the stage's notebook with
 papermill, passing the settings as notebook parameters; the executed notebooks land in
 `runs/notebooks/` for reading in JupyterLab.
 """
@@ -58,7 +60,28 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
         raise KeyError(f"profile {name!r} is not in {path}; known profiles: {', '.join(known)}")
     settings = dict(params[name])
     settings["_lists"] = {k: params.get(k, []) for k in ("models", "ablation_variants")}
+    settings["_catalogue"] = params.get("ablation_catalogue", {})
     return name, settings
+
+
+def split_item(item: str) -> tuple[str, int]:
+    """'t6-base-s1' -> ('t6-base', 1): an ablation item is a catalogue variant and a seed."""
+    variant, sep, seed = item.rpartition("-s")
+    if not sep or not seed.isdigit():
+        raise KeyError(f"ablation item {item!r} is not of the form VARIANT-sSEED")
+    return variant, int(seed)
+
+
+def ablation_run(item: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Training options of one ablation item: the profile's common settings, then the variant's."""
+    variant, seed = split_item(item)
+    catalogue = settings["_catalogue"]
+    if variant not in catalogue:
+        raise KeyError(f"ablation variant {variant!r} is not in params.yaml's ablation_catalogue")
+    entry = {k: v for k, v in catalogue[variant].items() if k != "rows"}
+    common = settings["ablations"]["common"]
+    overrides = {**common.get("hyp_overrides", {}), **entry.get("hyp_overrides", {})}
+    return {**common, **entry, "hyp_overrides": overrides, "seed": seed}
 
 
 def notebook_parameters(stage: str, item: str | None, profile: str, settings: dict[str, Any]) -> dict:
@@ -68,8 +91,7 @@ def notebook_parameters(stage: str, item: str | None, profile: str, settings: di
         if stage == "train":
             run, folder = dict(settings["train"]["runs"][item]), "train"
         else:
-            ablations = settings["ablations"]
-            run, folder = {**ablations["common"], **ablations["runs"][item]}, "ablations"
+            run, folder = ablation_run(item, settings), "ablations"
         return {
             **base, **run, "name": item, "data": settings["data"]["yaml"], "project": f"runs/{folder}",
             "metrics_out": f"reports/metrics/{folder}/{item}.json",
@@ -82,7 +104,9 @@ def is_active(stage: str, item: str | None, settings: dict[str, Any]) -> bool:
     if stage == "train":
         return item in settings["train"]["runs"]
     if stage == "ablation":
-        return item in settings.get("ablations", {}).get("runs", {})
+        ablations = settings.get("ablations") or {}
+        variant, seed = split_item(item)
+        return variant in ablations.get("variants", []) and seed in ablations.get("seeds", [0])
     return True
 
 
