@@ -378,7 +378,7 @@ def figure_panels(number: int) -> dict[str, list[Node]]:
         models = {
             "(a) base: v7-X light": light,
             "(b) depth x1.5 only (scale_depth)": scaling.scale_depth(light, 1.5),
-            "(c) compound: depth x1.5, transition width x1.25 (yolov7x)": scaling.compound_scale(light, 1.5),
+            "(c) compound: yolov7x (transitions x1.25)": scaling.compound_scale(light, 1.5),
         }
         return {title: block_nodes(build_meta(arch), "backbone.stage1") for title, arch in models.items()}
     if number == 4:
