@@ -25,6 +25,23 @@ NOTEBOOKS = Path("notebooks")
 EXECUTED = Path("runs/notebooks")
 
 
+def chdir_to_repo(marker: str = "dvc.yaml") -> Path:
+    """Make the nearest folder above the working folder that holds `marker` the working folder.
+
+    JupyterLab and nbval start a notebook's kernel in `notebooks/`, papermill in the folder it is given:
+    every notebook calls this first so that its paths (data/, runs/, reports/) mean the same in all
+    three. Outside a checkout (no marker above) the working folder is left as it is.
+    """
+    import os
+
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / marker).is_file():
+            os.chdir(folder)
+            return folder
+    return here
+
+
 @dataclass(frozen=True)
 class Stage:
     """A pipeline stage: the notebook it runs and, for `foreach` stages, the list naming its items."""
