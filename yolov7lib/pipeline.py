@@ -97,8 +97,11 @@ def ablation_run(item: str, settings: dict[str, Any]) -> dict[str, Any]:
         raise KeyError(f"ablation variant {variant!r} is not in params.yaml's ablation_catalogue")
     entry = {k: v for k, v in catalogue[variant].items() if k != "rows"}
     common = settings["ablations"]["common"]
+    # The catalogue holds the paper's experiment (model, hyperparameters, input size); the profile's
+    # common settings set the scale (epochs, input size, width) and may add hyperparameter overrides,
+    # under the variant's own (its assigner, its constraint).
     overrides = {**common.get("hyp_overrides", {}), **entry.get("hyp_overrides", {})}
-    return {**common, **entry, "hyp_overrides": overrides, "seed": seed}
+    return {**entry, **common, "hyp_overrides": overrides, "seed": seed}
 
 
 def notebook_parameters(stage: str, item: str | None, profile: str, settings: dict[str, Any]) -> dict:
