@@ -103,13 +103,13 @@ def onnx_session(path: str | Path, threads: int | None = None):  # -> onnxruntim
 
 
 def _differences(
-    got_boxes: np.ndarray, want_boxes: np.ndarray, got_scores: np.ndarray, want_scores: np.ndarray
+    got_boxes: np.ndarray, want_boxes: np.ndarray, got_scores: np.ndarray, want_scores: np.ndarray, side: int
 ) -> dict[str, float]:
     box = np.abs(got_boxes - want_boxes)
     return {
         "scores_max_abs_diff": float(np.abs(got_scores - want_scores).max(initial=0.0)),
         "boxes_max_abs_diff_px": float(box.max(initial=0.0)),
-        "boxes_max_rel_diff": float((box / np.maximum(np.abs(want_boxes), 1.0)).max(initial=0.0)),
+        "boxes_max_rel_diff": float((box / (side + np.abs(want_boxes))).max(initial=0.0)),
     }
 
 
@@ -126,22 +126,23 @@ def verify_onnx(
     """Run the ONNX file in onnxruntime and the model in PyTorch on `images` and compare.
 
     Returns the largest absolute difference of the scores (objectness and classes, or the kept
-    confidences), the largest absolute (pixels) and relative (to max(|value|, 1)) difference of the
-    boxes; for end2end also `same_detections`: whether both keep the same number of boxes of the same
-    classes in each image. Boxes are in pixels up to the image size, where float32 resolves ~1e-5
-    relative: PyTorch itself differs from a float64 pass by about that much.
+    confidences), the largest difference of the boxes in pixels and relative to (image's long side +
+    |value|) (positions are resolved relative to the image, sizes relative to themselves); for end2end
+    also `same_detections`: whether both keep the same number of boxes of the same classes in each
+    image. float32 resolves ~1e-5 relative: PyTorch itself differs from a float64 pass by that much.
     """
+    side = max(images.shape[2:])
     session = onnx_session(path)
     got = session.run(None, {"images": images.cpu().numpy()})
     model = model.float().cpu().eval()
     if not end2end:
         want = DecodedOutput(model)(images.cpu()).numpy()
-        return _differences(got[0][..., :4], want[..., :4], got[0][..., 4:], want[..., 4:])
+        return _differences(got[0][..., :4], want[..., :4], got[0][..., 4:], want[..., 4:], side)
     want = [t.numpy() for t in End2End(model, conf_thres, iou_thres, max_det)(images.cpu())]
     same = bool(np.array_equal(got[0], want[0]) and np.array_equal(got[3], want[3]))
     if not same:
         return {"same_detections": False}
-    return {"same_detections": True, **_differences(got[1], want[1], got[2], want[2])}
+    return {"same_detections": True, **_differences(got[1], want[1], got[2], want[2], side)}
 
 
 def probe_images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
