@@ -269,7 +269,7 @@ def _add_detect_command(commands: argparse._SubParsersAction) -> None:
 
 def _detect(args: argparse.Namespace) -> int:
     import json
-    from dataclasses import asdict, fields
+    from dataclasses import fields
 
     if (code := _needs_model("detect", args)) is not None:
         return code
@@ -282,7 +282,7 @@ def _detect(args: argparse.Namespace) -> int:
         report = run_detect(options)
     except _model_errors() as err:
         return _fail("detect", err)
-    print(json.dumps(asdict(report), indent=2) if args.json else format_report(report))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0
 
 

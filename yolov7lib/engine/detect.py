@@ -73,6 +73,12 @@ class DetectReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     predictions_json: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (`per_class` as a dict, `skipped` as [path, reason] pairs)."""
+        return {**{k: getattr(self, k) for k in ("run_dir", "images", "videos", "frames", "detections")},
+                "per_class": dict(self.per_class), "skipped": [list(s) for s in self.skipped],
+                "predictions_json": self.predictions_json}  # fmt: skip
+
 
 def _kind(path: Path) -> str | None:
     suffix = path.suffix[1:].lower()
@@ -110,10 +116,17 @@ def preprocess(
     img_bgr: np.ndarray, img_size: int, stride: int
 ) -> tuple[torch.Tensor, tuple[tuple[float, float], tuple[float, float]]]:
     """Letterbox a BGR image to the minimum rectangle of `img_size`; return the (1, 3, h, w) RGB float
-    tensor in [0, 1] and `ratio_pad` ((ratio_h, ratio_w), (pad_w, pad_h)) for `postprocess`."""
-    boxed, (rw, rh), pad = letterbox(img_bgr, img_size, stride=stride, auto=True)
+    tensor in [0, 1] and `ratio_pad` ((ratio_h, ratio_w), (pad_w, pad_h)) for `postprocess`.
+
+    The pad is where the image really starts: the letterbox reports half the total padding (5.5 for
+    11 rows) but pads the top with the rounded-down half (5 rows); evaluation keeps the reference's
+    half-padding convention, detection maps boxes back through the real offset (0.5 / ratio original
+    pixels closer when the padding is odd).
+    """
+    boxed, (rw, rh), (dw, dh) = letterbox(img_bgr, img_size, stride=stride, auto=True)
+    left, top = round(dw - 0.1), round(dh - 0.1)  # the letterbox's own split of the padding
     rgb = np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1))
-    return torch.from_numpy(rgb).float().unsqueeze(0) / 255.0, ((rh, rw), pad)
+    return torch.from_numpy(rgb).float().unsqueeze(0) / 255.0, ((rh, rw), (float(left), float(top)))
 
 
 def postprocess(
