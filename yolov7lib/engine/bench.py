@@ -148,7 +148,7 @@ def run_bench(
     dev = select_device(device)
     half = half and dev.type == "cuda"
     model = load_model(weights, model_name, device=dev)  # fused deploy graph, eval mode
-    name = model_name or Path(weights or "model").stem
+    name = Path(model_name).name.removesuffix(".yaml") if model_name else Path(weights or "model").stem
     grid = max(int(model.stride.max()), 32)
     img = math.ceil(img / grid) * grid
     gflops = model_info(model, img).gflops
