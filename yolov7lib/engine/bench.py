@@ -157,7 +157,9 @@ def run_bench(
     peak = matmul_peak(dev, dtype=dtype)
 
     rows: list[BenchRow] = []
-    jobs = [(b, backend) for b in batches for backend in backends]
+    # torch.compile goes last: its compiler worker processes stay alive and would share the CPU
+    jobs = [(b, backend) for b in batches for backend in dict.fromkeys(backends) if backend != "compile"]
+    jobs += [(b, "compile") for b in batches if "compile" in backends]
     with tempfile.TemporaryDirectory(prefix="yolov7-bench-") as tmp, torch.no_grad():
         for batch, backend in tqdm(jobs, desc="bench", disable=not progress, leave=False):
             x = letterboxed_input(img, batch).to(dev, dtype)
