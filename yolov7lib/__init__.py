@@ -18,6 +18,7 @@ _LAZY = {
     "reparameterize": "yolov7lib.models",
     "model_info": "yolov7lib.models",
     "load_official": "yolov7lib.models",
+    "load_model": "yolov7lib.engine.weights",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -4,7 +4,9 @@ Protocol (Table 9, "FPS ... batch size 1, without TensorRT"): the fused deploy m
 input of the requested square size, warm-up passes, then the median of N timed passes; the batch-32
 row gives the average time per image of a batch of 32. Each row also gives the achieved GFLOP/s (the
 deploy model's FLOPs from `models.model_info` x images per second) and its fraction of a matrix-product
-peak (a 2048 x 2048 float32 product, median of runs) measured on the same device in the same run.
+peak (a 2048 x 2048 product in the same precision, median of runs) measured on the same device in the
+same run. The timed passes are interleaved: each of the N rounds runs every backend once and one
+matrix product, so that a shared machine's changing load weighs on all of them alike.
 
 Backends: `eager` (PyTorch on the fused deploy model), `compile` (`torch.compile` of it; compile time
 reported apart; a failure is reported in its row), `onnxruntime` (the `yolov7 export` graph in
@@ -79,16 +81,24 @@ def _median_seconds(fn: Callable[[], Any], runs: int, warmup: int, device: torch
     return statistics.median(times)
 
 
-@torch.no_grad()
-def matmul_peak(
-    device: torch.device | str = "cpu", n: int = 2048, runs: int = 10, dtype: torch.dtype = torch.float32
-) -> float:
-    """GFLOP/s of an n x n matrix product (2 n^3 FLOPs), median of `runs` after two warm-up products."""
-    device = torch.device(device)
+MATMUL_N = 2048
+MATMUL_FLOPS = 2 * MATMUL_N**3
+
+
+def _matmul(device: torch.device, dtype: torch.dtype, n: int = MATMUL_N) -> Callable[[], Any]:
     g = torch.Generator().manual_seed(0)
     a = torch.rand(n, n, generator=g).to(device, dtype)
     b = torch.rand(n, n, generator=g).to(device, dtype)
-    seconds = _median_seconds(lambda: a @ b, runs, 2, device)
+    return lambda: a @ b
+
+
+@torch.no_grad()
+def matmul_peak(
+    device: torch.device | str = "cpu", n: int = MATMUL_N, runs: int = 10, dtype: torch.dtype = torch.float32
+) -> float:
+    """GFLOP/s of an n x n matrix product (2 n^3 FLOPs), median of `runs` after two warm-up products."""
+    device = torch.device(device)
+    seconds = _median_seconds(_matmul(device, dtype, n), runs, 2, device)
     return 2 * n**3 / seconds / 1e9
 
 
@@ -154,48 +164,92 @@ def run_bench(
     gflops = model_info(model, img).gflops
     dtype = torch.float16 if half else torch.float32
     model = model.to(dtype)
-    peak = matmul_peak(dev, dtype=dtype)
-
     rows: list[BenchRow] = []
-    # torch.compile goes last: its compiler worker processes stay alive and would share the CPU
-    jobs = [(b, backend) for b in batches for backend in dict.fromkeys(backends) if backend != "compile"]
-    jobs += [(b, "compile") for b in batches if "compile" in backends]
     with tempfile.TemporaryDirectory(prefix="yolov7-bench-") as tmp, torch.no_grad():
-        for batch, backend in tqdm(jobs, desc="bench", disable=not progress, leave=False):
+        for batch in batches:
             x = letterboxed_input(img, batch).to(dev, dtype)
-            row = BenchRow(name, backend, batch, img, None, None, None, None, gflops_per_image=gflops,
-                           peak_gflops_per_s=peak, runs=runs, warmup=warmup, threads=threads,
-                           device=str(dev), dtype=str(dtype).removeprefix("torch."))  # fmt: skip
-            try:
-                if backend == "eager":
-                    fn = _eager(model, x)
-                elif backend == "compile":
-                    compiled = torch.compile(model)
-                    t0 = time.perf_counter()
-                    compiled(x)  # the first call compiles
-                    _sync(dev)
-                    row.compile_s = time.perf_counter() - t0
-                    fn = _eager(compiled, x)
-                else:
-                    if dev.type != "cpu" or half:
-                        raise RuntimeError("the onnxruntime backend is measured on the CPU in float32 only")
-                    fn = _onnxruntime(model, x, Path(tmp), threads)
-                seconds = _median_seconds(fn, runs, warmup, dev)
-            except Exception as err:  # a backend that cannot run here is reported, not fatal
-                row.error = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}"[
-                    :300
-                ]
-            else:
-                row.ms_per_batch = 1e3 * seconds
-                row.ms_per_image = row.ms_per_batch / batch
-                row.images_per_s = batch / seconds
-                row.gflops_per_s = gflops * row.images_per_s
-                row.peak_fraction = row.gflops_per_s / peak
-            row.load_avg = tuple(round(v, 2) for v in os.getloadavg())
-            rows.append(row)
-            if backend == "compile":
-                torch._dynamo.reset()  # free the compiled graphs before the next measurement
+            ready: dict[str, Callable[[], Any]] = {}
+            batch_rows: dict[str, BenchRow] = {}
+            for backend in dict.fromkeys(backends):
+                row = BenchRow(name, backend, batch, img, None, None, None, None, gflops_per_image=gflops,
+                               runs=runs, warmup=warmup, threads=threads, device=str(dev),
+                               dtype=str(dtype).removeprefix("torch."))  # fmt: skip
+                batch_rows[backend] = row
+                try:
+                    ready[backend] = _prepare(backend, model, x, dev, Path(tmp), threads, row)
+                    for _ in range(warmup):
+                        ready[backend]()
+                except Exception as err:  # a backend that cannot run here is reported, not fatal
+                    row.error = _describe(err)
+                    ready.pop(backend, None)
+            seconds, peak = _interleaved(
+                ready, batch_rows, runs, dev, dtype, progress, f"bench batch {batch}"
+            )
+            for backend, row in batch_rows.items():
+                row.peak_gflops_per_s = peak
+                row.load_avg = tuple(round(v, 2) for v in os.getloadavg())
+                if backend in seconds:
+                    row.ms_per_batch = 1e3 * seconds[backend]
+                    row.ms_per_image = row.ms_per_batch / batch
+                    row.images_per_s = batch / seconds[backend]
+                    row.gflops_per_s = gflops * row.images_per_s
+                    row.peak_fraction = row.gflops_per_s / peak
+                rows.append(row)
+            if "compile" in ready:
+                torch._dynamo.reset()  # free the compiled graphs
     return rows
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
+def _prepare(
+    backend: str, model: torch.nn.Module, x: torch.Tensor, dev: torch.device, workdir: Path, threads: int,
+    row: BenchRow,
+) -> Callable[[], Any]:  # fmt: skip
+    """The timed callable of a backend (compiling or exporting first; compile time goes in `row`)."""
+    if backend == "eager":
+        return _eager(model, x)
+    if backend == "compile":
+        compiled = torch.compile(model)
+        t0 = time.perf_counter()
+        compiled(x)  # the first call compiles
+        _sync(dev)
+        row.compile_s = time.perf_counter() - t0
+        return _eager(compiled, x)
+    if dev.type != "cpu" or x.dtype != torch.float32:
+        raise RuntimeError("the onnxruntime backend is measured on the CPU in float32 only")
+    return _onnxruntime(model, x, workdir, threads)
+
+
+def _interleaved(
+    ready: dict[str, Callable[[], Any]], rows: dict[str, BenchRow], runs: int, dev: torch.device,
+    dtype: torch.dtype, progress: bool, desc: str,
+) -> tuple[dict[str, float], float]:  # fmt: skip
+    """Median seconds per backend and the matmul peak (GFLOP/s), timed round-robin: each round runs
+    every backend once and one matrix product, so that a change of the machine's load (it is shared)
+    weighs on all of them alike and their ratios hold."""
+    times: dict[str, list[float]] = {b: [] for b in ready}
+    product = _matmul(dev, dtype)
+    product()
+    peaks: list[float] = []
+    for _ in tqdm(range(runs), desc=desc, disable=not progress, leave=False):
+        for backend in list(ready):
+            try:
+                t0 = time.perf_counter()
+                ready[backend]()
+                _sync(dev)
+                times[backend].append(time.perf_counter() - t0)
+            except Exception as err:
+                rows[backend].error = _describe(err)
+                del ready[backend], times[backend]
+        t0 = time.perf_counter()
+        product()
+        _sync(dev)
+        peaks.append(MATMUL_FLOPS / (time.perf_counter() - t0) / 1e9)
+    return {b: statistics.median(t) for b, t in times.items()}, statistics.median(peaks)
 
 
 def format_rows(rows: Sequence[BenchRow]) -> str:
