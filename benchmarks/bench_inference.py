@@ -5,7 +5,7 @@ in the same run, the speed-up of each backend over eager PyTorch, and the load a
 shared: repeat when quiet). Run:
 
     PYTHONPATH=$PWD python benchmarks/bench_inference.py [--models yolov7-tiny yolov7] [--runs 10]
-        [--backends eager,compile,onnxruntime] [--batch 1] [--img 640] [--json out.json]
+        [--backends eager,compile,onnxruntime] [--batch 1] [--img 640] [--threads T] [--json out.json]
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ def main() -> None:
     parser.add_argument("--img", type=int, default=640)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch and onnxruntime threads (default: torch's)")
     parser.add_argument("--json", help="also write all rows to this file")
     args = parser.parse_args()
     rows = []
     for name in args.models:
         print(f"load average before {name}: {os.getloadavg()}", flush=True)
         got = run_bench(name, None, args.img, args.batch, args.backends.split(","), runs=args.runs,
-                        warmup=args.warmup)  # fmt: skip
+                        warmup=args.warmup, threads=args.threads)  # fmt: skip
         print(format_rows(got), flush=True)
         rows += [r.as_dict() for r in got]
     if args.json:
