@@ -182,3 +182,13 @@ def test_schedule_matches_reference_formulas(ni: int) -> None:
         assert group["momentum"] == pytest.approx(mom, rel=1e-12)
     acc = 4 if ni > 1000 else max(1, round(1 + 3 * ni / 1000))
     assert sched.accumulate(ni) == acc
+
+
+def test_nominal_batch_sets_accumulation_and_weight_decay() -> None:
+    hyp = {**load_hyp("p5"), "nbs": 16}
+    sched = Schedule({**hyp, "warmup_min_iters": 0, "warmup_epochs": 0}, epochs=3, batches_per_epoch=10,
+                     total_batch_size=16)  # fmt: skip
+    assert sched.accumulate(50) == 1  # one optimizer step per batch of 16
+    opt = build_optimizer(_toy(), hyp, total_batch_size=8)  # accumulate 2 -> decay x 8 * 2 / 16
+    assert opt.param_groups[1]["weight_decay"] == pytest.approx(hyp["weight_decay"])
+    assert Schedule({**hyp, "nbs": 64}, 3, 10, 16).accumulate(5000) == 4

@@ -18,6 +18,8 @@ _LAZY = {
     "reparameterize": "yolov7lib.models",
     "model_info": "yolov7lib.models",
     "load_official": "yolov7lib.models",
+    "train": "yolov7lib.engine.trainer",
+    "TrainOptions": "yolov7lib.engine.trainer",
     "load_model": "yolov7lib.engine.weights",
 }
 

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=_info)
     _add_data_commands(commands)
     _add_train_command(commands)
+    _add_pipeline_command(commands)
     _add_val_command(commands)
     _add_detect_command(commands)
     _add_export_command(commands)
@@ -155,6 +156,33 @@ def _train(args: argparse.Namespace) -> int:
         print(f"yolov7 train: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+# -- yolov7 pipeline ------------------------------------------------------------------------------------
+
+
+def _add_pipeline_command(commands: argparse._SubParsersAction) -> None:
+    pipe = commands.add_parser(
+        "pipeline",
+        help="run one stage of the DVC pipeline (its notebook, with the active profile's settings)",
+        description="Used by dvc.yaml: resolves the active profile of params.yaml and runs the stage's "
+        "notebook through papermill (items the profile does not run get a skip marker).",
+    )
+    pipe.add_argument("stage", help="tour, data, train, ablation, reparameterize, evaluate, speed, ...")
+    pipe.add_argument("item", nargs="?", help="the model or ablation variant of a foreach stage")
+    pipe.add_argument("--params", default="params.yaml", help="the parameters file (default params.yaml)")
+    pipe.add_argument("--profile", help="override the profile chosen in the parameters file")
+    pipe.set_defaults(handler=_pipeline)
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from yolov7lib.pipeline import run_stage
+
+    try:
+        return run_stage(args.stage, args.item, params=args.params, profile=args.profile)
+    except (KeyError, FileNotFoundError) as err:
+        print(f"yolov7 pipeline: error: {err}", file=sys.stderr)
+        return 2
 
 
 # -- yolov7 val / detect / export / bench: shared model arguments ---------------------------------------

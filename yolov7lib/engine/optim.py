@@ -2,7 +2,8 @@
 
 - Three parameter groups: 0 = BatchNorm weights and implicit-knowledge vectors (no weight decay),
   1 = other weights (weight decay), 2 = biases (no decay; their warm-up starts from `warmup_bias_lr`).
-- Gradients are accumulated up to a nominal batch of 64 images; weight decay is scaled to match.
+- Gradients are accumulated up to a nominal batch (`nbs`, 64 images in the reference); weight decay is
+  scaled to match.
 - Warm-up over `max(round(warmup_epochs * batches_per_epoch), warmup_min_iters)` iterations, linear in
   the iteration index: bias lr falls from `warmup_bias_lr`, other lrs rise from 0, momentum rises from
   `warmup_momentum`, and the accumulation count rises from 1. Afterwards lr = lr0 * lf(epoch), with lf
@@ -60,16 +61,22 @@ def lr_factor(hyp: dict[str, Any], epochs: int, linear: bool = False) -> Callabl
     return one_cycle(1.0, lrf, epochs)
 
 
+def nominal_batch(hyp: dict[str, Any]) -> int:
+    """The batch size one optimizer step stands for (`nbs`; the reference's 64)."""
+    return int(hyp.get("nbs", NOMINAL_BATCH))
+
+
 def accumulation_steps(total_batch_size: int, nominal: int = NOMINAL_BATCH) -> int:
-    """Batches whose gradients are summed before one optimizer step (nominal batch 64)."""
+    """Batches whose gradients are summed before one optimizer step."""
     return max(round(nominal / total_batch_size), 1)
 
 
 def build_optimizer(model: nn.Module, hyp: dict[str, Any], total_batch_size: int) -> torch.optim.SGD:
     """SGD with Nesterov momentum over the three groups; weight decay scaled to the nominal batch."""
     no_decay, decay, bias = parameter_groups(model)
-    accumulate = accumulation_steps(total_batch_size)
-    weight_decay = float(hyp["weight_decay"]) * total_batch_size * accumulate / NOMINAL_BATCH
+    nbs = nominal_batch(hyp)
+    accumulate = accumulation_steps(total_batch_size, nbs)
+    weight_decay = float(hyp["weight_decay"]) * total_batch_size * accumulate / nbs
     optimizer = torch.optim.SGD(no_decay, lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True)
     optimizer.add_param_group({"params": decay, "weight_decay": weight_decay})
     optimizer.add_param_group({"params": bias})
@@ -95,10 +102,11 @@ class Schedule:
 
     def accumulate(self, ni: int) -> int:
         """Accumulation count at integrated batch `ni` (rises during warm-up, then nominal)."""
-        nominal = NOMINAL_BATCH / self.total_batch_size
+        nbs = nominal_batch(self.hyp)
         if ni <= self.warmup_iters:
-            return max(1, int(np.interp(ni, [0, self.warmup_iters], [1, nominal]).round()))
-        return accumulation_steps(self.total_batch_size)
+            ramp = np.interp(ni, [0, self.warmup_iters], [1, nbs / self.total_batch_size])
+            return max(1, int(ramp.round()))
+        return accumulation_steps(self.total_batch_size, nbs)
 
     def lr(self, group: int, ni: int, epoch: int) -> float:
         """Learning rate of parameter group `group` at integrated batch `ni` in `epoch`."""

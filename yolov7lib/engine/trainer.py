@@ -43,7 +43,7 @@ from yolov7lib.engine.distributed import (
 )
 from yolov7lib.engine.ema import ModelEMA, unwrap
 from yolov7lib.engine.evaluator import EvalResult, evaluate, find_coco_annotations
-from yolov7lib.engine.optim import Schedule, accumulation_steps, build_optimizer
+from yolov7lib.engine.optim import Schedule, accumulation_steps, build_optimizer, nominal_batch
 from yolov7lib.engine.runs import increment_run_dir
 
 logger = logging.getLogger(__name__)
@@ -201,7 +201,8 @@ class Trainer:
         self.log(
             f"{opts.model}: {sum(p.numel() for p in self.model.parameters()):,} parameters; "
             f"{len(self.train_set)} training images, batch {opts.batch} x accumulate "
-            f"{accumulation_steps(self.total_batch)}, {opts.epochs} epochs, device {self.device}, "
+            f"{accumulation_steps(self.total_batch, nominal_batch(self.hyp))}, {opts.epochs} epochs, "
+            f"device {self.device}, "
             f"world size {world}; results in {self.run_dir}"
         )
 

@@ -1,0 +1,90 @@
+"""The pipeline's glue: params.yaml profiles are consistent with dvc.yaml's fixed lists, and stage
+settings resolve the way the notebooks expect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from yolov7lib.pipeline import (
+    STAGES,
+    load_params,
+    notebook_parameters,
+    run_stage,
+    split_item,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+PROFILES = [k for k, v in PARAMS.items() if isinstance(v, dict) and "data" in v]
+
+
+def test_ablation_items_are_the_catalogue_times_the_seeds() -> None:
+    catalogue = PARAMS["ablation_catalogue"]
+    items = PARAMS["ablation_variants"]
+    assert len(items) == len(set(items))
+    assert {split_item(i)[0] for i in items} == set(catalogue)
+    for profile in PROFILES:
+        ablations = PARAMS[profile].get("ablations")
+        if ablations:
+            assert set(ablations["variants"]) <= set(catalogue), profile
+            for v in ablations["variants"]:
+                for s in ablations["seeds"]:
+                    assert f"{v}-s{s}" in items, (profile, v, s)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_trains_only_listed_models_with_known_architectures(profile: str) -> None:
+    from yolov7lib.models import list_models
+
+    runs = PARAMS[profile]["train"]["runs"]
+    assert set(runs) <= set(PARAMS["models"])
+    known = set(list_models())
+    for name, run in runs.items():
+        assert run["model"] in known or Path(run["model"]).suffix == ".yaml", (profile, name)
+    for variant in (PARAMS[profile].get("ablations") or {}).get("variants", []):
+        assert PARAMS["ablation_catalogue"][variant]["model"] in known
+
+
+def test_ablation_settings_merge_common_then_variant() -> None:
+    name, settings = load_params(ROOT / "params.yaml", "default")
+    item = f"{settings['ablations']['variants'][0]}-s{settings['ablations']['seeds'][0]}"
+    params = notebook_parameters("ablation", item, name, settings)
+    variant = PARAMS["ablation_catalogue"][split_item(item)[0]]
+    common = settings["ablations"]["common"]
+    assert params["model"] == variant["model"] and params["seed"] == settings["ablations"]["seeds"][0]
+    assert params["epochs"] == common["epochs"]
+    for k, v in common.get("hyp_overrides", {}).items():
+        assert params["hyp_overrides"][k] == variant.get("hyp_overrides", {}).get(k, v)
+    assert params["metrics_out"] == f"reports/metrics/ablations/{item}.json"
+
+
+def test_split_item_and_unknown_names() -> None:
+    assert split_item("t6-lead-guided-s1") == ("t6-lead-guided", 1)
+    with pytest.raises(KeyError, match="VARIANT-sSEED"):
+        split_item("t6-base")
+    with pytest.raises(KeyError, match="unknown stage"):
+        run_stage("nope")
+    with pytest.raises(KeyError, match="profile 'nope'"):
+        load_params(ROOT / "params.yaml", "nope")
+
+
+def test_items_outside_the_profile_write_skip_markers(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    inactive = next(m for m in PARAMS["models"] if m not in PARAMS["default"]["train"]["runs"])
+    assert run_stage("train", inactive, profile="default") == 0
+    marker = json.loads((tmp_path / "reports/metrics/train" / f"{inactive}.json").read_text())
+    assert marker["skipped"] and marker["profile"] == "default"
+    assert (tmp_path / "runs/train" / inactive / "SKIPPED.json").is_file()
+    assert (tmp_path / "reports/metrics/train" / f"{inactive}.csv").read_text().startswith("epoch,")
+
+
+def test_every_stage_notebook_exists_or_is_not_in_dvc_yaml() -> None:
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for stage in dvc:
+        assert stage in STAGES, stage
+        assert (ROOT / "notebooks" / STAGES[stage].notebook).is_file(), stage

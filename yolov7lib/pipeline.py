@@ -1,0 +1,176 @@
+"""Glue between DVC and the notebooks: profiles in params.yaml, one command per pipeline stage.
+
+`params.yaml` holds the active `profile` name and one block per profile (`default`: generated data on a
+CPU in minutes; `small`: the ablations at reduced scale; `paper`: COCO on GPUs). The lists `models` and
+`ablation_variants` name every stage any profile can run (DVC's `foreach` needs a fixed list); the active
+profile says which of them run, and the others record a skip marker, so one dvc.yaml serves every
+profile. An ablation item is `VARIANT-sSEED`: the variant is an entry of `ablation_catalogue` (model,
+hyperparameters, the table rows it fills), the seed one of the profile's `ablations.seeds`.
+`yolov7 pipeline STAGE [ITEM]` resolves the settings and runs the stage's notebook with
+papermill, passing the settings as notebook parameters; the executed notebooks land in
+`runs/notebooks/` for reading in JupyterLab.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NOTEBOOKS = Path("notebooks")
+EXECUTED = Path("runs/notebooks")
+
+
+def chdir_to_repo(marker: str = "dvc.yaml") -> Path:
+    """Make the nearest folder above the working folder that holds `marker` the working folder.
+
+    JupyterLab and nbval start a notebook's kernel in `notebooks/`, papermill in the folder it is given:
+    every notebook calls this first so that its paths (data/, runs/, reports/) mean the same in all
+    three. Outside a checkout (no marker above) the working folder is left as it is.
+    """
+    import os
+
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / marker).is_file():
+            os.chdir(folder)
+            return folder
+    return here
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage: the notebook it runs and, for `foreach` stages, the list naming its items."""
+
+    notebook: str
+    items: str | None = None  # "models" or "ablation_variants"
+
+
+STAGES: dict[str, Stage] = {
+    "tour": Stage("00-architecture-tour.ipynb"),
+    "data": Stage("01-data.ipynb"),
+    "train": Stage("02-train.ipynb", items="models"),
+    "ablation": Stage("02-train.ipynb", items="ablation_variants"),
+    "reparameterize": Stage("03-reparameterize.ipynb"),
+    "evaluate": Stage("04-evaluate.ipynb"),
+    "speed": Stage("05-speed.ipynb"),
+    "architecture": Stage("06-architecture-tables.ipynb"),
+    "ablations": Stage("07-ablations.ipynb"),
+    "figures": Stage("08-figures.ipynb"),
+    "report": Stage("09-report.ipynb"),
+}
+
+
+def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(profile name, its settings) from params.yaml; `profile` overrides the file's choice."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run the pipeline from the repository root")
+    params = yaml.safe_load(path.read_text()) or {}
+    name = profile or params.get("profile", "default")
+    if name not in params:
+        known = [k for k, v in params.items() if isinstance(v, dict)]
+        raise KeyError(f"profile {name!r} is not in {path}; known profiles: {', '.join(known)}")
+    settings = dict(params[name])
+    settings["_lists"] = {k: params.get(k, []) for k in ("models", "ablation_variants")}
+    settings["_catalogue"] = params.get("ablation_catalogue", {})
+    return name, settings
+
+
+def split_item(item: str) -> tuple[str, int]:
+    """'t6-base-s1' -> ('t6-base', 1): an ablation item is a catalogue variant and a seed."""
+    variant, sep, seed = item.rpartition("-s")
+    if not sep or not seed.isdigit():
+        raise KeyError(f"ablation item {item!r} is not of the form VARIANT-sSEED")
+    return variant, int(seed)
+
+
+def ablation_run(item: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Training options of one ablation item: the profile's common settings, then the variant's."""
+    variant, seed = split_item(item)
+    catalogue = settings["_catalogue"]
+    if variant not in catalogue:
+        raise KeyError(f"ablation variant {variant!r} is not in params.yaml's ablation_catalogue")
+    entry = {k: v for k, v in catalogue[variant].items() if k != "rows"}
+    common = settings["ablations"]["common"]
+    # The catalogue holds the paper's experiment (model, hyperparameters, input size); the profile's
+    # common settings set the scale (epochs, input size, width) and may add hyperparameter overrides,
+    # under the variant's own (its assigner, its constraint).
+    overrides = {**common.get("hyp_overrides", {}), **entry.get("hyp_overrides", {})}
+    return {**entry, **common, "hyp_overrides": overrides, "seed": seed}
+
+
+def notebook_parameters(stage: str, item: str | None, profile: str, settings: dict[str, Any]) -> dict:
+    """The papermill parameters of one stage run: the profile's block for the stage, flattened."""
+    base = {"profile": profile}
+    if stage in ("train", "ablation"):
+        if stage == "train":
+            run, folder = dict(settings["train"]["runs"][item]), "train"
+        else:
+            run, folder = ablation_run(item, settings), "ablations"
+        return {
+            **base, **run, "name": item, "data": settings["data"]["yaml"], "project": f"runs/{folder}",
+            "metrics_out": f"reports/metrics/{folder}/{item}.json",
+        }  # fmt: skip
+    block = settings.get(stage, {})
+    return {**base, **block}
+
+
+def is_active(stage: str, item: str | None, settings: dict[str, Any]) -> bool:
+    if stage == "train":
+        return item in settings["train"]["runs"]
+    if stage == "ablation":
+        ablations = settings.get("ablations") or {}
+        variant, seed = split_item(item)
+        return variant in ablations.get("variants", []) and seed in ablations.get("seeds", [0])
+    return True
+
+
+def write_skip(stage: str, item: str, profile: str) -> None:
+    """Outputs of an item the active profile does not run: a marker saying so (DVC needs the outs)."""
+    marker = {"skipped": True, "profile": profile, "stage": stage, "item": item,
+              "reason": f"not part of the '{profile}' profile (see params.yaml)"}  # fmt: skip
+    folder = {"train": Path("runs/train"), "ablation": Path("runs/ablations")}[stage] / item
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "SKIPPED.json").write_text(json.dumps(marker, indent=2))
+    metrics = Path("reports/metrics") / ("train" if stage == "train" else "ablations") / f"{item}.json"
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps(marker, indent=2))
+    from yolov7lib.engine.trainer import RESULT_COLUMNS
+
+    metrics.with_suffix(".csv").write_text(",".join(RESULT_COLUMNS) + "\n")  # no epochs: an empty curve
+
+
+def run_stage(
+    stage: str, item: str | None = None, params: str = "params.yaml", profile: str | None = None
+) -> int:
+    """Run one stage (its notebook through papermill) with the settings of the active profile."""
+    if stage not in STAGES:
+        raise KeyError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    spec = STAGES[stage]
+    name, settings = load_params(params, profile)
+    if spec.items:
+        known = settings["_lists"][spec.items]
+        if item not in known:
+            listed = ", ".join(known)
+            raise KeyError(f"{stage} item {item!r} is not in params.yaml's `{spec.items}`: {listed}")
+        if not is_active(stage, item, settings):
+            write_skip(stage, item, name)
+            print(f"{stage} {item}: not part of the '{name}' profile; wrote a skip marker")
+            return 0
+    import papermill
+
+    parameters = notebook_parameters(stage, item, name, settings)
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    out = EXECUTED / (Path(spec.notebook).stem + (f"-{item}" if item else "") + ".ipynb")
+    label = f"{stage} {item}" if item else stage
+    print(f"{label}: {spec.notebook} with {json.dumps(parameters)}", file=sys.stderr)
+    papermill.execute_notebook(
+        str(NOTEBOOKS / spec.notebook), str(out), parameters=parameters, kernel_name="python3",
+        progress_bar=False, log_output=True, cwd=".",
+    )  # fmt: skip
+    return 0

@@ -1,0 +1,187 @@
+"""The report: Tables 1-10 and the text's claims beside the reproduced values, and reports/README.md.
+
+Inputs are the JSON files the other stages write under `reports/metrics/`: reproduced cells in the
+`Reproductions` format (architecture.json, ablations.json), the evaluation (eval.json, whose settings
+sweep becomes Table 10's reproduced column), the training runs (train/*.json), the
+re-parameterisation check (reparam.json), the speed benchmark (speed.json) and the data summary
+(data.json). Any of them may be absent (a stage not run yet): the report then says so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from yolov7lib import paper
+from yolov7lib.report.claims import write_claims
+from yolov7lib.report.render import markdown_table, write_text_atomic
+from yolov7lib.report.reproduced import Reproductions
+from yolov7lib.report.tables import STATUS_REPRODUCED, compare_table, write_tables
+
+REPRODUCTION_FILES = ("architecture.json", "ablations.json")
+MEASUREMENT_FILES = ("eval", "reparam", "speed", "data")
+TABLE10_ROWS = {
+    ("fp32", 0.65): "yolov7x@fp32-iou0.65",
+    ("fp32", 0.70): "yolov7x@fp32-iou0.70",
+    ("fp16", 0.65): "yolov7x@fp16-iou0.65",
+    ("fp16", 0.70): "yolov7x@fp16-iou0.70",
+}
+CLOSING = (
+    "What it takes to close the rest: the accuracy cells need the models trained on COCO 2017 for 300 "
+    "epochs (`dvc exp run -S profile=paper` with COCO in place and GPUs; the paper trained on V100s), the "
+    "FPS cells the paper's V100 with batch 1 and no TensorRT, and the ablation tables at full scale the same "
+    "COCO training per variant (`dvc exp run -S profile=small` gives all of them at reduced scale on a CPU)."
+)
+
+
+def table10_reproductions(evaluation: Mapping[str, Any] | None) -> Reproductions:
+    """Table 10's reproduced column from the evaluation's settings sweep (precision x NMS IoU)."""
+    rep = Reproductions()
+    if not evaluation:
+        return rep
+    for setting in evaluation.get("table10", []):
+        key = (str(setting["precision"]).lower(), round(float(setting["iou"]), 2))
+        if key in TABLE10_ROWS and setting.get("ap") is not None:
+            scale = f"{evaluation.get('scale', 'this kit')}; {key[0].upper()}, NMS IoU {key[1]:.2f}"
+            value = 100.0 * float(setting["ap"])
+            rep.add(10, TABLE10_ROWS[key], "ap_val", value, scale, "notebooks/04-evaluate.ipynb")
+    return rep
+
+
+def collect(metrics_dir: str | Path) -> tuple[Reproductions, dict[str, Any]]:
+    """Every reproduced cell, and the other measurements (keyed by file stem), found in `metrics_dir`."""
+    metrics_dir = Path(metrics_dir)
+    files = [metrics_dir / f for f in REPRODUCTION_FILES if (metrics_dir / f).is_file()]
+    rep = Reproductions.from_json(*files) if files else Reproductions()
+    measured: dict[str, Any] = {}
+    for name in MEASUREMENT_FILES:
+        path = metrics_dir / f"{name}.json"
+        measured[name] = json.loads(path.read_text()) if path.is_file() else None
+    runs = sorted((metrics_dir / "train").glob("*.json"))
+    measured["train"] = {p.stem: json.loads(p.read_text()) for p in runs}
+    for cell in table10_reproductions(measured["eval"]).values():
+        rep.add(cell.table, cell.row, cell.column, cell.value, cell.scale, cell.source)
+    return rep, measured
+
+
+def table_summary(rep: Reproductions) -> list[list[object]]:
+    """Per table: result cells, reproduced, agreeing at the paper's rounding, scales of the reproduced."""
+    lines = []
+    for number in paper.TABLES:
+        frame = compare_table(number, rep)
+        done = frame[frame["status"] == STATUS_REPRODUCED]
+        agree = int((done["agrees"] == "yes").sum())
+        scales = "; ".join(sorted(set(done["scale"]))) or "-"
+        link = f"[Table {number}](tables/table{number}.md)"
+        lines.append([link, paper.get_table(number).title, len(frame), len(done), agree, scales])
+    return lines
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _data_section(data: Mapping[str, Any]) -> list[str]:
+    t, v = data.get("train", {}), data.get("val", {})
+    sizes = " / ".join(_f(v.get(k), 2) for k in ("small", "medium", "large"))
+    return [
+        f"**Data** ({data.get('kind')}): {t.get('images')} training and {v.get('images')} validation "
+        f"images with {t.get('objects')} and {v.get('objects')} objects; share of small / medium / large "
+        f"validation objects {sizes}.",
+        "",
+    ]
+
+
+def _train_section(runs: Mapping[str, Any]) -> list[str]:
+    header = ["run", "model", "scale", "mAP@.5", "mAP@.5:.95", "COCO AP", "minutes"]
+    rows = []
+    for name, r in runs.items():
+        coco_ap = (r.get("coco") or {}).get("ap")
+        minutes = r.get("train_time_s", 0) / 60
+        rows.append([name, r.get("model"), r.get("scale"), _f(r.get("map50")), _f(r.get("map")), _f(coco_ap),
+                     _f(minutes, 1)])  # fmt: skip
+    note = "**Training runs** (the EMA model on the validation split; COCO AP by pycocotools):"
+    return [note, "", markdown_table(header, rows), ""]
+
+
+def _speed_section(speed: Mapping[str, Any]) -> list[str]:
+    header = ["model", "backend", "batch", "img", "ms / image", "images / s", "GFLOP/s", "of peak"]
+    keys = ("ms_per_image", "images_per_s", "gflops_per_s", "peak_fraction")
+    rows = [[r.get("model"), r.get("backend"), r.get("batch"), r.get("img"), *(_f(r.get(k), 2) for k in keys)]
+            for r in speed["rows"]]  # fmt: skip
+    peak = _f(speed.get("peak_gflops"), 1)
+    title = f"**Speed** on {speed.get('device')} (matrix-product peak {peak} GFLOP/s):"
+    return [title, "", markdown_table(header, rows), ""]
+
+
+def _flat(d: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {_f(v, 6)}" for k, v in d.items() if isinstance(v, int | float | str))
+
+
+def measured_sections(measured: Mapping[str, Any]) -> list[str]:
+    """The README's 'Measured here' part: data, training runs, evaluation, re-parameterisation, speed."""
+    out: list[str] = ["## Measured here", ""]
+    if measured.get("data"):
+        out += _data_section(measured["data"])
+    runs = {k: r for k, r in (measured.get("train") or {}).items() if not r.get("skipped")}
+    if runs:
+        out += _train_section(runs)
+    if measured.get("eval"):
+        ev = measured["eval"]
+        coco = _flat(ev.get("coco") or {})
+        out += [f"**Evaluation** of `{ev.get('model')}` ({ev.get('scale')}): {coco}", ""]
+    if measured.get("reparam"):
+        out += [f"**Re-parameterisation**: {_flat(measured['reparam'])}", ""]
+    if measured.get("speed") and measured["speed"].get("rows"):
+        out += _speed_section(measured["speed"])
+    if len(out) == 2:
+        out += ["(no measurements yet)", ""]
+    return out
+
+
+def readme(rep: Reproductions, measured: Mapping[str, Any], profile: str, figures: list[str]) -> str:
+    """reports/README.md: the index of tables, claims, measurements, figures and paper inconsistencies."""
+    header = ["table", "what", "result cells", "reproduced", "agree at the paper's rounding", "scale"]
+    out = [
+        "# reports/: the YOLOv7 paper beside this kit's reproduction",
+        "",
+        f"Written by the `report` stage of the pipeline (`dvc repro`, profile `{profile}`); do not edit by "
+        "hand. `tables/` holds every table of the paper as `.md` and `.csv`: the paper's value, the "
+        "reproduced value, their difference, whether they agree at the paper's rounding and the scale at "
+        "which the value was obtained. A cell that is not reproduced here says why and names the command "
+        "that produces it. `tables/claims.md` checks the numbers quoted in the text.",
+        "",
+        "## Tables",
+        "",
+        markdown_table(header, table_summary(rep)),
+        "",
+        CLOSING,
+        "",
+        *measured_sections(measured),
+        "## Figures",
+        "",
+        *([f"- [{Path(f).stem}](figures/{Path(f).name})" for f in figures] or ["(none yet)"]),
+        "",
+        "## Where the paper disagrees with itself or with the official code",
+        "",
+        *[f"- **{inc.where}** ({inc.kind}): {inc.explanation}" for inc in paper.KNOWN_INCONSISTENCIES],
+        "",
+    ]
+    return "\n".join(out)
+
+
+def build_report(
+    metrics_dir: str | Path, tables_dir: str | Path, readme_out: str | Path, figures_dir: str | Path,
+    profile: str,
+) -> Reproductions:  # fmt: skip
+    """Write Tables 1-10, the claims and the README; return the reproduced cells."""
+    rep, measured = collect(metrics_dir)
+    write_tables(rep, tables_dir)
+    write_claims(rep, tables_dir)
+    figures = sorted(Path(figures_dir).glob("figure*.png"), key=lambda p: int(p.stem[6:] or 0))
+    write_text_atomic(Path(readme_out), readme(rep, measured, profile, [str(f) for f in figures]))
+    return rep
