@@ -57,6 +57,7 @@ class BenchRow:
     device: str = "cpu"
     dtype: str = "float32"
     load_avg: tuple[float, float, float] | None = None
+    omp_wait_policy: str = "default"  # OMP_WAIT_POLICY of this process (PASSIVE: no spin-waiting)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -188,6 +189,7 @@ def run_bench(
             for backend, row in batch_rows.items():
                 row.peak_gflops_per_s = peak
                 row.load_avg = tuple(round(v, 2) for v in os.getloadavg())
+                row.omp_wait_policy = os.environ.get("OMP_WAIT_POLICY", "default")
                 if backend in seconds:
                     row.ms_per_batch = 1e3 * seconds[backend]
                     row.ms_per_image = row.ms_per_batch / batch
@@ -276,6 +278,14 @@ def format_rows(rows: Sequence[BenchRow]) -> str:
         lines.append(
             f"{r.gflops_per_image:.2f} GFLOPs per image (fused deploy graph); matmul peak "
             f"{r.peak_gflops_per_s:.1f} GFLOP/s ({r.dtype}, {r.device}, {r.threads} threads); "
-            f"median of {r.runs} runs after {r.warmup} warm-up; load average {r.load_avg}"
+            f"median of {r.runs} interleaved runs after {r.warmup} warm-up; load average {r.load_avg}; "
+            f"OMP_WAIT_POLICY {r.omp_wait_policy}"
         )
+        cpus = os.cpu_count() or 1
+        if r.load_avg and r.load_avg[0] > cpus and r.omp_wait_policy.upper() != "PASSIVE" and r.threads > 1:
+            lines.append(
+                f"note: the machine is busy (load {r.load_avg[0]} on {cpus} CPUs); PyTorch's OpenMP threads "
+                "spin-wait at every layer and lose their turn, which can slow eager PyTorch several-fold. "
+                "OMP_WAIT_POLICY=PASSIVE (set before starting) or --threads 1 makes it robust to sharing."
+            )
     return "\n".join(lines)
