@@ -124,6 +124,12 @@ def test_detect_finds_the_known_objects_and_writes_everything(weights, tmp_path:
                         "--project", str(project), "--classes", "1", "--nosave")  # fmt: skip
     assert code == 0 and report["run_dir"] == str(project / "exp2") and report["per_class"] == {"green": 1}
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == first
+    # a source that holds the output folder: earlier results are skipped, not detected again
+    code, report = _run(capsys, "--weights", str(weights), "--source", str(tmp_path), "--img", str(IMG),
+                        "--project", str(project), "--nosave")  # fmt: skip
+    assert code == 0 and report["images"] == 1
+    inside = [Path(p) for p, why in report["skipped"] if why == "inside the output folder"]
+    assert inside == [run / "scene.png"]
 
 
 def test_detect_on_a_video_annotates_every_frame(weights, tmp_path: Path, capsys) -> None:

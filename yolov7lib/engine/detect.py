@@ -250,6 +250,11 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
 
     opts = options
     inputs, skipped = list_sources(opts.source)
+    outputs = Path(opts.project).resolve()  # earlier runs' results are not inputs (`--source .`)
+    skipped += [
+        (str(p), "inside the output folder") for p, _ in inputs if p.resolve().is_relative_to(outputs)
+    ]
+    inputs = [(p, kind) for p, kind in inputs if not p.resolve().is_relative_to(outputs)]
     if model is None:
         model = load_model(opts.weights, opts.model, device=select_device(opts.device))
     names = list(model.names)
