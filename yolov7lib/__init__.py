@@ -20,6 +20,7 @@ _LAZY = {
     "load_official": "yolov7lib.models",
     "train": "yolov7lib.engine.trainer",
     "TrainOptions": "yolov7lib.engine.trainer",
+    "load_model": "yolov7lib.engine.weights",
 }
 
 __all__ = ["__version__", *_LAZY]

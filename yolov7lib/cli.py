@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(commands)
     _add_train_command(commands)
     _add_pipeline_command(commands)
+    _add_val_command(commands)
+    _add_detect_command(commands)
+    _add_export_command(commands)
+    _add_bench_command(commands)
     return parser
 
 
@@ -179,6 +183,240 @@ def _pipeline(args: argparse.Namespace) -> int:
     except (KeyError, FileNotFoundError) as err:
         print(f"yolov7 pipeline: error: {err}", file=sys.stderr)
         return 2
+
+
+# -- yolov7 val / detect / export / bench: shared model arguments ---------------------------------------
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", help="checkpoint: yolov7lib (EMA weights preferred) or official .pt")
+    parser.add_argument("--model", help="registry name or cfg YAML (alone: initial random weights)")
+
+
+def _model_errors() -> tuple[type[BaseException], ...]:
+    from yolov7lib.engine.checkpoint import CheckpointError
+    from yolov7lib.models.official import UnsafeCheckpointError
+
+    return (
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        CheckpointError,
+        UnsafeCheckpointError,
+        RuntimeError,
+    )
+
+
+def _fail(command: str, err: BaseException) -> int:
+    print(f"yolov7 {command}: error: {err}", file=sys.stderr)
+    return 1
+
+
+def _needs_model(command: str, args: argparse.Namespace) -> int | None:
+    if not (args.weights or args.model):
+        print(f"yolov7 {command}: error: give --weights or --model", file=sys.stderr)
+        return 2
+    return None
+
+
+# -- yolov7 val -----------------------------------------------------------------------------------------
+
+
+def _add_val_command(commands: argparse._SubParsersAction) -> None:
+    val = commands.add_parser(
+        "val",
+        help="evaluate on a labelled split: P, R, mAP and pycocotools AP (Tables 1, 2, 9, 10)",
+        description="The reference's test protocol: rectangular letterboxed batches, NMS at --conf/--iou, "
+        "direct P/R/mAP and, with COCO annotations, pycocotools. Writes metrics.json (and "
+        "predictions.json) in a new run folder.",
+    )
+    _add_model_arguments(val)
+    add = val.add_argument
+    add("--data", required=True, help="data.yaml")
+    add("--img", type=int, default=640, help="inference size (long side, pixels; default 640)")
+    add("--batch", type=int, default=32, help="batch size (default 32)")
+    add("--conf", type=float, default=0.001, help="confidence threshold (default 0.001)")
+    add("--iou", type=float, default=0.65, help="NMS IoU threshold (default 0.65; Table 10 also 0.70)")
+    add("--half", action="store_true", help="FP16 inference (CUDA only; Table 10)")
+    add("--task", choices=["val", "test"], default="val", help="which split (default val)")
+    add("--reparameterize", action=argparse.BooleanOptionalAction, default=True,
+        help="evaluate the fused deploy graph (default) or the training graph as it is")  # fmt: skip
+    add("--save-json", action="store_true", help="keep the COCO predictions json in the run folder")
+    add("--json", action="store_true", help="print the metrics as JSON instead of a table")
+    add("--device", default="cpu", help="cpu or a CUDA index (default cpu)")
+    add("--workers", type=int, default=0, help="data loader processes (default 0)")
+    add("--project", default="runs/val", help="parent of run folders (default runs/val)")
+    add("--name", default="exp", help="run folder name (made unique unless --exist-ok)")
+    add("--exist-ok", action="store_true", help="reuse an existing run folder")
+    val.set_defaults(handler=_val)
+
+
+def _val(args: argparse.Namespace) -> int:
+    import json
+
+    if (code := _needs_model("val", args)) is not None:
+        return code
+    from yolov7lib.engine.val import format_result, options_from_namespace, run_val
+
+    try:
+        _, record = run_val(options_from_namespace({**vars(args), "progress": not args.json}))
+    except _model_errors() as err:
+        return _fail("val", err)
+    print(json.dumps(record, indent=2) if args.json else format_result(record))
+    return 0
+
+
+# -- yolov7 detect --------------------------------------------------------------------------------------
+
+
+def _add_detect_command(commands: argparse._SubParsersAction) -> None:
+    detect = commands.add_parser(
+        "detect",
+        help="detect objects in images, folders, globs or videos; annotated copies, txt and json",
+    )
+    _add_model_arguments(detect)
+    add = detect.add_argument
+    add("--source", required=True, help="an image, a video, a folder or a glob (quote it)")
+    add("--img", type=int, default=640, help="inference size (long side, pixels; default 640)")
+    add("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
+    add("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
+    add("--classes", type=int, nargs="+", help="keep only these class indices")
+    add("--agnostic-nms", dest="agnostic", action="store_true", help="NMS across classes")
+    add("--max-det", type=int, default=300, help="detections per image at most (default 300)")
+    add("--device", default="cpu", help="cpu or a CUDA index (default cpu)")
+    add("--project", default="runs/detect", help="parent of run folders (default runs/detect)")
+    add("--name", default="exp", help="run folder name (made unique unless --exist-ok)")
+    add("--exist-ok", action="store_true", help="reuse an existing run folder (files are never overwritten)")
+    add("--save-txt", action="store_true", help="write labels/<stem>.txt (YOLO rows, normalised)")
+    add("--save-conf", action="store_true", help="add the confidence to the txt rows")
+    add("--save-json", action="store_true", help="write predictions.json")
+    add("--nosave", action="store_true", help="do not write annotated images or videos")
+    add("--json", action="store_true", help="print the report as JSON")
+    detect.set_defaults(handler=_detect)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import fields
+
+    if (code := _needs_model("detect", args)) is not None:
+        return code
+    from yolov7lib.engine.detect import DetectOptions, format_report, run_detect
+
+    known = {f.name for f in fields(DetectOptions)}
+    options = DetectOptions(**{k: v for k, v in vars(args).items() if k in known and v is not None})
+    options.progress = not args.json
+    try:
+        report = run_detect(options)
+    except _model_errors() as err:
+        return _fail("detect", err)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
+# -- yolov7 export --------------------------------------------------------------------------------------
+
+
+def _add_export_command(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export the re-parameterized model to ONNX (optionally with NMS) and check it in onnxruntime",
+    )
+    _add_model_arguments(export)
+    add = export.add_argument
+    add("--format", choices=["onnx"], default="onnx", help="export format (default onnx)")
+    add("--out", help="output file (default: the weights path, or the model name, with .onnx)")
+    add("--img", type=int, default=640, help="square input size (default 640)")
+    add("--batch", type=int, default=1, help="batch size of the exported input (default 1)")
+    add("--dynamic", action="store_true", help="free batch, height and width")
+    add("--end2end", action="store_true", help="NMS in the graph: num_dets, boxes, scores, classes")
+    add("--opset", type=int, default=17, help="ONNX opset (17 or later; default 17)")
+    add("--conf", type=float, default=0.25, help="--end2end confidence threshold (default 0.25)")
+    add("--iou", type=float, default=0.45, help="--end2end NMS IoU threshold (default 0.45)")
+    add("--max-det", type=int, default=100, help="--end2end detections per image (default 100)")
+    add("--json", action="store_true", help="print the report as JSON")
+    export.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    if (code := _needs_model("export", args)) is not None:
+        return code
+    from yolov7lib.deploy import export_and_verify
+    from yolov7lib.engine.weights import load_model
+
+    suffix = "-end2end.onnx" if args.end2end else ".onnx"
+    out = Path(args.out) if args.out else Path(args.weights or Path(args.model).name).with_suffix("")
+    out = out if args.out else out.with_name(out.name + suffix)
+    try:
+        if out.exists():
+            raise FileExistsError(f"{out} exists; not overwriting it (choose another --out)")
+        model = load_model(args.weights, args.model)
+        report = export_and_verify(
+            model, out, args.img, args.batch, args.dynamic, args.end2end, args.opset,
+            args.conf, args.iou, args.max_det,
+        )  # fmt: skip
+    except _model_errors() as err:
+        return _fail("export", err)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"wrote {report['path']} ({report['size_mb']:.1f} MB)")
+    for c in report["checks"]:
+        shape = f"batch {c['batch']}, {c['height']}x{c['width']}"
+        if c.get("same_detections") is False:
+            print(f"  onnxruntime vs PyTorch ({shape}): the detections differ (counts or classes)")
+            continue
+        print(
+            f"  onnxruntime vs PyTorch ({shape}): max abs diff scores {c['scores_max_abs_diff']:.2e}, "
+            f"boxes {c['boxes_max_abs_diff_px']:.2e} px (relative {c['boxes_max_rel_diff']:.2e})"
+        )
+    return 0
+
+
+# -- yolov7 bench ---------------------------------------------------------------------------------------
+
+
+def _add_bench_command(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="inference speed as Table 9 measures it, per backend, with GFLOP/s and matmul-peak fraction",
+    )
+    _add_model_arguments(bench)
+    add = bench.add_argument
+    add("--img", type=int, default=640, help="square input size (default 640)")
+    add("--batch", type=int, nargs="+", default=[1, 32], help="batch sizes (default 1 32)")
+    add("--device", default="cpu", help="cpu or a CUDA index (default cpu)")
+    add("--backend", default="eager,onnxruntime", help="comma list of eager, compile, onnxruntime")
+    add("--half", action="store_true", help="FP16 (CUDA only)")
+    add("--runs", type=int, default=10, help="timed runs; the median is reported (default 10)")
+    add("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
+    add("--threads", type=int, help="torch and onnxruntime threads (default: torch's)")
+    add("--json", action="store_true", help="print a JSON list of rows")
+    bench.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    if (code := _needs_model("bench", args)) is not None:
+        return code
+    from yolov7lib.engine.bench import format_rows, run_bench
+
+    if args.half and args.device == "cpu":
+        print("yolov7 bench: --half needs CUDA; measuring float32 on the CPU", file=sys.stderr)
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    try:
+        rows = run_bench(
+            args.model, args.weights, args.img, args.batch, backends, args.device, args.half,
+            args.runs, args.warmup, args.threads, progress=not args.json,
+        )  # fmt: skip
+    except _model_errors() as err:
+        return _fail("bench", err)
+    print(json.dumps([r.as_dict() for r in rows], indent=2) if args.json else format_rows(rows))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,7 @@ class EvalResult:
     labels: int
     per_class: list[dict[str, Any]] = field(default_factory=list)
     coco: dict[str, float] | None = None
+    coco_per_class: dict[str, float] | None = None  # class name -> pycocotools AP@0.5:0.95
     predictions_json: str | None = None
     speed_ms: dict[str, float] = field(default_factory=dict)
 
@@ -100,6 +101,7 @@ def evaluate(
     metrics = DetectionMetrics(nc)
     ids = _image_ids(Path(coco_json)) if coco_json else {}
     records: list[dict[str, Any]] = []
+    image_ids: list[Any] = []
     n_labels = 0
     t_infer = t_nms = 0.0
     bar = tqdm(dataloader, desc="val", disable=not progress, leave=False)
@@ -126,6 +128,7 @@ def evaluate(
             if coco_json or save_json:
                 name = Path(paths[si]).name
                 image_id = ids.get(name, ids.get(Path(name).stem, Path(name).stem))
+                image_ids.append(image_id)
                 records += detections_to_coco(native, image_id, category_ids)
     if half:
         model.float()
@@ -160,5 +163,13 @@ def evaluate(
         Path(save_json).write_text(json.dumps(records))
         result.predictions_json = str(save_json)
     if coco_json:
-        result.coco = evaluate_pycocotools(Path(coco_json), records).as_dict()
+        # scored on the evaluated images only (the json may list more, e.g. images skipped as corrupt)
+        coco = evaluate_pycocotools(Path(coco_json), records, img_ids=image_ids)
+        result.coco = coco.as_dict()
+        class_of = {cat: c for c, cat in enumerate(category_ids)} if category_ids else None
+        result.coco_per_class = {}
+        for cat, ap in coco.per_class_ap.items():
+            c = class_of.get(cat) if class_of is not None else cat
+            if isinstance(c, int) and 0 <= c < nc and ap >= 0:
+                result.coco_per_class[names[c]] = ap
     return result

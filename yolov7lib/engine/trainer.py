@@ -44,6 +44,7 @@ from yolov7lib.engine.distributed import (
 from yolov7lib.engine.ema import ModelEMA, unwrap
 from yolov7lib.engine.evaluator import EvalResult, evaluate, find_coco_annotations
 from yolov7lib.engine.optim import Schedule, accumulation_steps, build_optimizer, nominal_batch
+from yolov7lib.engine.runs import increment_run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +88,6 @@ class TrainOptions:
     hyp_overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def _increment_run_dir(project: Path, name: str, exist_ok: bool) -> Path:
-    """project/name, or project/name2, name3, ... if it already exists (never reuse a user's folder)."""
-    path = project / name
-    if exist_ok or not path.exists():
-        return path
-    n = 2
-    while (project / f"{name}{n}").exists():
-        n += 1
-    return project / f"{name}{n}"
-
-
 def latest_run(project: str | Path) -> Path:
     """The most recently written run folder under `project` that has a last.pt (for a bare --resume)."""
     runs = sorted(Path(project).glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
@@ -138,7 +128,7 @@ class Trainer:
         if opts.resume:
             self.run_dir = Path(opts.resume)
         else:
-            self.run_dir = _increment_run_dir(Path(opts.project), opts.name, opts.exist_ok)
+            self.run_dir = increment_run_dir(Path(opts.project), opts.name, opts.exist_ok)
             if self.ctx.distributed:  # every rank must agree on rank 0's folder
                 holder = [str(self.run_dir)]
                 dist.broadcast_object_list(holder, src=0)

@@ -1,0 +1,110 @@
+"""`yolov7 export`: the ONNX graph computes what PyTorch computes (onnxruntime as the independent
+runtime), with dynamic shapes, and the end2end graph keeps the detections of `ops.non_max_suppression`.
+
+Tolerance: scores (objectness and classes, in [0, 1]) within 1e-4 absolute; boxes, in pixels up to the
+image size or beyond, within 1e-4 x (image side + |value|) (float32 resolves about 1e-5 relative there;
+PyTorch's own float32 pass differs from a float64 one by about that much).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from inference_models import small_model, tiny_model
+
+from yolov7lib.deploy import End2End, export_onnx, onnx_session, probe_images, verify_onnx
+from yolov7lib.models import reparameterize
+from yolov7lib.ops import non_max_suppression
+
+
+def _close(got: np.ndarray, want: torch.Tensor, side: int) -> None:
+    want = want.detach().numpy()
+    np.testing.assert_allclose(got[..., 4:], want[..., 4:], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got[..., :4], want[..., :4], rtol=1e-4, atol=1e-4 * side)
+
+
+@pytest.fixture(scope="module")
+def deploy_model() -> torch.nn.Module:
+    return reparameterize(small_model(nc=3, objectness_shift=3.0))
+
+
+def test_static_export_matches_pytorch(deploy_model, tmp_path: Path) -> None:
+    path = export_onnx(deploy_model, tmp_path / "m.onnx", img_size=(96, 128))
+    x = probe_images(1, 96, 128, seed=1)
+    got = onnx_session(path).run(None, {"images": x.numpy()})[0]
+    want = deploy_model(x)[0]
+    assert got.shape == tuple(want.shape) == (1, 3 * (12 * 16 + 6 * 8), 8)
+    _close(got, want, 128)
+    report = verify_onnx(path, deploy_model, x)
+    assert report["scores_max_abs_diff"] < 1e-4 and report["boxes_max_rel_diff"] < 1e-4
+    assert onnx.load(str(path)).opset_import[0].version >= 17
+
+
+def test_dynamic_export_runs_at_another_batch_and_size(deploy_model, tmp_path: Path) -> None:
+    path = export_onnx(deploy_model, tmp_path / "m.onnx", img_size=96, dynamic=True)
+    session = onnx_session(path)
+    for batch, h, w in ((3, 64, 160), (1, 128, 96)):
+        x = probe_images(batch, h, w, seed=h)
+        got = session.run(None, {"images": x.numpy()})[0]
+        _close(got, deploy_model(x)[0], max(h, w))
+
+
+def test_end2end_graph_keeps_the_detections_of_our_nms(deploy_model, tmp_path: Path) -> None:
+    conf, iou, max_det = 0.05, 0.45, 30
+    path = export_onnx(deploy_model, tmp_path / "e2e.onnx", 96, dynamic=True, end2end=True,
+                       conf_thres=conf, iou_thres=iou, max_det=max_det)  # fmt: skip
+    assert "NonMaxSuppression" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    x = probe_images(3, 96, 128, seed=7)
+    num, boxes, scores, classes = onnx_session(path).run(None, {"images": x.numpy()})
+    assert num.shape == (3, 1) and boxes.shape == (3, max_det, 4) and classes.dtype == np.int64
+    pred = deploy_model(x)[0]
+    reference = non_max_suppression(pred, conf, iou, multi_label=False, max_det=max_det)
+    candidates = [(p[:, 5:] * p[:, 4:5]).max(1).values.gt(conf).sum().item() for p in pred]
+    for i, det in enumerate(reference):
+        n = int(num[i, 0])
+        assert n == len(det) > 0
+        assert n < candidates[i]  # NMS did remove boxes: the comparison is not trivial
+        np.testing.assert_array_equal(classes[i, :n], det[:, 5].long().numpy())
+        np.testing.assert_allclose(scores[i, :n], det[:, 4].detach().numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(boxes[i, :n], det[:, :4].detach().numpy(), rtol=1e-4, atol=1e-4 * 128)
+        assert (classes[i, n:] == -1).all() and (scores[i, n:] == 0).all()
+    # the eager module (used by verify_onnx) is the same computation
+    eager = End2End(deploy_model, conf, iou, max_det)(x)
+    np.testing.assert_array_equal(eager[0].numpy(), num)
+
+
+def test_export_refuses_to_overwrite_and_old_opsets(deploy_model, tmp_path: Path) -> None:
+    target = tmp_path / "user.onnx"
+    target.write_bytes(b"user data")
+    with pytest.raises(FileExistsError):
+        export_onnx(deploy_model, target, 64)
+    assert target.read_bytes() == b"user data"
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(deploy_model, tmp_path / "old.onnx", 64, opset=12)
+    assert not (tmp_path / "old.onnx").exists()
+
+
+@pytest.mark.slow
+def test_yolov7_tiny_cli_export_with_end2end_and_dynamic(tmp_path: Path, capsys) -> None:
+    """The command on a real architecture: checkpoint in, verified ONNX out (ELAN, SPPCSPC, IDetect)."""
+    from inference_models import checkpoint_of
+
+    from yolov7lib.cli import main
+    from yolov7lib.engine.checkpoint import save_checkpoint
+
+    model = tiny_model(nc=2, objectness_shift=3.0)
+    weights = save_checkpoint(checkpoint_of(model, ["a", "b"]), tmp_path / "best.pt")
+    assert main(["export", "--weights", str(weights), "--img", "128", "--dynamic", "--json"]) == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["path"] == str(tmp_path / "best.onnx")
+    for check in report["checks"]:
+        assert check["scores_max_abs_diff"] < 1e-4 and check["boxes_max_rel_diff"] < 1e-4
+    assert main(["export", "--weights", str(weights), "--img", "128", "--end2end", "--conf", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "best-end2end.onnx" in out and "differ" not in out

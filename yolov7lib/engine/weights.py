@@ -1,0 +1,106 @@
+"""`--weights W` / `--model NAME` -> a model ready for inference (shared by val, detect, export, bench).
+
+Accepted weights: a yolov7lib checkpoint (the trainer's plain dict: `model_cfg`, `model`, `ema`,
+`names`; the EMA weights are preferred, as the paper's inference model is the EMA one, Section 4.3),
+a bare state dict together with `--model NAME`, or an official YOLOv7 `.pt` (read by the restricted
+unpickler of `yolov7lib.models.load_official`, never by plain `torch.load`). `--model NAME` alone
+builds the architecture with its initial (random) weights. The result is in eval mode and, by default,
+re-parameterized into the deploy graph (BatchNorm and RepConv fused, implicit knowledge folded,
+auxiliary head dropped: Sections 3.2 and 4.3), which computes the same function.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from yolov7lib.engine.checkpoint import CheckpointError, load_checkpoint
+from yolov7lib.models import Model, create_model, load_official
+from yolov7lib.models import reparameterize as to_deploy
+from yolov7lib.models.official import UnsafeCheckpointError
+
+__all__ = ["WeightsError", "load_model"]
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be turned into a model: missing, damaged, or not matching the architecture."""
+
+
+def _read(
+    path: Path, prefer_ema: bool
+) -> tuple[dict | Model | None, dict[str, torch.Tensor], list[str] | None]:
+    """(architecture spec, or the loaded model of an official file, or None; state dict; class names)."""
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as ours:
+        try:
+            official = load_official(path, prefer_ema=prefer_ema)
+        except UnsafeCheckpointError:
+            raise
+        except Exception as theirs:
+            raise WeightsError(
+                f"{path} is neither a yolov7lib checkpoint ({ours}) nor an official YOLOv7 one ({theirs})"
+            ) from theirs
+        return official, official.state_dict(), list(official.names)
+    if "model" in ckpt:
+        ema = ckpt.get("ema") if prefer_ema else None
+        state = (
+            ema["model"] if isinstance(ema, dict) and isinstance(ema.get("model"), dict) else ckpt["model"]
+        )
+        names = ckpt.get("names")
+        return ckpt.get("model_cfg"), state, list(names) if names is not None else None
+    if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return None, ckpt, None  # a bare state dict: the architecture must come from --model
+    raise WeightsError(f"{path}: a dict without a 'model' entry; not a yolov7lib checkpoint")
+
+
+def load_model(
+    weights: str | Path | None = None,
+    model: str | None = None,
+    nc: int | None = None,
+    device: str | torch.device = "cpu",
+    reparameterize: bool = True,
+    prefer_ema: bool = True,
+) -> Model:
+    """Build the inference model from `weights` and/or `model` (a registry name or cfg path).
+
+    `nc` sets the class count of a model built from its name alone (default 80); with weights the
+    checkpoint decides it. `model.names` holds the class names (from the checkpoint when it has them).
+    Raises FileNotFoundError for a missing file and WeightsError (a ValueError) for everything else.
+    """
+    if weights is None and model is None:
+        raise WeightsError("give --weights (a checkpoint) or --model (an architecture name), or both")
+    cfg, state, names = None, None, None
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {str(path)!r} not found")
+        cfg, state, names = _read(path, prefer_ema)
+        nc = len(names) if names else nc
+    if model is not None:
+        cfg = model
+    if cfg is None:
+        raise WeightsError(f"{weights}: a bare state dict; name its architecture with --model")
+    try:
+        net = cfg if isinstance(cfg, Model) else create_model(cfg, nc=nc if isinstance(cfg, str) else None)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        raise WeightsError(
+            f"cannot build model {cfg if isinstance(cfg, str) else 'from checkpoint'}: {err}"
+        ) from err
+    if state is not None and not isinstance(cfg, Model):
+        if not any(k.startswith("model.") for k in state):
+            raise WeightsError(f"{weights}: its state dict has no 'model.<layer>' keys")
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            first = str(err).splitlines()[0]
+            raise WeightsError(
+                f"{weights} does not fit the architecture {model or 'it names'}: {first}"
+            ) from err
+    if names is not None and len(names) == net.head.nc:
+        net.names = [str(n) for n in names]
+    net = net.float().eval()
+    if reparameterize:
+        net = to_deploy(net)
+    return net.to(device).eval()
