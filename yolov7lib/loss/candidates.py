@@ -17,14 +17,20 @@ border). Candidates are listed level by level, and within a level by offset (cen
 down), then anchor, then target - the reference's order. A cell proposed by several targets is listed
 once per target.
 
-The candidate counts (per level, and the largest per image) are the one value read back to the host,
-to size the compact arrays; everything else stays on the device.
+Both rules can be searched in one pass (`find_candidate_sets`), which the coarse-to-fine assigner
+does: they share everything but the offsets and the half-cell test. The candidate counts of each rule
+(per level, and the largest per image) are the one value read back to the host per rule, to size the
+compact arrays; everything else stays on the device. Per-level constants (grid sizes, anchors, strides)
+are built once per (grids, anchors, device, dtype) and cached (`LevelTables`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
 
 import torch
 
@@ -35,31 +41,173 @@ COARSE_BIAS = 1.0
 # floor(centre - offset * bias).
 OFFSETS = ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))
 
+# Columns of `Candidates.fields`: cell column gi and row gj, level, anchor, image, proposing target,
+# the row of the cell in its level's map flattened to (B * na * H * W, no), and level * na + anchor.
+GI, GJ, LEVEL, ANCHOR, IMAGE, TARGET, CELL, LEVEL_ANCHOR = range(8)
+N_FIELDS = 8
+
 
 @dataclass(frozen=True)
 class Candidates:
     """The candidate cells of n targets, all levels concatenated; `blocks[l]` slices level l.
 
-    Tensors are (N,): level, image, anchor, cell row gj and column gi, `cell` the row of the cell in its
-    level's map flattened to (B * na * H * W, no), and the proposing target's index.
-    `max_per_image` and `max_targets_per_image` are host ints that size the per-image tables of SimOTA.
+    `fields` is one (N, 8) integer table (columns GI, GJ, LEVEL, ANCHOR, IMAGE, TARGET, CELL,
+    LEVEL_ANCHOR), so that selecting candidates is a single indexing operation; the properties give
+    the columns by name. `max_per_image` and `max_targets_per_image` are host ints that size the
+    per-image tables of SimOTA.
     """
 
     n_targets: int
     blocks: tuple[slice, ...]
-    level: torch.Tensor
-    image: torch.Tensor
-    anchor: torch.Tensor
-    gj: torch.Tensor
-    gi: torch.Tensor
-    cell: torch.Tensor
-    target: torch.Tensor
+    fields: torch.Tensor
     max_per_image: int
     max_targets_per_image: int
 
     @property
     def size(self) -> int:
-        return self.image.shape[0]
+        return self.fields.shape[0]
+
+    @property
+    def gi(self) -> torch.Tensor:
+        return self.fields[:, GI]
+
+    @property
+    def gj(self) -> torch.Tensor:
+        return self.fields[:, GJ]
+
+    @property
+    def level(self) -> torch.Tensor:
+        return self.fields[:, LEVEL]
+
+    @property
+    def anchor(self) -> torch.Tensor:
+        return self.fields[:, ANCHOR]
+
+    @property
+    def image(self) -> torch.Tensor:
+        return self.fields[:, IMAGE]
+
+    @property
+    def target(self) -> torch.Tensor:
+        return self.fields[:, TARGET]
+
+    @property
+    def cell(self) -> torch.Tensor:
+        return self.fields[:, CELL]
+
+    @property
+    def level_anchor(self) -> torch.Tensor:
+        return self.fields[:, LEVEL_ANCHOR]
+
+
+class LevelTables:
+    """Per-level constants of a detection head on given grids, as tensors on one device.
+
+    Built once per (grids, anchors, strides, device, dtype) by `LevelTables.get` and cached, so that a
+    training step does not rebuild them. `dtype` is the floating type of the quantities they meet
+    (targets for the candidate search, predictions for decoding). A cached entry holds the anchors
+    tensor itself and its in-place version counter, so a changed or replaced anchor tensor is seen.
+    """
+
+    _cache: ClassVar[OrderedDict[tuple, tuple[torch.Tensor, int, LevelTables]]] = OrderedDict()
+    _cache_size: ClassVar[int] = 16
+
+    def __init__(
+        self,
+        grids: Sequence[tuple[int, int]],
+        anchors: torch.Tensor,
+        strides: Sequence[float] | None,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        nl, na = anchors.shape[:2]
+        if len(grids) != nl:
+            raise ValueError(f"{len(grids)} prediction levels but the head has anchors for {nl}")
+        long = dict(device=device, dtype=torch.long)
+        hw = torch.tensor(grids, **long)  # (nl, 2) as (H, W)
+        self.nl, self.na = nl, na
+        self.grids = tuple(tuple(g) for g in grids)
+        self.anchors = anchors.to(device)  # (nl, na, 2) grid units, the head's dtype
+        self.size = hw.flip(1).to(dtype)[:, None]  # (nl, 1, 2) as (W, H)
+        self.cell_max = (hw.flip(1) - 1)[None, :, None, None]  # (1, nl, 1, 1, 2) largest (gi, gj)
+        # Row offsets of the flattened maps: image * na*H*W + anchor * H*W + gj * W + gi.
+        area = hw[:, 0] * hw[:, 1]
+        self.image_stride = (area * na)[:, None]  # (nl, 1)
+        self.row_stride = hw[:, 1][None, :, None, None]  # (1, nl, 1, 1) = W
+        self.anchor_offset = (torch.arange(na, **long)[None] * area[:, None])[:, None, :, None]
+        level, anchor = torch.meshgrid(torch.arange(nl, **long), torch.arange(na, **long), indexing="ij")
+        self.level_anchor = torch.stack((level, anchor, level * na + anchor), 2)  # (nl, na, 3)
+        # Per level * na + anchor: grid width and height, anchor width and height, stride.
+        wh = hw.flip(1).to(dtype)[:, None].expand(nl, na, 2)
+        stride = torch.tensor(
+            list(strides) if strides is not None else [0.0] * nl, dtype=dtype, device=device
+        )
+        self.decode = torch.cat((wh, self.anchors.to(dtype), stride[:, None, None].expand(nl, na, 1)), 2)
+        self.decode = self.decode.reshape(nl * na, 5)
+        self.cells_per_level = [h * w for h, w in self.grids]  # per image and anchor
+        self.dtype, self.device = dtype, device
+        self._small: dict[tuple, torch.Tensor] = {}  # small constants, made on first use
+
+    def _constant(self, key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key not in self._small:
+            self._small[key] = make()
+        return self._small[key]
+
+    def biases(self, biases: Sequence[float]) -> torch.Tensor:
+        """The biases as a (nb, 1, 1, 1) tensor, in the tables' dtype."""
+        return self._constant(
+            ("biases", *biases),
+            lambda: torch.tensor(biases, device=self.device, dtype=self.dtype)[:, None, None, None],
+        )
+
+    def offsets(self, biases: Sequence[float]) -> torch.Tensor:
+        """(nb, 5, 2) cell offsets times each bias, in the tables' dtype."""
+        off = partial(torch.tensor, OFFSETS, device=self.device, dtype=self.dtype)
+        return self._constant(("offsets", *biases), lambda: torch.stack([off() * b for b in biases]))
+
+    def constant(self, values: tuple[float, ...], dtype: torch.dtype | None = None) -> torch.Tensor:
+        """`values` as a tensor on the tables' device, of `dtype` (default: the tables' dtype)."""
+        dtype = dtype or self.dtype
+        return self._constant(
+            ("constant", dtype, *values), lambda: torch.tensor(values, device=self.device, dtype=dtype)
+        )
+
+    def arange(self, n: int) -> torch.Tensor:
+        """torch.arange(n) on the tables' device."""
+        return self._constant(("arange", n), lambda: torch.arange(n, device=self.device))
+
+    def pixels(self, w: int, h: int, dtype: torch.dtype) -> torch.Tensor:
+        """(2,) tensor (w, h) in `dtype`, to scale normalised coordinates to pixels."""
+        return self._constant(
+            ("pixels", w, h, dtype), lambda: torch.tensor([w, h], device=self.device, dtype=dtype)
+        )
+
+    @classmethod
+    def get(
+        cls,
+        grids: Sequence[tuple[int, int]],
+        anchors: torch.Tensor,
+        strides: Sequence[float] | None,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> LevelTables:
+        """The cached tables for these arguments (built on first use)."""
+        key = (
+            tuple(tuple(g) for g in grids),
+            None if strides is None else tuple(float(s) for s in strides),
+            id(anchors),
+            torch.device(device),
+            dtype,
+        )
+        hit = cls._cache.get(key)
+        if hit is not None and hit[0] is anchors and hit[1] == anchors._version:
+            cls._cache.move_to_end(key)
+            return hit[2]
+        tables = cls(grids, anchors, strides, torch.device(device), dtype)
+        cls._cache[key] = (anchors, anchors._version, tables)  # holding `anchors` keeps its id unique
+        if len(cls._cache) > cls._cache_size:
+            cls._cache.popitem(last=False)
+        return tables
 
 
 def to_host(counts: torch.Tensor) -> list[int]:
@@ -80,69 +228,90 @@ def find_candidates(
     `bias` is FINE_BIAS (centre + 2 nearest neighbours) or COARSE_BIAS (centre + 4 neighbours); `batch`
     is the number of images. All levels are handled at once, as (nl, 5 offsets, na, n) arrays.
     """
+    return find_candidate_sets(targets, grids, anchors, anchor_t, (bias,), batch)[0]
+
+
+def find_candidate_sets(
+    targets: torch.Tensor,
+    grids: Sequence[tuple[int, int]],
+    anchors: torch.Tensor,
+    anchor_t: float,
+    biases: Sequence[float],
+    batch: int,
+) -> tuple[Candidates, ...]:
+    """`find_candidates` for several biases in one pass: one `Candidates` per bias.
+
+    The rules share the targets' grid positions, the anchor-shape test and the cell arithmetic; all
+    biases, levels, offsets, anchors and targets form one (biases, nl, 5, na, n) array.
+    """
     n, device = targets.shape[0], targets.device
-    nl, na = anchors.shape[:2]
-    if len(grids) != nl:
-        raise ValueError(f"{len(grids)} prediction levels but the head has anchors for {nl}")
-    hw = torch.tensor(grids, device=device)  # (nl, 2) as (H, W)
-    size = hw.flip(1).to(targets.dtype)[:, None]  # (nl, 1, 2) as (W, H)
-    gxy = targets[None, :, 2:4] * size  # (nl, n, 2) centres in grid units
-    gwh = targets[None, :, 4:6] * size
-    ratio = gwh[:, None] / anchors.to(device)[:, :, None]  # (nl, na, n, 2)
-    shape_ok = torch.max(ratio, 1.0 / ratio).max(3).values < anchor_t  # (nl, na, n)
+    nb = len(biases)
+    t = LevelTables.get(grids, anchors, None, device, targets.dtype)
+    nl, na = t.nl, t.na
+    gxy = targets[None, :, 2:4] * t.size  # (nl, n, 2) centres in grid units
+    gwh = targets[None, :, 4:6] * t.size
+    ratio = gwh[:, None] / t.anchors[:, :, None]  # (nl, na, n, 2)
+    shape_ok = torch.maximum(ratio, 1.0 / ratio).amax(3) < anchor_t  # (nl, na, n)
 
-    gxi = size - gxy  # distance to the right / bottom border
-    near_lo = (gxy % 1.0 < bias) & (gxy > 1.0)  # left, up neighbours usable
-    near_hi = (gxi % 1.0 < bias) & (gxi > 1.0)  # right, down neighbours usable
-    centre = torch.ones_like(near_lo[..., 0])
-    offset_ok = torch.stack((centre, near_lo[..., 0], near_lo[..., 1], near_hi[..., 0], near_hi[..., 1]), 1)
-    valid = (offset_ok[:, :, None] & shape_ok[:, None]).reshape(-1)  # (nl, 5, na, n) flattened
+    # Neighbour tests on (x, y, W - x, H - y): left, up, right, down, each per bias.
+    g = torch.cat((gxy, t.size - gxy), 2)  # (nl, n, 4)
+    biases_t = t.biases(biases)  # (nb, 1, 1, 1)
+    side_ok = ((g % 1.0)[None] < biases_t) & (g > 1.0)  # (nb, nl, n, 4)
+    offset_ok = torch.cat((torch.ones_like(side_ok[..., :1]), side_ok), 3)  # (nb, nl, n, 5)
+    valid = (
+        offset_ok.transpose(2, 3)[:, :, :, None] & shape_ok[None, :, None]
+    ).contiguous()  # (nb, nl, 5, na, n)
 
-    off = torch.tensor(OFFSETS, device=device, dtype=targets.dtype) * bias  # (5, 2)
-    cell = (gxy[:, None] - off[None, :, None]).long()  # (nl, 5, n, 2), truncation as in the reference
-    cell = torch.minimum(cell.clamp(min=0), (hw.flip(1) - 1)[:, None, None])
-    shape = (nl, 5, na, n)
-    gi = cell[..., 0][:, :, None].expand(shape).reshape(-1)
-    gj = cell[..., 1][:, :, None].expand(shape).reshape(-1)
-    level = torch.arange(nl, device=device)[:, None, None, None].expand(shape).reshape(-1)
-    anchor = torch.arange(na, device=device)[None, None, :, None].expand(shape).reshape(-1)
-    target = torch.arange(n, device=device).expand(shape).reshape(-1)
+    off = t.offsets(biases)  # (nb, 5, 2)
+    cell = (
+        gxy[None, :, None] - off[:, None, :, None]
+    ).long()  # (nb, nl, 5, n, 2), truncation as in the reference
+    cell = torch.minimum(cell.clamp(min=0), t.cell_max)
     image = targets[:, 0].long()
-    cand_image = image[target]
-    flat = ((cand_image * na + anchor) * hw[level, 0] + gj) * hw[level, 1] + gi
+    row = cell[..., 1] * t.row_stride + cell[..., 0]  # (nb, nl, 5, n) gj * W + gi
+    flat = (image * t.image_stride)[None, :, None, None] + t.anchor_offset[None] + row[:, :, :, None]
 
-    # One read-back: candidates per level, the most candidates and the most targets of one image.
-    per_level = valid.view(nl, 5 * na * n).sum(1)
-    per_image = torch.zeros(batch, dtype=torch.long, device=device).scatter_add_(0, cand_image, valid.long())
+    # The table of all (bias, level, offset, anchor, target) combinations; candidates are its valid rows.
+    shape = (nb, nl, 5, na, n)
+    per_target = torch.stack((image, torch.arange(n, device=device)), 1)  # (n, 2) image, target
+    table = torch.cat(
+        (
+            cell[:, :, :, None].expand(*shape, 2),
+            t.level_anchor[None, :, None, :, None, :2].expand(*shape, 2),
+            per_target.expand(*shape, 2),
+            flat[..., None],
+            t.level_anchor[None, :, None, :, None, 2:].expand(*shape, 1),
+        ),
+        5,
+    )
+
+    # Counts: candidates per level, the most of one image, the most targets of one image.
+    per_level = valid.view(nb, nl, 5 * na * n).sum(2)
+    per_image = torch.zeros(nb, batch, dtype=torch.long, device=device)
+    per_image.scatter_add_(1, image.expand(nb, n), valid.view(nb, nl * 5 * na, n).sum(1))
     targets_per_image = torch.zeros(batch, dtype=torch.long, device=device)
     targets_per_image.scatter_add_(0, image, torch.ones_like(image))
-    counts = to_host(torch.cat((per_level, per_image.max()[None], targets_per_image.max()[None])))
-    level_counts, max_per_image, max_targets = counts[:nl], counts[nl], counts[nl + 1]
-
-    keep = torch.nonzero_static(valid, size=sum(level_counts)).flatten()  # level-major, order kept
-    blocks, start = [], 0
-    for count in level_counts:
-        blocks.append(slice(start, start + count))
-        start += count
-    return Candidates(
-        n_targets=n,
-        blocks=tuple(blocks),
-        level=level[keep],
-        image=cand_image[keep],
-        anchor=anchor[keep],
-        gj=gj[keep],
-        gi=gi[keep],
-        cell=flat[keep],
-        target=target[keep],
-        max_per_image=max_per_image,
-        max_targets_per_image=max_targets,
+    counts = torch.cat(
+        (per_level, per_image.amax(1, keepdim=True), targets_per_image.amax().expand(nb, 1)), 1
     )
+    host = [to_host(c) for c in counts]  # one read-back per rule
+
+    keep = torch.nonzero_static(valid.view(-1), size=sum(sum(c[:nl]) for c in host)).flatten()
+    fields = table.view(-1, N_FIELDS)[keep]  # bias-major, then level-major: the reference's order
+    out, start = [], 0
+    for c in host:
+        blocks, first = [], start
+        for count in c[:nl]:
+            blocks.append(slice(start - first, start - first + count))
+            start += count
+        out.append(Candidates(n, tuple(blocks), fields[first:start], c[nl], c[nl + 1]))
+    return tuple(out)
 
 
 def gather_rows(cand: Candidates, maps: Sequence[torch.Tensor]) -> torch.Tensor:
     """The prediction rows (N, no) of the candidates' cells, read from the nl maps (B, na, H, W, no)."""
+    cell = cand.cell
     rows = [
-        m.reshape(-1, m.shape[-1]).index_select(0, cand.cell[s])
-        for m, s in zip(maps, cand.blocks, strict=True)
+        m.reshape(-1, m.shape[-1]).index_select(0, cell[s]) for m, s in zip(maps, cand.blocks, strict=True)
     ]
     return torch.cat(rows)

@@ -11,6 +11,11 @@ returned is their sum times the batch size with the detached items [box, obj, cl
 Gain scaling lives here and nowhere else: `build_loss` takes the hyperparameters as written in the hyp
 files and scales them with `scaled_gains` (box x 3/nl, cls x nc/80 x 3/nl, obj x (img_size/640)^2 x
 3/nl, as the reference's train.py does to its hyp dict). Trainers pass the unscaled hyp.
+
+How the objectness term is computed: the target is 0 at every cell but the positives', so the level's
+BCE sum is split into the BCE of every cell against 0, one pass over the objectness logits, plus at
+each positive cell BCE(x, soft label) - BCE(x, 0) (= -soft label * x without pos_weight and focal
+loss). The per-cell target maps are built only on demand (`HeadTerms.tobj`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch.nn.functional as F
 
 from yolov7lib.configs import load_hyp
 from yolov7lib.loss.assigners import AssignerConfig, Assignment, LabelAssigner
-from yolov7lib.loss.candidates import gather_rows
+from yolov7lib.loss.candidates import CELL, GI, GJ, LEVEL, LEVEL_ANCHOR, LevelTables, gather_rows
 from yolov7lib.loss.decoder import decode_wh, decode_xy
 from yolov7lib.ops.boxes import bbox_iou
 
@@ -55,32 +60,40 @@ def scaled_gains(hyp: Mapping[str, Any], nl: int, nc: int, img_size: int) -> dic
 
 @dataclass(frozen=True)
 class HeadTerms:
-    """Unweighted loss terms of one head, one entry per level: (nl,) tensors, and the objectness
-    target maps (B, na, H, W) of the levels."""
+    """Unweighted loss terms of one head, one entry per level: (nl,) tensors; `tobj` gives the
+    objectness target maps (B, na, H, W) of the levels, built on demand."""
 
     box: torch.Tensor
     obj: torch.Tensor
     cls: torch.Tensor
     n_pos: torch.Tensor
-    tobj: list[torch.Tensor]
+    soft: torch.Tensor  # (N,) soft labels of the positives' cells
+    cells: torch.Tensor  # (N,) those cells in the flattened maps of all levels, or the map size
+    shapes: tuple[torch.Size, ...]  # (B, na, H, W) of each level
+
+    @property
+    def tobj(self) -> list[torch.Tensor]:
+        """Objectness target of every cell: the soft label at the positives, 0 elsewhere."""
+        sizes = [s.numel() for s in self.shapes]
+        total = sum(sizes)
+        flat = self.soft.new_zeros(total + 1).scatter_(0, self.cells, self.soft)[:total]
+        return [f.view(s) for f, s in zip(flat.split(sizes), self.shapes, strict=True)]
 
     def total(self) -> torch.Tensor:
         """Unweighted sum of all terms (for tests and gradient checks)."""
         return self.box.sum() + self.obj.sum() + self.cls.sum()
 
 
-def _objectness_target(
-    soft: torch.Tensor, keep: torch.Tensor, cells: torch.Tensor, size: int
-) -> torch.Tensor:
-    """Flat (size,) map holding `soft` at the `cells` where `keep`; where a cell is written several
-    times the last entry wins (the reference writes its positives in this order)."""
-    order = torch.arange(cells.shape[0], device=cells.device)
-    idx = torch.where(keep, cells, size)
-    last = torch.full((size + 1,), -1, dtype=torch.long, device=cells.device)
-    last.scatter_reduce_(0, idx, order, reduce="amax")
-    winner = keep & (last[cells] == order)
-    out = soft.new_zeros(size + 1).scatter_(0, torch.where(winner, cells, size), soft)
-    return out[:size]
+def last_writes(keys: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: whether each entry is the last one with its key, in list order.
+
+    Where several positives share a cell the reference writes their objectness labels in list order,
+    so the last one stays; this finds those with a stable sort instead of the writes.
+    """
+    sorted_keys, order = torch.sort(keys, stable=True)
+    last = torch.ones_like(keys, dtype=torch.bool)
+    last[order[:-1]] = sorted_keys[1:] != sorted_keys[:-1]
+    return last
 
 
 class YOLOv7Loss:
@@ -115,6 +128,7 @@ class YOLOv7Loss:
         # an accelerator keep them masked, which avoids reading the positive counts back.
         self.compact_on_host = True
         self.replicas = 1  # processes sharing the global batch (see `distribute`)
+        self._configs: dict[bool, AssignerConfig] = {}  # assignment settings, with and without aux maps
 
     def distribute(self, world_size: int) -> None:
         """Normalise the box and class means by the positives of the whole global batch.
@@ -157,16 +171,22 @@ class YOLOv7Loss:
         if targets.dim() != 2 or targets.shape[1] != 6:
             raise ValueError(f"targets must be (n, 6) [image, class, x, y, w, h]; got {tuple(targets.shape)}")
         if targets.device.type == "cpu" and targets.shape[0]:  # free to check on the host
-            image, cls = targets[:, 0], targets[:, 1]
-            if image.min() < 0 or image.max() >= batch or (image != image.round()).any():
+            ids = targets[:, :2]  # image, class
+            low, high = torch.aminmax(ids, dim=0)
+            (image_lo, cls_lo), (image_hi, cls_hi), (image_frac, cls_frac) = torch.stack(
+                (low, high, (ids != ids.round()).any(0).to(ids.dtype))
+            ).tolist()
+            if image_lo < 0 or image_hi >= batch or image_frac:
                 raise ValueError(f"target image indices must be integers in [0, {batch})")
-            if cls.min() < 0 or cls.max() >= self.nc or (cls != cls.round()).any():
+            if cls_lo < 0 or cls_hi >= self.nc or cls_frac:
                 raise ValueError(f"target classes must be integers in [0, {self.nc})")
 
     # -- assignment and terms -------------------------------------------------------------------
     def assigner(self, has_aux: bool) -> LabelAssigner:
         """The label assigner for this head, with or without auxiliary maps."""
-        config = AssignerConfig.from_hyp(self.hyp, has_aux)
+        config = self._configs.get(has_aux)
+        if config is None:
+            config = self._configs[has_aux] = AssignerConfig.from_hyp(self.hyp, has_aux)
         return LabelAssigner(self.strides, self.head.anchors, config)
 
     def assign(
@@ -194,6 +214,22 @@ class YOLOv7Loss:
             loss = loss * alpha * (1.0 - p_t) ** self.fl_gamma
         return loss
 
+    def _plain_obj_bce(self) -> bool:
+        """Whether the objectness BCE is the plain one (no focal loss; pos_weight has no effect at 0)."""
+        return self.fl_gamma == 0
+
+    def _obj_against_zero(self, logits: torch.Tensor) -> torch.Tensor:
+        """Objectness loss of every cell against target 0: BCE(x, 0) = softplus(x) when plain."""
+        if self._plain_obj_bce():
+            return F.softplus(logits)
+        return self._bce(logits, torch.zeros_like(logits), self.obj_pw)
+
+    def _obj_positive_change(self, logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        """BCE(x, soft) - BCE(x, 0) at positive cells: what their soft labels add to the loss."""
+        if self._plain_obj_bce() and self.obj_pw == 1.0:
+            return -soft * logits
+        return self._bce(logits, soft, self.obj_pw) - self._bce(logits, torch.zeros_like(soft), self.obj_pw)
+
     def head_terms(
         self,
         maps: list[torch.Tensor],
@@ -203,23 +239,26 @@ class YOLOv7Loss:
     ) -> HeadTerms:
         """Loss terms of one head's maps given its labels; `constrained` picks the offset decoder.
 
-        All levels are handled together: the positives as one list, the objectness maps as one
+        All levels are handled together: the positives as one list, the objectness logits as one
         flattened vector.
         """
-        if self.compact_on_host and maps[0].device.type == "cpu":
+        compact = self.compact_on_host and maps[0].device.type == "cpu"
+        if compact:
             labels = labels.compacted()  # reading counts back is free here: compute on positives only
         cand = labels.candidates
+        fields = cand.fields
         work = torch.promote_types(maps[0].dtype, torch.float32)
+        grids = [tuple(m.shape[2:4]) for m in maps]
+        tables = LevelTables.get(grids, self.head.anchors, self.strides, maps[0].device, work)
         rows = gather_rows(cand, maps).to(work)
-        pos, tgt, level = labels.positive, targets[labels.matched], cand.level
-        size = rows.new_tensor([[m.shape[3], m.shape[2]] for m in maps])[level]  # (N, 2) as (W, H)
-        anchors = self.head.anchors.to(device=rows.device)
-        anchor_wh = anchors.reshape(-1, 2)[level * self.na + cand.anchor]
+        pos, tgt = labels.positive, targets[labels.matched]
+        info = tables.decode[fields[:, LEVEL_ANCHOR]]  # (N, 5): grid W, H, anchor w, h, stride
+        size = info[:, :2]
 
-        grid = torch.stack((cand.gi, cand.gj), 1)
-        tbox = torch.cat((tgt[:, 2:4] * size - grid, tgt[:, 4:6] * size), 1).to(work)
-        tbox = torch.where(pos[:, None], tbox, tbox.new_tensor([0.5, 0.5, 1.0, 1.0]))  # inert filler
-        pbox = torch.cat((decode_xy(rows[:, :2], constrained), decode_wh(rows[:, 2:4], anchor_wh)), 1)
+        tbox = torch.cat((tgt[:, 2:4] * size - fields[:, GI : GJ + 1], tgt[:, 4:6] * size), 1).to(work)
+        if not compact:
+            tbox = torch.where(pos[:, None], tbox, tables.constant((0.5, 0.5, 1.0, 1.0)))  # inert filler
+        pbox = torch.cat((decode_xy(rows[:, :2], constrained), decode_wh(rows[:, 2:4], info[:, 2:4])), 1)
         iou = bbox_iou(pbox, tbox, xywh=True, kind="ciou")
 
         if self.nc > 1:
@@ -228,10 +267,35 @@ class YOLOv7Loss:
             bce = self._bce(rows[:, 5:], tcls, self.cls_pw).sum(1)
         else:
             bce = torch.zeros_like(iou)
+
+        # Objectness at the positives: the last positive written to a cell sets its soft label.
+        shapes = tuple(m.shape[:4] for m in maps)
+        starts = tuple(itertools.accumulate((s.numel() for s in shapes[:-1]), initial=0))
+        level_start = tables.constant(starts, torch.long)
+        total = sum(s.numel() for s in shapes)
+        cells = level_start[fields[:, LEVEL]] + fields[:, CELL]
+        if not compact:
+            cells = torch.where(pos, cells, total)
+        winner = last_writes(cells) & pos
+        soft = (1.0 - self.gr) + self.gr * iou.detach().clamp(0)
+        change = self._obj_positive_change(rows[:, 4], soft)
+
         # Per-level sums over the level blocks (deterministic, unlike scattered additions on a GPU).
-        per_row = torch.stack((pos.to(work), torch.where(pos, 1.0 - iou, 0.0), torch.where(pos, bce, 0.0)), 1)
+        if compact:  # every row is a positive
+            per_row = torch.stack((torch.ones_like(iou), 1.0 - iou, bce, torch.where(winner, change, 0.0)), 1)
+        else:
+            zero = iou.new_zeros(())
+            per_row = torch.stack(
+                (
+                    pos.to(work),
+                    torch.where(pos, 1.0 - iou, zero),
+                    torch.where(pos, bce, zero),
+                    torch.where(winner, change, zero),
+                ),
+                1,
+            )
         sizes = [s.stop - s.start for s in cand.blocks]
-        n_pos, box_sum, cls_sum = torch.stack([b.sum(0) for b in per_row.split(sizes)]).unbind(1)
+        n_pos, box_sum, cls_sum, obj_change = torch.stack([b.sum(0) for b in per_row.split(sizes)]).unbind(1)
         if self.replicas > 1:
             import torch.distributed as dist
 
@@ -243,20 +307,20 @@ class YOLOv7Loss:
         box = box_sum / denom
         cls = cls_sum / (denom * self.nc)
 
-        # Objectness of every cell of every level: soft labels at the positives, 0 elsewhere.
-        cells_per_level = [m[..., 4].numel() for m in maps]
-        start = torch.tensor([0, *cells_per_level[:-1]], device=rows.device).cumsum(0)
-        total = sum(cells_per_level)
-        soft = (1.0 - self.gr) + self.gr * iou.detach().clamp(0)
-        tobj = _objectness_target(soft, pos, start[level] + cand.cell, total)
+        # Objectness of every cell against 0, level by level, plus what the positives change.
+        cells_per_level = [s.numel() for s in shapes]
         logits = torch.cat([m[..., 4].reshape(-1) for m in maps]).to(work)
-        bce_obj = self._bce(logits, tobj, self.obj_pw)
-        bounds = [0, *itertools.accumulate(cells_per_level)]
-        obj = torch.stack([bce_obj[a:b].mean() for a, b in itertools.pairwise(bounds)])
-        tobj_maps = [
-            tobj[a:b].view(m.shape[:4]) for m, (a, b) in zip(maps, itertools.pairwise(bounds), strict=True)
-        ]
-        return HeadTerms(box=box, obj=obj, cls=cls, n_pos=n_pos, tobj=tobj_maps)
+        dense = torch.stack([d.sum() for d in self._obj_against_zero(logits).split(cells_per_level)])
+        obj = (dense + obj_change) / tables.constant(tuple(cells_per_level))
+        return HeadTerms(
+            box=box,
+            obj=obj,
+            cls=cls,
+            n_pos=n_pos,
+            soft=soft.detach(),
+            cells=torch.where(winner, cells, total),
+            shapes=shapes,
+        )
 
     # -- the loss -------------------------------------------------------------------------------
     def __call__(
@@ -268,22 +332,22 @@ class YOLOv7Loss:
         assigner = self.assigner(aux is not None)
         lead_labels, aux_labels = assigner(lead, targets, self._img_hw(lead, imgs), aux)
 
-        balance = lead[0].new_tensor(self.balance, dtype=torch.promote_types(lead[0].dtype, torch.float32))
-        terms = self.head_terms(lead, lead_labels, targets)
-        lbox, lobj, lcls = terms.box.sum(), (terms.obj * balance).sum(), terms.cls.sum()
+        work = torch.promote_types(lead[0].dtype, torch.float32)
+        grids = [tuple(m.shape[2:4]) for m in lead]
+        tables = LevelTables.get(grids, self.head.anchors, self.strides, lead[0].device, work)
+        heads = [(1.0, self.head_terms(lead, lead_labels, targets))]
         if aux is not None and aux_labels is not None:
-            t = self.head_terms(aux, aux_labels, targets, assigner.config.aux_constrained)
-            w = self.aux_weight
-            lbox, lobj, lcls = (
-                lbox + w * t.box.sum(),
-                lobj + w * (t.obj * balance).sum(),
-                lcls + w * t.cls.sum(),
+            heads.append(
+                (self.aux_weight, self.head_terms(aux, aux_labels, targets, assigner.config.aux_constrained))
             )
-        lbox = lbox * self.gains["box"]
-        lobj = lobj * self.gains["obj"]
-        lcls = lcls * self.gains["cls"]
-        loss = lbox + lobj + lcls
-        return loss.reshape(1) * lead[0].shape[0], torch.stack((lbox, lobj, lcls, loss)).detach()
+        balance = tables.constant(self.balance)
+        parts = None
+        for weight, t in heads:  # (3,) box, obj, cls of each head, weighted
+            part = torch.stack((t.box.sum(), (t.obj * balance).sum(), t.cls.sum()))
+            parts = part if parts is None else parts + weight * part
+        items = parts * tables.constant((self.gains["box"], self.gains["obj"], self.gains["cls"]))
+        loss = items.sum()
+        return loss.reshape(1) * lead[0].shape[0], torch.cat((items, loss[None])).detach()
 
 
 def _detection_head(model: Any) -> Any:
