@@ -26,6 +26,7 @@ are built once per (grids, anchors, device, dtype) and cached (`LevelTables`).
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from functools import partial
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 
 FINE_BIAS = 0.5
 COARSE_BIAS = 1.0
@@ -130,13 +132,15 @@ class LevelTables:
         self.anchors = anchors.to(device)  # (nl, na, 2) grid units, the head's dtype
         self.size = hw.flip(1).to(dtype)[:, None]  # (nl, 1, 2) as (W, H)
         self.cell_max = (hw.flip(1) - 1)[None, :, None, None]  # (1, nl, 1, 1, 2) largest (gi, gj)
+        self.cell_min = torch.zeros_like(self.cell_max)
         # Row offsets of the flattened maps: image * na*H*W + anchor * H*W + gj * W + gi.
         area = hw[:, 0] * hw[:, 1]
         self.image_stride = (area * na)[:, None]  # (nl, 1)
         self.row_stride = hw[:, 1][None, :, None, None]  # (1, nl, 1, 1) = W
-        self.anchor_offset = (torch.arange(na, **long)[None] * area[:, None])[:, None, :, None]
+        self.anchor_offset = (torch.arange(na, **long)[None] * area[:, None])[None, :, None, :, None]
         level, anchor = torch.meshgrid(torch.arange(nl, **long), torch.arange(na, **long), indexing="ij")
-        self.level_anchor = torch.stack((level, anchor, level * na + anchor), 2)  # (nl, na, 3)
+        # (1, nl, 1, na, 1, 3): level, anchor, level * na + anchor, to broadcast over (bias, offset, target)
+        self.level_anchor = torch.stack((level, anchor, level * na + anchor), 2)[None, :, None, :, None]
         # Per level * na + anchor: grid width and height, anchor width and height, stride.
         wh = hw.flip(1).to(dtype)[:, None].expand(nl, na, 2)
         stride = torch.tensor(
@@ -147,6 +151,7 @@ class LevelTables:
         self.cells_per_level = [h * w for h, w in self.grids]  # per image and anchor
         self.dtype, self.device = dtype, device
         self._small: dict[tuple, torch.Tensor] = {}  # small constants, made on first use
+        self._arange = torch.arange(256, device=device)
 
     def _constant(self, key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
         if key not in self._small:
@@ -173,8 +178,10 @@ class LevelTables:
         )
 
     def arange(self, n: int) -> torch.Tensor:
-        """torch.arange(n) on the tables' device."""
-        return self._constant(("arange", n), lambda: torch.arange(n, device=self.device))
+        """torch.arange(n) on the tables' device (a view of a cached, growing range)."""
+        if self._arange.shape[0] < n:
+            self._arange = torch.arange(max(n, 2 * self._arange.shape[0]), device=self.device)
+        return self._arange[:n]
 
     def pixels(self, w: int, h: int, dtype: torch.dtype) -> torch.Tensor:
         """(2,) tensor (w, h) in `dtype`, to scale normalised coordinates to pixels."""
@@ -248,63 +255,51 @@ def find_candidate_sets(
     nb = len(biases)
     t = LevelTables.get(grids, anchors, None, device, targets.dtype)
     nl, na = t.nl, t.na
-    gxy = targets[None, :, 2:4] * t.size  # (nl, n, 2) centres in grid units
-    gwh = targets[None, :, 4:6] * t.size
-    ratio = gwh[:, None] / t.anchors[:, :, None]  # (nl, na, n, 2)
-    shape_ok = torch.maximum(ratio, 1.0 / ratio).amax(3) < anchor_t  # (nl, na, n)
+    gxy = targets[:, 2:4] * t.size  # (nl, n, 2) centres in grid units
+    ratio = (targets[:, 4:6] * t.size)[:, None] / t.anchors[:, :, None]  # (nl, na, n, 2)
+    shape_ok = torch.maximum(ratio, ratio.reciprocal()).amax(3) < anchor_t  # (nl, na, n)
 
     # Neighbour tests on (x, y, W - x, H - y): left, up, right, down, each per bias.
     g = torch.cat((gxy, t.size - gxy), 2)  # (nl, n, 4)
-    biases_t = t.biases(biases)  # (nb, 1, 1, 1)
-    side_ok = ((g % 1.0)[None] < biases_t) & (g > 1.0)  # (nb, nl, n, 4)
-    offset_ok = torch.cat((torch.ones_like(side_ok[..., :1]), side_ok), 3)  # (nb, nl, n, 5)
-    valid = (
-        offset_ok.transpose(2, 3)[:, :, :, None] & shape_ok[None, :, None]
-    ).contiguous()  # (nb, nl, 5, na, n)
+    side_ok = (g % 1.0 < t.biases(biases)) & (g > 1.0)  # (nb, nl, n, 4)
+    offset_ok = F.pad(side_ok, (1, 0), value=True).transpose(2, 3)  # (nb, nl, 5, n), centre first
+    valid = (offset_ok[:, :, :, None] & shape_ok[:, None]).contiguous()  # (nb, nl, 5, na, n)
 
-    off = t.offsets(biases)  # (nb, 5, 2)
-    cell = (
-        gxy[None, :, None] - off[:, None, :, None]
-    ).long()  # (nb, nl, 5, n, 2), truncation as in the reference
-    cell = torch.minimum(cell.clamp(min=0), t.cell_max)
+    # Cells, truncated as in the reference, and their rows in the flattened maps.
+    cell = (gxy[:, None] - t.offsets(biases)[:, None, :, None]).long()  # (nb, nl, 5, n, 2)
+    cell = cell.clamp_(min=t.cell_min, max=t.cell_max)
     image = targets[:, 0].long()
-    row = cell[..., 1] * t.row_stride + cell[..., 0]  # (nb, nl, 5, n) gj * W + gi
-    flat = (image * t.image_stride)[None, :, None, None] + t.anchor_offset[None] + row[:, :, :, None]
+    row = (cell[..., 1] * t.row_stride + cell[..., 0])[:, :, :, None]  # (nb, nl, 5, 1, n) gj * W + gi
+    flat = row + (image * t.image_stride)[:, None, None] + t.anchor_offset  # + image * na*H*W + anchor * H*W
 
     # The table of all (bias, level, offset, anchor, target) combinations; candidates are its valid rows.
     shape = (nb, nl, 5, na, n)
-    per_target = torch.stack((image, torch.arange(n, device=device)), 1)  # (n, 2) image, target
     table = torch.cat(
         (
             cell[:, :, :, None].expand(*shape, 2),
-            t.level_anchor[None, :, None, :, None, :2].expand(*shape, 2),
-            per_target.expand(*shape, 2),
+            t.level_anchor[:, :, :, :, :, :2].expand(*shape, 2),
+            torch.stack((image, t.arange(n)), 1).expand(*shape, 2),
             flat[..., None],
-            t.level_anchor[None, :, None, :, None, 2:].expand(*shape, 1),
+            t.level_anchor[:, :, :, :, :, 2:].expand(*shape, 1),
         ),
         5,
     )
 
     # Counts: candidates per level, the most of one image, the most targets of one image.
-    per_level = valid.view(nb, nl, 5 * na * n).sum(2)
-    per_image = torch.zeros(nb, batch, dtype=torch.long, device=device)
-    per_image.scatter_add_(1, image.expand(nb, n), valid.view(nb, nl * 5 * na, n).sum(1))
-    targets_per_image = torch.zeros(batch, dtype=torch.long, device=device)
-    targets_per_image.scatter_add_(0, image, torch.ones_like(image))
-    counts = torch.cat(
-        (per_level, per_image.amax(1, keepdim=True), targets_per_image.amax().expand(nb, 1)), 1
-    )
+    per_target = torch.cat((valid.view(nb, nl * 5 * na, n).sum(1), torch.ones_like(image)[None]))
+    per_image = torch.zeros(nb + 1, batch, dtype=torch.long, device=device)
+    most = per_image.scatter_add_(1, image.expand(nb + 1, n), per_target).amax(1)  # (nb + 1,)
+    counts = torch.cat((valid.view(nb, nl, 5 * na * n).sum(2), most[:nb, None], most[nb:].expand(nb, 1)), 1)
     host = [to_host(c) for c in counts]  # one read-back per rule
 
     keep = torch.nonzero_static(valid.view(-1), size=sum(sum(c[:nl]) for c in host)).flatten()
     fields = table.view(-1, N_FIELDS)[keep]  # bias-major, then level-major: the reference's order
     out, start = [], 0
     for c in host:
-        blocks, first = [], start
-        for count in c[:nl]:
-            blocks.append(slice(start - first, start - first + count))
-            start += count
-        out.append(Candidates(n, tuple(blocks), fields[first:start], c[nl], c[nl + 1]))
+        bounds = list(itertools.accumulate(c[:nl], initial=0))
+        blocks = tuple(slice(a, b) for a, b in itertools.pairwise(bounds))
+        out.append(Candidates(n, blocks, fields[start : start + bounds[-1]], c[nl], c[nl + 1]))
+        start += bounds[-1]
     return tuple(out)
 
 

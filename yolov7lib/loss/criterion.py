@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from yolov7lib.configs import load_hyp
 from yolov7lib.loss.assigners import AssignerConfig, Assignment, LabelAssigner
-from yolov7lib.loss.candidates import CELL, GI, GJ, LEVEL, LEVEL_ANCHOR, LevelTables, gather_rows
-from yolov7lib.loss.decoder import decode_wh, decode_xy
+from yolov7lib.loss.candidates import CELL, GI, GJ, LEVEL, LEVEL_ANCHOR, LevelTables, to_host
+from yolov7lib.loss.decoder import decode_box
 from yolov7lib.ops.boxes import bbox_iou
 
 P5_BALANCE = (4.0, 1.0, 0.4)
@@ -67,8 +67,10 @@ class HeadTerms:
     obj: torch.Tensor
     cls: torch.Tensor
     n_pos: torch.Tensor
-    soft: torch.Tensor  # (N,) soft labels of the positives' cells
-    cells: torch.Tensor  # (N,) those cells in the flattened maps of all levels, or the map size
+    soft: torch.Tensor  # (N,) soft labels of the positives
+    keys: torch.Tensor  # (N,) their cells in the flattened maps of all levels, offset by `key_start`
+    winner: torch.Tensor  # (N,) whether each is the positive whose label its cell keeps
+    key_start: int
     shapes: tuple[torch.Size, ...]  # (B, na, H, W) of each level
 
     @property
@@ -76,7 +78,8 @@ class HeadTerms:
         """Objectness target of every cell: the soft label at the positives, 0 elsewhere."""
         sizes = [s.numel() for s in self.shapes]
         total = sum(sizes)
-        flat = self.soft.new_zeros(total + 1).scatter_(0, self.cells, self.soft)[:total]
+        cells = torch.where(self.winner, self.keys - self.key_start, total)
+        flat = self.soft.new_zeros(total + 1).scatter_(0, cells, self.soft)[:total]
         return [f.view(s) for f, s in zip(flat.split(sizes), self.shapes, strict=True)]
 
     def total(self) -> torch.Tensor:
@@ -129,6 +132,7 @@ class YOLOv7Loss:
         self.compact_on_host = True
         self.replicas = 1  # processes sharing the global batch (see `distribute`)
         self._configs: dict[bool, AssignerConfig] = {}  # assignment settings, with and without aux maps
+        self._constants: dict[tuple, torch.Tensor] = {}  # small per-(device, dtype) weight tensors
 
     def distribute(self, world_size: int) -> None:
         """Normalise the box and class means by the positives of the whole global batch.
@@ -237,64 +241,87 @@ class YOLOv7Loss:
         targets: torch.Tensor,
         constrained: bool = True,
     ) -> HeadTerms:
-        """Loss terms of one head's maps given its labels; `constrained` picks the offset decoder.
+        """Loss terms of one head's maps given its labels; `constrained` picks the offset decoder."""
+        return self.heads_terms([(maps, labels, constrained)], targets)[0]
 
-        All levels are handled together: the positives as one list, the objectness logits as one
-        flattened vector.
+    def heads_terms(
+        self, heads: Sequence[tuple[list[torch.Tensor], Assignment, bool]], targets: torch.Tensor
+    ) -> list[HeadTerms]:
+        """Loss terms of several heads, each given as (maps, labels, constrained decoder), in one pass.
+
+        All levels of all heads are handled together: the positives as one list (head by head, level
+        by level), the objectness logits as one flattened vector. The heads' maps must share their
+        shapes (the auxiliary head lies on the lead grids).
         """
-        compact = self.compact_on_host and maps[0].device.type == "cpu"
-        if compact:
-            labels = labels.compacted()  # reading counts back is free here: compute on positives only
-        cand = labels.candidates
-        fields = cand.fields
-        work = torch.promote_types(maps[0].dtype, torch.float32)
-        grids = [tuple(m.shape[2:4]) for m in maps]
-        tables = LevelTables.get(grids, self.head.anchors, self.strides, maps[0].device, work)
-        rows = gather_rows(cand, maps).to(work)
-        pos, tgt = labels.positive, targets[labels.matched]
-        info = tables.decode[fields[:, LEVEL_ANCHOR]]  # (N, 5): grid W, H, anchor w, h, stride
-        size = info[:, :2]
+        return self._joint_terms(heads, targets)[0]
 
-        tbox = torch.cat((tgt[:, 2:4] * size - fields[:, GI : GJ + 1], tgt[:, 4:6] * size), 1).to(work)
+    def _joint_terms(
+        self, heads: Sequence[tuple[list[torch.Tensor], Assignment, bool]], targets: torch.Tensor
+    ) -> tuple[list[HeadTerms], torch.Tensor]:
+        """`heads_terms`, and the (3, heads * nl) box, obj and cls terms of all levels of all heads."""
+        maps0 = heads[0][0]
+        nl, n_heads = len(maps0), len(heads)
+        compact = self.compact_on_host and maps0[0].device.type == "cpu"
+        work = torch.promote_types(maps0[0].dtype, torch.float32)
+        grids = [tuple(m.shape[2:4]) for m in maps0]
+        tables = LevelTables.get(grids, self.head.anchors, self.strides, maps0[0].device, work)
+        pos, matched, fields, blocks = _joined_labels([labels for _, labels, _ in heads], compact)
+        level_maps = [m for maps, _, _ in heads for m in maps]  # block b reads map b
+        cell = fields[:, CELL]
+        rows = torch.cat(
+            [
+                m.reshape(-1, m.shape[-1]).index_select(0, cell[s])
+                for m, s in zip(level_maps, blocks, strict=True)
+            ]
+        ).to(work)
+        sizes = [s.stop - s.start for s in blocks]
+        head_sizes = [sum(sizes[h * nl : (h + 1) * nl]) for h in range(n_heads)]
+        tgt = targets[matched]
+        info = tables.decode[fields[:, LEVEL_ANCHOR]]  # (N, 5): grid W, H, anchor w, h, stride
+
+        # Boxes as corners, in grid units relative to the cell: target and prediction.
+        size = info[:, :2]
+        txy, twh = (tgt[:, 2:4] * size - fields[:, GI : GJ + 1]).to(work), (tgt[:, 4:6] * size).to(work)
+        constrained = [c for _, _, c in heads]
+        if all(c == constrained[0] for c in constrained):
+            pxy, pwh = decode_box(rows, info[:, 2:4], constrained[0])
+        else:  # heads with different decoders: decode each head's rows with its own
+            parts = [
+                decode_box(r, a, c)
+                for r, a, c in zip(
+                    rows.split(head_sizes), info[:, 2:4].split(head_sizes), constrained, strict=True
+                )
+            ]
+            pxy, pwh = (torch.cat(p) for p in zip(*parts, strict=True))
+        tbox = torch.cat((txy - twh / 2, txy + twh / 2), 1)
         if not compact:
-            tbox = torch.where(pos[:, None], tbox, tables.constant((0.5, 0.5, 1.0, 1.0)))  # inert filler
-        pbox = torch.cat((decode_xy(rows[:, :2], constrained), decode_wh(rows[:, 2:4], info[:, 2:4])), 1)
-        iou = bbox_iou(pbox, tbox, xywh=True, kind="ciou")
+            tbox = torch.where(pos[:, None], tbox, tables.constant((0.0, 0.0, 1.0, 1.0)))  # inert filler
+        iou = bbox_iou(torch.cat((pxy - pwh / 2, pxy + pwh / 2), 1), tbox, xywh=False, kind="ciou")
 
         if self.nc > 1:
-            tcls = torch.full_like(rows[:, 5:], self.cls_neg)
-            tcls.scatter_(1, tgt[:, 1].long()[:, None], self.cls_pos)
+            tcls = torch.full_like(rows[:, 5:], self.cls_neg).scatter_(1, tgt[:, 1:2].long(), self.cls_pos)
             bce = self._bce(rows[:, 5:], tcls, self.cls_pw).sum(1)
         else:
             bce = torch.zeros_like(iou)
 
         # Objectness at the positives: the last positive written to a cell sets its soft label.
-        shapes = tuple(m.shape[:4] for m in maps)
-        starts = tuple(itertools.accumulate((s.numel() for s in shapes[:-1]), initial=0))
-        level_start = tables.constant(starts, torch.long)
-        total = sum(s.numel() for s in shapes)
-        cells = level_start[fields[:, LEVEL]] + fields[:, CELL]
+        shapes = tuple(m.shape[:4] for m in maps0)
+        cells_per_level = [s.numel() for s in shapes] * n_heads
+        starts = tuple(itertools.accumulate(cells_per_level[:-1], initial=0))
+        keys = tables.constant(starts, torch.long)[_block_of_rows(fields, head_sizes, nl)] + cell
         if not compact:
-            cells = torch.where(pos, cells, total)
-        winner = last_writes(cells) & pos
+            keys = torch.where(pos, keys, sum(cells_per_level))
+        winner = last_writes(keys) & pos
         soft = (1.0 - self.gr) + self.gr * iou.detach().clamp(0)
-        change = self._obj_positive_change(rows[:, 4], soft)
+        change = torch.where(winner, self._obj_positive_change(rows[:, 4], soft), 0.0)
 
         # Per-level sums over the level blocks (deterministic, unlike scattered additions on a GPU).
         if compact:  # every row is a positive
-            per_row = torch.stack((torch.ones_like(iou), 1.0 - iou, bce, torch.where(winner, change, 0.0)), 1)
+            per_row = torch.stack((torch.ones_like(iou), 1.0 - iou, bce, change), 1)
         else:
-            zero = iou.new_zeros(())
             per_row = torch.stack(
-                (
-                    pos.to(work),
-                    torch.where(pos, 1.0 - iou, zero),
-                    torch.where(pos, bce, zero),
-                    torch.where(winner, change, zero),
-                ),
-                1,
+                (pos.to(work), torch.where(pos, 1.0 - iou, 0.0), torch.where(pos, bce, 0.0), change), 1
             )
-        sizes = [s.stop - s.start for s in cand.blocks]
         n_pos, box_sum, cls_sum, obj_change = torch.stack([b.sum(0) for b in per_row.split(sizes)]).unbind(1)
         if self.replicas > 1:
             import torch.distributed as dist
@@ -304,23 +331,28 @@ class YOLOv7Loss:
             denom = total_pos.clamp(min=1) / self.replicas
         else:
             denom = n_pos.clamp(min=1)
-        box = box_sum / denom
-        cls = cls_sum / (denom * self.nc)
 
         # Objectness of every cell against 0, level by level, plus what the positives change.
-        cells_per_level = [s.numel() for s in shapes]
-        logits = torch.cat([m[..., 4].reshape(-1) for m in maps]).to(work)
+        logits = torch.cat([m[..., 4].reshape(-1) for m in level_maps]).to(work)
         dense = torch.stack([d.sum() for d in self._obj_against_zero(logits).split(cells_per_level)])
-        obj = (dense + obj_change) / tables.constant(tuple(cells_per_level))
-        return HeadTerms(
-            box=box,
-            obj=obj,
-            cls=cls,
-            n_pos=n_pos,
-            soft=soft.detach(),
-            cells=torch.where(winner, cells, total),
-            shapes=shapes,
+        joint = torch.stack(
+            (
+                box_sum / denom,
+                (dense + obj_change) / tables.constant(tuple(cells_per_level)),
+                cls_sum / (denom * self.nc),
+            )
         )
+
+        out, start = [], 0
+        soft = soft.detach()
+        for h in range(n_heads):
+            lv, rw = slice(h * nl, (h + 1) * nl), slice(start, start + head_sizes[h])
+            box, obj, cls = joint[:, lv]
+            out.append(
+                HeadTerms(box, obj, cls, n_pos[lv], soft[rw], keys[rw], winner[rw], starts[h * nl], shapes)
+            )
+            start += head_sizes[h]
+        return out, joint
 
     # -- the loss -------------------------------------------------------------------------------
     def __call__(
@@ -332,22 +364,70 @@ class YOLOv7Loss:
         assigner = self.assigner(aux is not None)
         lead_labels, aux_labels = assigner(lead, targets, self._img_hw(lead, imgs), aux)
 
-        work = torch.promote_types(lead[0].dtype, torch.float32)
-        grids = [tuple(m.shape[2:4]) for m in lead]
-        tables = LevelTables.get(grids, self.head.anchors, self.strides, lead[0].device, work)
-        heads = [(1.0, self.head_terms(lead, lead_labels, targets))]
+        heads = [(lead, lead_labels, True)]
+        weights = (1.0,)
         if aux is not None and aux_labels is not None:
-            heads.append(
-                (self.aux_weight, self.head_terms(aux, aux_labels, targets, assigner.config.aux_constrained))
-            )
-        balance = tables.constant(self.balance)
-        parts = None
-        for weight, t in heads:  # (3,) box, obj, cls of each head, weighted
-            part = torch.stack((t.box.sum(), (t.obj * balance).sum(), t.cls.sum()))
-            parts = part if parts is None else parts + weight * part
-        items = parts * tables.constant((self.gains["box"], self.gains["obj"], self.gains["cls"]))
+            heads.append((aux, aux_labels, assigner.config.aux_constrained))
+            weights = (1.0, self.aux_weight)
+        _, joint = self._joint_terms(heads, targets)
+        # Weighted sums over levels and heads: box and cls plain, obj with the level balance; then gains.
+        items = (joint * self._term_weights(weights, joint)).sum(1)
+        items = items * self._gains(joint)
         loss = items.sum()
         return loss.reshape(1) * lead[0].shape[0], torch.cat((items, loss[None])).detach()
+
+    def _term_weights(self, head_weights: tuple[float, ...], joint: torch.Tensor) -> torch.Tensor:
+        """(3, heads * nl) weights of the joint terms: the head's weight, times the balance for obj."""
+        rows = [[w for w in head_weights for _ in self.balance]]
+        rows.insert(1, [w * b for w in head_weights for b in self.balance])
+        rows.append(rows[0])
+        key = ("term_weights", joint.device, joint.dtype, head_weights)
+        if key not in self._constants:
+            self._constants[key] = torch.tensor(rows, device=joint.device, dtype=joint.dtype)
+        return self._constants[key]
+
+    def _gains(self, joint: torch.Tensor) -> torch.Tensor:
+        key = ("gains", joint.device, joint.dtype)
+        if key not in self._constants:
+            g = self.gains
+            self._constants[key] = torch.tensor(
+                [g["box"], g["obj"], g["cls"]], device=joint.device, dtype=joint.dtype
+            )
+        return self._constants[key]
+
+
+def _joined_labels(
+    labels: Sequence[Assignment], compact: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[slice]]:
+    """The candidates of several heads' labels as one list: (positive, matched, fields, level blocks).
+
+    With `compact`, only the positives are kept (their counts are read back: on the host only).
+    """
+    blocks, start = [], 0
+    for lab in labels:
+        blocks += [slice(start + s.start, start + s.stop) for s in lab.candidates.blocks]
+        start += lab.candidates.size
+    if len(labels) == 1:
+        pos, matched, fields = labels[0].positive, labels[0].matched, labels[0].candidates.fields
+    else:
+        pos = torch.cat([lab.positive for lab in labels])
+        matched = torch.cat([lab.matched for lab in labels])
+        fields = torch.cat([lab.candidates.fields for lab in labels])
+    if not compact:
+        return pos, matched, fields, blocks
+    keep = torch.nonzero(pos).flatten()
+    bounds = torch.tensor([0, *(s.stop for s in blocks)], device=keep.device)
+    counts = to_host(torch.searchsorted(keep, bounds))  # positives before each block's end
+    blocks = [slice(a, b) for a, b in itertools.pairwise(counts)]
+    return torch.ones_like(keep, dtype=torch.bool), matched[keep], fields[keep], blocks
+
+
+def _block_of_rows(fields: torch.Tensor, head_sizes: Sequence[int], nl: int) -> torch.Tensor:
+    """Each row's block index, head * nl + level, for rows listed head by head."""
+    if len(head_sizes) == 1:
+        return fields[:, LEVEL]
+    head = torch.cat([torch.full((k,), h * nl, device=fields.device) for h, k in enumerate(head_sizes)])
+    return fields[:, LEVEL] + head
 
 
 def _detection_head(model: Any) -> Any:

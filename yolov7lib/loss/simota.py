@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import torch
 
 from yolov7lib.loss.candidates import CELL, GI, GJ, IMAGE, LEVEL_ANCHOR, Candidates, LevelTables
-from yolov7lib.loss.decoder import decode_wh, decode_xy
+from yolov7lib.loss.decoder import decode_box
 
 IOU_COST_WEIGHT = 3.0
 LOG_EPS = 1e-8
@@ -53,8 +53,8 @@ def planar_pairwise_iou(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
 
     Each coordinate is its own plane, so the (B, M, C) operations run along contiguous rows.
     """
-    area1 = (box1[2] - box1[0]) * (box1[3] - box1[1])
-    area2 = (box2[2] - box2[0]) * (box2[3] - box2[1])
+    area1 = (box1[2:] - box1[:2]).prod(0)  # width * height
+    area2 = (box2[2:] - box2[:2]).prod(0)
     lt = torch.maximum(box1[:2, :, :, None], box2[:2, :, None, :])  # (2, B, M, C)
     rb = torch.minimum(box1[2:, :, :, None], box2[2:, :, None, :])
     wh = (rb - lt).clamp_(min=0)
@@ -62,20 +62,22 @@ def planar_pairwise_iou(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
     return inter / (area1[:, :, None] + area2[:, None, :] - inter)
 
 
-def padded_table(group: torch.Tensor, n_groups: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def padded_table(
+    group: torch.Tensor, n_groups: int, width: int, arange: torch.Tensor, inverse: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Lay out entries 0..n-1 by group, in list order, into a padded (n_groups, width) table.
 
     Returns (table, where): `table` holds each entry's index at (its group, its rank within the group)
-    and -1 in the padding; `where[i]` is entry i's position in the flattened table.
+    and -1 in the padding; `where[i]` (if `inverse`) is entry i's position in the flattened table.
+    `arange` is torch.arange(k) for some k >= max(n, n_groups).
     """
     n = group.shape[0]
     sorted_group, order = torch.sort(group, stable=True)
-    arange = torch.arange(max(n, n_groups), device=group.device)
     first = torch.searchsorted(sorted_group, arange[:n_groups])  # where each group starts
-    where = torch.empty_like(order)
-    where[order] = sorted_group * width + (arange[:n] - first[sorted_group])
+    position = sorted_group * width + (arange[:n] - first[sorted_group])
     table = torch.full((n_groups * width,), -1, dtype=torch.long, device=group.device)
-    table[where] = arange[:n]
+    table[position] = order
+    where = torch.empty_like(order).index_put_((order,), position) if inverse else None
     return table.view(n_groups, width), where
 
 
@@ -85,15 +87,10 @@ def _candidate_boxes(
     """Predicted pixel boxes of the candidates as planes (x1, y1, x2, y2): (4, N)."""
     info = tables.decode[fields[:, LEVEL_ANCHOR]]  # (N, 5): grid W, H, anchor w, h, stride
     stride = info[:, 4:]
-    xy = (decode_xy(rows[:, :2], constrained) + fields[:, GI : GJ + 1]) * stride
-    half_wh = decode_wh(rows[:, 2:4], info[:, 2:4]) * stride / 2
+    xy, wh = decode_box(rows, info[:, 2:4], constrained)
+    xy = (xy + fields[:, GI : GJ + 1]) * stride
+    half_wh = wh * stride / 2
     return torch.cat(((xy - half_wh).T, (xy + half_wh).T))
-
-
-def _class_scores(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores y = sqrt(sigmoid(cls) * sigmoid(obj)) (N, nc) and -sum_j log(1 - y_j) (N,)."""
-    y = logits[:, 1:].sigmoid().mul_(logits[:, :1].sigmoid()).sqrt_()
-    return y, torch.log1p(-y).sum(1).neg_()
 
 
 @torch.no_grad()
@@ -155,32 +152,37 @@ def simota_match_sets(
     # The class cost is BCE(y, one-hot) summed over classes with y = sqrt(sigmoid(cls) * sigmoid(obj)):
     # -sum_j log(1 - y_j) over all classes, minus log(y_k / (1 - y_k)) for the target's class k.
     pbox = _candidate_boxes(fields, rows, tables, constrained)
-    y, cls_neg = _class_scores(rows[:, 4:])
+    y = rows[:, 5:].sigmoid().mul_(rows[:, 4:5].sigmoid()).sqrt_()  # (N, nc)
+    sum_log_1my = torch.log1p(-y).sum(1)
 
-    # Padded tables: the targets of each image (B, M), the candidates of each (set, image) (S*B, C).
+    # Padded tables: the targets of each image (B, M), the candidates of each (set, image) (S*B, C);
+    # -1 marks the padding (it reads the last entry, masked by `ok`).
     groups = fields[:, IMAGE]
     if len(cands) > 1:
         groups = groups + torch.cat([torch.full((k,), i * batch, device=device) for i, k in enumerate(sizes)])
-    gt_tab, _ = padded_table(targets[:, 0].long(), batch, m)
-    cand_tab, cand_where = padded_table(groups, len(cands) * batch, c)
-    gt_tab = gt_tab.repeat(len(cands), 1)
+    arange = tables.arange(max(n, fields.shape[0], len(cands) * batch))
+    gt_tab, _ = padded_table(targets[:, 0].long(), batch, m, arange, inverse=False)
+    cand_tab, cand_where = padded_table(groups, len(cands) * batch, c, arange)
+    if len(cands) > 1:
+        gt_tab = gt_tab.repeat(len(cands), 1)
     ok = (gt_tab >= 0)[:, :, None] & (cand_tab >= 0)[:, None, :]
-    gt_tab, cand_tab = gt_tab.clamp_(min=0), cand_tab.clamp_(min=0)
 
-    # Pairwise IoU and cost, (S*B, M, C).
+    # Pairwise IoU and cost, (S*B, M, C): cost = 3 * -log(IoU + eps) - (sum_j log(1 - y_j) + logit(y_k)).
     h, w = img_hw
     pixels = tables.pixels(w, h, targets.dtype)
-    txy, twh = targets[:, 2:4] * pixels, targets[:, 4:6] * pixels
-    tbox = torch.cat(((txy - twh / 2).T, (txy + twh / 2).T))  # (4, n) planes x1, y1, x2, y2
+    txy, half_twh = targets[:, 2:4] * pixels, targets[:, 4:6] * pixels / 2
+    tbox = torch.cat(((txy - half_twh).T, (txy + half_twh).T))  # (4, n) planes x1, y1, x2, y2
     iou = planar_pairwise_iou(tbox[:, gt_tab], pbox[:, cand_tab]).where(ok, 0.0)
     y_k = y[cand_tab[:, None, :], targets[:, 1].long()[gt_tab][:, :, None]]  # score of each target's class
-    cls_cost = cls_neg[cand_tab][:, None, :] - (torch.log(y_k) - torch.log1p(-y_k))
-    cost = (cls_cost + IOU_COST_WEIGHT * -torch.log(iou + LOG_EPS)).where(ok, torch.inf)
+    logit_k = torch.log(y_k) - torch.log1p(-y_k)
+    cost = (
+        torch.log(iou + LOG_EPS).mul_(-IOU_COST_WEIGHT) - (sum_log_1my[cand_tab][:, None, :] + logit_k)
+    ).where(ok, torch.inf)
 
     # Dynamic k and the k cheapest candidates of every target, earlier candidates first on ties.
     kk = min(topk, c)
-    k = torch.topk(iou, kk, dim=2).values.sum(2).int().clamp_(min=1)[..., None]  # (S*B, M, 1)
-    kth = torch.topk(cost, kk, dim=2, largest=False).values.gather(2, k.long() - 1)
+    k = torch.topk(iou, kk, dim=2).values.sum(2, keepdim=True).long().clamp_(min=1)  # (S*B, M, 1)
+    kth = torch.topk(cost, kk, dim=2, largest=False).values.gather(2, k - 1)
     below = cost < kth
     tied = cost == kth
     chosen = (below | (tied & (tied.cumsum(2) <= k - below.sum(2, keepdim=True)))) & ok
@@ -188,8 +190,9 @@ def simota_match_sets(
     # Candidates chosen by several targets go to the cheapest target of the image.
     count = chosen.sum(1)  # (S*B, C)
     cheapest = cost.min(1).indices  # first of equal minima, as documented for torch.min
-    first = torch.where(chosen, tables.arange(m)[:, None], m - 1).amin(1)  # the first target that chose it
-    slot = torch.where(count > 1, cheapest, first)
-    positive = (count > 0).view(-1)[cand_where]
-    matched = gt_tab.view(-1)[cand_where // c * m + slot.view(-1)[cand_where]]
-    return list(zip(positive.split(sizes), matched.split(sizes), strict=True))
+    first = (
+        torch.where(chosen, tables.arange(m)[:, None], m - 1).min(1).values
+    )  # the first target that chose it
+    owner = gt_tab.gather(1, torch.where(count > 1, cheapest, first)).view(-1)
+    positive = count.view(-1)[cand_where] > 0
+    return list(zip(positive.split(sizes), owner[cand_where].split(sizes), strict=True))
