@@ -108,3 +108,23 @@ def test_cached_tables_follow_in_place_changes_of_the_anchors() -> None:
     expect = build_loss(fresh, load_hyp("p5"), img_size=IMG)(maps, targets)[1]
     torch.testing.assert_close(after, expect, rtol=1e-12, atol=0)
     assert not torch.allclose(before, after)
+
+
+def test_map_reads_give_the_gradients_of_plain_indexing() -> None:
+    from yolov7lib.loss.maps import read_maps
+
+    gen = torch.Generator().manual_seed(26)
+    maps = [
+        torch.randn(2, 3, h, h, 7, generator=gen, dtype=torch.float64, requires_grad=True) for h in (8, 4)
+    ]
+    cells = [torch.tensor([5, 0, 5, 100, 383]), torch.tensor([7, 7, 95])]  # repeated cells add up
+    w_obj = torch.randn(2 * 3 * 64 + 2 * 3 * 16, generator=gen, dtype=torch.float64)
+    w_rows = torch.randn(8, 7, generator=gen, dtype=torch.float64)
+    obj, rows = read_maps(maps, cells)
+    grads = torch.autograd.grad((obj * w_obj).sum() + (rows * w_rows).sum(), maps)
+    plain_obj = torch.cat([m[..., 4].reshape(-1) for m in maps])
+    plain_rows = torch.cat([m.reshape(-1, 7)[c] for m, c in zip(maps, cells, strict=True)])
+    assert torch.equal(obj, plain_obj) and torch.equal(rows, plain_rows)
+    plain = torch.autograd.grad((plain_obj * w_obj).sum() + (plain_rows * w_rows).sum(), maps)
+    for g, p in zip(grads, plain, strict=True):
+        torch.testing.assert_close(g, p, rtol=1e-12, atol=1e-15)

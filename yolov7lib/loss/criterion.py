@@ -33,6 +33,7 @@ from yolov7lib.configs import load_hyp
 from yolov7lib.loss.assigners import AssignerConfig, Assignment, LabelAssigner
 from yolov7lib.loss.candidates import CELL, GI, GJ, LEVEL, LEVEL_ANCHOR, LevelTables, to_host
 from yolov7lib.loss.decoder import decode_box
+from yolov7lib.loss.maps import read_maps
 from yolov7lib.ops.boxes import bbox_iou
 
 P5_BALANCE = (4.0, 1.0, 0.4)
@@ -268,12 +269,8 @@ class YOLOv7Loss:
         pos, matched, fields, blocks = _joined_labels([labels for _, labels, _ in heads], compact)
         level_maps = [m for maps, _, _ in heads for m in maps]  # block b reads map b
         cell = fields[:, CELL]
-        rows = torch.cat(
-            [
-                m.reshape(-1, m.shape[-1]).index_select(0, cell[s])
-                for m, s in zip(level_maps, blocks, strict=True)
-            ]
-        ).to(work)
+        logits, rows = read_maps(level_maps, [cell[s] for s in blocks])
+        logits, rows = logits.to(work), rows.to(work)
         sizes = [s.stop - s.start for s in blocks]
         head_sizes = [sum(sizes[h * nl : (h + 1) * nl]) for h in range(n_heads)]
         tgt = targets[matched]
@@ -333,7 +330,6 @@ class YOLOv7Loss:
             denom = n_pos.clamp(min=1)
 
         # Objectness of every cell against 0, level by level, plus what the positives change.
-        logits = torch.cat([m[..., 4].reshape(-1) for m in level_maps]).to(work)
         dense = torch.stack([d.sum() for d in self._obj_against_zero(logits).split(cells_per_level)])
         joint = torch.stack(
             (
