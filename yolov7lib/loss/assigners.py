@@ -79,10 +79,29 @@ class Assignment:
         cand = self.candidates
         keep = torch.nonzero(self.positive).flatten()
         bounds = torch.tensor([0, *(s.stop for s in cand.blocks)], device=keep.device)
-        counts = to_host(torch.searchsorted(keep, bounds))  # positives before each level's end
+        counts = to_host(torch.searchsorted(keep, bounds))  # positives before each block's end
         blocks = tuple(slice(a, b) for a, b in itertools.pairwise(counts))
         kept = replace(cand, blocks=blocks, fields=cand.fields[keep])
         return Assignment(kept, torch.ones_like(keep, dtype=torch.bool), self.matched[keep])
+
+    @staticmethod
+    def concat(labels: Sequence[Assignment]) -> Assignment:
+        """Several label sets of the same targets as one list: their blocks one after the other."""
+        if len(labels) == 1:
+            return labels[0]
+        blocks, start = [], 0
+        for lab in labels:
+            blocks += [slice(start + s.start, start + s.stop) for s in lab.candidates.blocks]
+            start += lab.candidates.size
+        first = labels[0].candidates
+        cand = replace(
+            first,
+            blocks=tuple(blocks),
+            fields=torch.cat([lab.candidates.fields for lab in labels]),
+            max_per_image=max(lab.candidates.max_per_image for lab in labels),
+        )
+        positive = torch.cat([lab.positive for lab in labels])
+        return Assignment(cand, positive, torch.cat([lab.matched for lab in labels]))
 
 
 @dataclass(frozen=True)

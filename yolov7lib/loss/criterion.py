@@ -31,9 +31,10 @@ import torch.nn.functional as F
 
 from yolov7lib.configs import load_hyp
 from yolov7lib.loss.assigners import AssignerConfig, Assignment, LabelAssigner
-from yolov7lib.loss.candidates import CELL, GI, GJ, LEVEL, LEVEL_ANCHOR, LevelTables, to_host
+from yolov7lib.loss.candidates import GI, GJ, Candidates
 from yolov7lib.loss.decoder import decode_box
 from yolov7lib.loss.maps import read_maps
+from yolov7lib.loss.tables import LevelTables
 from yolov7lib.ops.boxes import bbox_iou
 
 P5_BALANCE = (4.0, 1.0, 0.4)
@@ -266,35 +267,20 @@ class YOLOv7Loss:
         work = torch.promote_types(maps0[0].dtype, torch.float32)
         grids = [tuple(m.shape[2:4]) for m in maps0]
         tables = LevelTables.get(grids, self.head.anchors, self.strides, maps0[0].device, work)
-        pos, matched, fields, blocks = _joined_labels([labels for _, labels, _ in heads], compact)
-        level_maps = [m for maps, _, _ in heads for m in maps]  # block b reads map b
-        cell = fields[:, CELL]
-        logits, rows = read_maps(level_maps, [cell[s] for s in blocks])
+        labels = Assignment.concat([labels for _, labels, _ in heads])
+        if compact:
+            labels = labels.compacted()  # reading counts back is free here: compute on positives only
+        cand, pos = labels.candidates, labels.positive
+        level_maps = [m for maps, _, _ in heads for m in maps]  # level block b reads map b
+        logits, rows = read_maps(level_maps, [cand.cell[s] for s in cand.blocks])
         logits, rows = logits.to(work), rows.to(work)
-        sizes = [s.stop - s.start for s in blocks]
+        sizes = [s.stop - s.start for s in cand.blocks]
         head_sizes = [sum(sizes[h * nl : (h + 1) * nl]) for h in range(n_heads)]
-        tgt = targets[matched]
-        info = tables.decode[fields[:, LEVEL_ANCHOR]]  # (N, 5): grid W, H, anchor w, h, stride
+        tgt = targets[labels.matched]
 
-        # Boxes as corners, in grid units relative to the cell: target and prediction.
-        size = info[:, :2]
-        txy, twh = (tgt[:, 2:4] * size - fields[:, GI : GJ + 1]).to(work), (tgt[:, 4:6] * size).to(work)
-        constrained = [c for _, _, c in heads]
-        if all(c == constrained[0] for c in constrained):
-            pxy, pwh = decode_box(rows, info[:, 2:4], constrained[0])
-        else:  # heads with different decoders: decode each head's rows with its own
-            parts = [
-                decode_box(r, a, c)
-                for r, a, c in zip(
-                    rows.split(head_sizes), info[:, 2:4].split(head_sizes), constrained, strict=True
-                )
-            ]
-            pxy, pwh = (torch.cat(p) for p in zip(*parts, strict=True))
-        tbox = torch.cat((txy - twh / 2, txy + twh / 2), 1)
-        if not compact:
-            tbox = torch.where(pos[:, None], tbox, tables.constant((0.0, 0.0, 1.0, 1.0)))  # inert filler
-        iou = bbox_iou(torch.cat((pxy - pwh / 2, pxy + pwh / 2), 1), tbox, xywh=False, kind="ciou")
-
+        iou = self._box_iou(
+            cand, rows, tgt, [c for _, _, c in heads], head_sizes, tables, None if compact else pos
+        )
         if self.nc > 1:
             tcls = torch.full_like(rows[:, 5:], self.cls_neg).scatter_(1, tgt[:, 1:2].long(), self.cls_pos)
             bce = self._bce(rows[:, 5:], tcls, self.cls_pw).sum(1)
@@ -305,7 +291,7 @@ class YOLOv7Loss:
         shapes = tuple(m.shape[:4] for m in maps0)
         cells_per_level = [s.numel() for s in shapes] * n_heads
         starts = tuple(itertools.accumulate(cells_per_level[:-1], initial=0))
-        keys = tables.constant(starts, torch.long)[_block_of_rows(fields, head_sizes, nl)] + cell
+        keys = tables.constant(starts, torch.long)[_block_of_rows(cand, head_sizes, nl)] + cand.cell
         if not compact:
             keys = torch.where(pos, keys, sum(cells_per_level))
         winner = last_writes(keys) & pos
@@ -320,27 +306,14 @@ class YOLOv7Loss:
                 (pos.to(work), torch.where(pos, 1.0 - iou, 0.0), torch.where(pos, bce, 0.0), change), 1
             )
         n_pos, box_sum, cls_sum, obj_change = torch.stack([b.sum(0) for b in per_row.split(sizes)]).unbind(1)
-        if self.replicas > 1:
-            import torch.distributed as dist
-
-            total_pos = n_pos.detach().clone()
-            dist.all_reduce(total_pos)
-            denom = total_pos.clamp(min=1) / self.replicas
-        else:
-            denom = n_pos.clamp(min=1)
+        denom = self._positives_denominator(n_pos)
 
         # Objectness of every cell against 0, level by level, plus what the positives change.
         dense = torch.stack([d.sum() for d in self._obj_against_zero(logits).split(cells_per_level)])
-        joint = torch.stack(
-            (
-                box_sum / denom,
-                (dense + obj_change) / tables.constant(tuple(cells_per_level)),
-                cls_sum / (denom * self.nc),
-            )
-        )
+        obj = (dense + obj_change) / tables.constant(tuple(cells_per_level))
+        joint = torch.stack((box_sum / denom, obj, cls_sum / (denom * self.nc)))
 
-        out, start = [], 0
-        soft = soft.detach()
+        out, start, soft = [], 0, soft.detach()
         for h in range(n_heads):
             lv, rw = slice(h * nl, (h + 1) * nl), slice(start, start + head_sizes[h])
             box, obj, cls = joint[:, lv]
@@ -349,6 +322,42 @@ class YOLOv7Loss:
             )
             start += head_sizes[h]
         return out, joint
+
+    def _box_iou(
+        self,
+        cand: Candidates,
+        rows: torch.Tensor,
+        tgt: torch.Tensor,
+        constrained: Sequence[bool],
+        head_sizes: Sequence[int],
+        tables: LevelTables,
+        pos: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """CIoU of the predicted and target boxes at the candidates, in grid units relative to the
+        cell; `pos` (masked form) replaces the targets of non-positives by an inert filler box."""
+        info = tables.decode[cand.level_anchor]  # (N, 5): grid W, H, anchor w, h, stride
+        size, work = info[:, :2], rows.dtype
+        txy, twh = (tgt[:, 2:4] * size - cand.fields[:, GI : GJ + 1]).to(work), (tgt[:, 4:6] * size).to(work)
+        if all(c == constrained[0] for c in constrained):
+            pxy, pwh = decode_box(rows, info[:, 2:4], constrained[0])
+        else:  # heads with different decoders: decode each head's rows with its own
+            parts = zip(rows.split(head_sizes), info[:, 2:4].split(head_sizes), constrained, strict=True)
+            pxy, pwh = (torch.cat(p) for p in zip(*(decode_box(*part) for part in parts), strict=True))
+        tbox = torch.cat((txy - twh / 2, txy + twh / 2), 1)
+        if pos is not None:
+            tbox = torch.where(pos[:, None], tbox, tables.constant((0.0, 0.0, 1.0, 1.0)))
+        return bbox_iou(torch.cat((pxy - pwh / 2, pxy + pwh / 2), 1), tbox, xywh=False, kind="ciou")
+
+    def _positives_denominator(self, n_pos: torch.Tensor) -> torch.Tensor:
+        """Per level, the count the box and class sums are divided by: this process's positives, or
+        under DistributedDataParallel the global count over the replicas (see `distribute`)."""
+        if self.replicas == 1:
+            return n_pos.clamp(min=1)
+        import torch.distributed as dist
+
+        total_pos = n_pos.detach().clone()
+        dist.all_reduce(total_pos)
+        return total_pos.clamp(min=1) / self.replicas
 
     # -- the loss -------------------------------------------------------------------------------
     def __call__(
@@ -392,38 +401,12 @@ class YOLOv7Loss:
         return self._constants[key]
 
 
-def _joined_labels(
-    labels: Sequence[Assignment], compact: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[slice]]:
-    """The candidates of several heads' labels as one list: (positive, matched, fields, level blocks).
-
-    With `compact`, only the positives are kept (their counts are read back: on the host only).
-    """
-    blocks, start = [], 0
-    for lab in labels:
-        blocks += [slice(start + s.start, start + s.stop) for s in lab.candidates.blocks]
-        start += lab.candidates.size
-    if len(labels) == 1:
-        pos, matched, fields = labels[0].positive, labels[0].matched, labels[0].candidates.fields
-    else:
-        pos = torch.cat([lab.positive for lab in labels])
-        matched = torch.cat([lab.matched for lab in labels])
-        fields = torch.cat([lab.candidates.fields for lab in labels])
-    if not compact:
-        return pos, matched, fields, blocks
-    keep = torch.nonzero(pos).flatten()
-    bounds = torch.tensor([0, *(s.stop for s in blocks)], device=keep.device)
-    counts = to_host(torch.searchsorted(keep, bounds))  # positives before each block's end
-    blocks = [slice(a, b) for a, b in itertools.pairwise(counts)]
-    return torch.ones_like(keep, dtype=torch.bool), matched[keep], fields[keep], blocks
-
-
-def _block_of_rows(fields: torch.Tensor, head_sizes: Sequence[int], nl: int) -> torch.Tensor:
-    """Each row's block index, head * nl + level, for rows listed head by head."""
+def _block_of_rows(cand: Candidates, head_sizes: Sequence[int], nl: int) -> torch.Tensor:
+    """Each candidate's level block, head * nl + level, for candidates listed head by head."""
     if len(head_sizes) == 1:
-        return fields[:, LEVEL]
-    head = torch.cat([torch.full((k,), h * nl, device=fields.device) for h, k in enumerate(head_sizes)])
-    return fields[:, LEVEL] + head
+        return cand.level
+    head = torch.cat([torch.full((k,), h * nl, device=cand.fields.device) for h, k in enumerate(head_sizes)])
+    return cand.level + head
 
 
 def _detection_head(model: Any) -> Any:

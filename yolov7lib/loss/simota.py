@@ -33,8 +33,9 @@ from collections.abc import Sequence
 
 import torch
 
-from yolov7lib.loss.candidates import CELL, GI, GJ, IMAGE, LEVEL_ANCHOR, Candidates, LevelTables
+from yolov7lib.loss.candidates import CELL, GI, GJ, IMAGE, LEVEL_ANCHOR, Candidates
 from yolov7lib.loss.decoder import decode_box
+from yolov7lib.loss.tables import LevelTables
 
 IOU_COST_WEIGHT = 3.0
 LOG_EPS = 1e-8
