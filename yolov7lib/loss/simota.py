@@ -191,9 +191,7 @@ def simota_match_sets(
     # Candidates chosen by several targets go to the cheapest target of the image.
     count = chosen.sum(1)  # (S*B, C)
     cheapest = cost.min(1).indices  # first of equal minima, as documented for torch.min
-    first = (
-        torch.where(chosen, tables.arange(m)[:, None], m - 1).min(1).values
-    )  # the first target that chose it
+    first = torch.where(chosen, tables.arange(m)[:, None], m - 1).min(1).values  # first target choosing it
     owner = gt_tab.gather(1, torch.where(count > 1, cheapest, first)).view(-1)
     positive = count.view(-1)[cand_where] > 0
     return list(zip(positive.split(sizes), owner[cand_where].split(sizes), strict=True))
