@@ -181,12 +181,3 @@ def find_candidate_sets(
         out.append(Candidates(n, blocks, fields[start : start + bounds[-1]], c[nl], c[nl + 1]))
         start += bounds[-1]
     return tuple(out)
-
-
-def gather_rows(cand: Candidates, maps: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The prediction rows (N, no) of the candidates' cells, read from the nl maps (B, na, H, W, no)."""
-    cell = cand.cell
-    rows = [
-        m.reshape(-1, m.shape[-1]).index_select(0, cell[s]) for m, s in zip(maps, cand.blocks, strict=True)
-    ]
-    return torch.cat(rows)

@@ -15,7 +15,9 @@ files and scales them with `scaled_gains` (box x 3/nl, cls x nc/80 x 3/nl, obj x
 How the objectness term is computed: the target is 0 at every cell but the positives', so the level's
 BCE sum is split into the BCE of every cell against 0, one pass over the objectness logits, plus at
 each positive cell BCE(x, soft label) - BCE(x, 0) (= -soft label * x without pos_weight and focal
-loss). The per-cell target maps are built only on demand (`HeadTerms.tobj`).
+loss). The per-cell target maps are built only on demand (`HeadTerms.tobj`). The lead and the
+auxiliary head are handled in one pass: their positives form one list and their objectness logits one
+vector, so the CIoU, the BCEs and the per-level sums run once for both (`heads_terms`).
 """
 
 from __future__ import annotations

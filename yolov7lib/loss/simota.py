@@ -19,12 +19,14 @@ Ties: where candidates cost exactly the same (a cell proposed by several targets
 torch.topk picks among them in an unspecified order, which differs between devices and versions; here
 the earlier candidate always wins, which is the reference's result under a stable sort.
 
-Batching pads the targets and the candidates of each image into (B, M) and (B, C) tables, sized by
-the counts that `find_candidates` reads back; the matching itself, dynamic-k selection included, uses
-only fixed-shape tensor operations and reads nothing back. Several candidate sets guided by the same
-predictions (the fine and the coarse candidates of the coarse-to-fine assigner) are matched in one
-pass: set s, image b becomes table row s * B + b, so that the cost and top-k run on one padded
-(rows, M, C) tensor.
+Batching pads the targets and the candidates of each image into (B, M) and (B, C) tables (a stable
+sort on the image index lays them out, so targets may come in any order), sized by the counts that
+`find_candidates` reads back; the matching itself, dynamic-k selection included, uses only
+fixed-shape tensor operations and reads nothing back. The pairwise quantities are (B, M, C) tensors
+built from boxes stored as coordinate planes, so that each operation runs along contiguous rows.
+Several candidate sets guided by the same predictions (the fine and the coarse candidates of the
+coarse-to-fine assigner) are matched in one pass: set s, image b becomes table row s * B + b, so that
+the cost and top-k run on one padded (rows, M, C) tensor.
 """
 
 from __future__ import annotations
@@ -82,6 +84,20 @@ def padded_table(
     return table.view(n_groups, width), where
 
 
+def _candidate_rows(
+    cands: Sequence[Candidates], fields: torch.Tensor, preds: list[torch.Tensor]
+) -> torch.Tensor:
+    """The prediction rows (N, no) at the cells of all candidates (`fields`, set after set)."""
+    rows = preds[0].new_empty(fields.shape[0], preds[0].shape[-1])
+    cell, start = fields[:, CELL], 0
+    for cd in cands:
+        for p, s in zip(preds, cd.blocks, strict=True):
+            block = slice(start + s.start, start + s.stop)
+            torch.index_select(p.reshape(-1, p.shape[-1]), 0, cell[block], out=rows[block])
+        start += cd.size
+    return rows
+
+
 def _candidate_boxes(
     fields: torch.Tensor, rows: torch.Tensor, tables: LevelTables, constrained: bool
 ) -> torch.Tensor:
@@ -136,15 +152,8 @@ def simota_match_sets(
     if n == 0 or c == 0:
         return [(torch.zeros(cd.size, dtype=torch.bool, device=device), cd.target.clone()) for cd in cands]
 
-    # Prediction rows of all candidates, set by set and level by level.
     fields = torch.cat([cd.fields for cd in cands]) if len(cands) > 1 else cands[0].fields
-    rows = preds[0].new_empty(fields.shape[0], preds[0].shape[-1])
-    start = 0
-    for cd in cands:
-        for p, s in zip(preds, cd.blocks, strict=True):
-            block = slice(start + s.start, start + s.stop)
-            torch.index_select(p.reshape(-1, p.shape[-1]), 0, fields[block, CELL], out=rows[block])
-        start += cd.size
+    rows = _candidate_rows(cands, fields, preds)
     work = torch.promote_types(rows.dtype, torch.float32)  # half maps (AMP): match in float32
     rows = rows.to(work)
     tables = LevelTables.get([tuple(p.shape[2:4]) for p in preds], anchors, strides, device, work)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import ClassVar
 
 import torch
@@ -23,10 +22,12 @@ OFFSETS = ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))
 class LevelTables:
     """Per-level constants of a detection head on given grids, as tensors on one device.
 
-    Built once per (grids, anchors, strides, device, dtype) by `LevelTables.get` and cached, so that a
-    training step does not rebuild them. `dtype` is the floating type of the quantities they meet
-    (targets for the candidate search, predictions for decoding). A cached entry holds the anchors
-    tensor itself and its in-place version counter, so a changed or replaced anchor tensor is seen.
+    Built once per (grids, anchors, strides, device, dtype) by `LevelTables.get` and cached (the last
+    16 in the process), so that a training step does not rebuild them. `dtype` is the floating type of
+    the quantities they meet (targets for the candidate search, predictions for decoding). A cached
+    entry holds the anchors tensor itself and its version counter, so a replaced anchor tensor and
+    in-place changes (`anchors[:] = ...`, `load_state_dict`) are seen; changes made through
+    `anchors.data` bypass the counter and are not.
     """
 
     _cache: ClassVar[OrderedDict[tuple, tuple[torch.Tensor, int, LevelTables]]] = OrderedDict()
@@ -46,7 +47,6 @@ class LevelTables:
         long = dict(device=device, dtype=torch.long)
         hw = torch.tensor(grids, **long)  # (nl, 2) as (H, W)
         self.nl, self.na = nl, na
-        self.grids = tuple(tuple(g) for g in grids)
         self.anchors = anchors.to(device)  # (nl, na, 2) grid units, the head's dtype
         self.size = hw.flip(1).to(dtype)[:, None]  # (nl, 1, 2) as (W, H)
         self.cell_max = (hw.flip(1) - 1)[None, :, None, None]  # (1, nl, 1, 1, 2) largest (gi, gj)
@@ -66,7 +66,6 @@ class LevelTables:
         )
         self.decode = torch.cat((wh, self.anchors.to(dtype), stride[:, None, None].expand(nl, na, 1)), 2)
         self.decode = self.decode.reshape(nl * na, 5)
-        self.cells_per_level = [h * w for h, w in self.grids]  # per image and anchor
         self.dtype, self.device = dtype, device
         self._small: dict[tuple, torch.Tensor] = {}  # small constants, made on first use
         self._arange = torch.arange(256, device=device)
@@ -85,8 +84,12 @@ class LevelTables:
 
     def offsets(self, biases: Sequence[float]) -> torch.Tensor:
         """(nb, 5, 2) cell offsets times each bias, in the tables' dtype."""
-        off = partial(torch.tensor, OFFSETS, device=self.device, dtype=self.dtype)
-        return self._constant(("offsets", *biases), lambda: torch.stack([off() * b for b in biases]))
+
+        def make() -> torch.Tensor:
+            off = torch.tensor(OFFSETS, device=self.device, dtype=self.dtype)
+            return torch.stack([off * b for b in biases])
+
+        return self._constant(("offsets", *biases), make)
 
     def constant(self, values: tuple[float, ...], dtype: torch.dtype | None = None) -> torch.Tensor:
         """`values` as a tensor on the tables' device, of `dtype` (default: the tables' dtype)."""
