@@ -8,14 +8,18 @@ coarse-to-fine lead-guided labels, top-20); and a crowded one closer to COCO mos
 at 640 px, batch 16, 32 objects per image. Predictions are random maps of the heads' shapes, or with
 --real-models the training-mode outputs of `yolov7lib.create_model` on random images.
 The oracle (tests/test_assign_oracle.py) assigns image by image and target by target as the reference
-implementation does, with the loss terms vectorised per level. Both run in float32 in the same process;
-the script runs them in turn and prints median and minimum wall and thread-CPU times, the ratios, and
-the largest relative difference of the loss items between the two.
+implementation does, with the loss terms vectorised per level. Both run in float32 in the same process,
+on the same inputs, in turn (batched, batched + backward, oracle; repeated), so that load changes on a
+shared machine hit all alike; the script prints median and minimum wall and thread-CPU times, the
+ratios, the largest relative difference of the loss items between the two, and the thread count and
+load average (thread-CPU time is the steadier measure when other jobs share the cores).
+The batched times cover the whole training-step loss: input checks, both assignments, all loss terms.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -109,6 +113,7 @@ def bench(name: str, repeats: int, real: bool) -> None:
     diff = ((batched() - oracle().to(torch.float32)).abs() / oracle().abs()).max().item()
     fns = {"batched": batched, "backward": batched_backward, "oracle": oracle}
     print(f"{name}: {img} px, batch {batch}, {per_image} objects/image, {len(maps)} maps ({source})")
+    print(f"  load average before: {_load()}")
     # Wall time, and this thread's CPU time, which other processes on a shared machine disturb less.
     for clock_name, clock in (("wall", time.perf_counter), ("cpu", time.thread_time)):
         t = interleaved_times(fns, repeats, clock)
@@ -125,6 +130,11 @@ def bench(name: str, repeats: int, real: bool) -> None:
             f"ratio of minima {min(t['oracle']) / min(t['batched']):.1f}x"
         )
     print(f"  largest relative difference of the loss items: {diff:.1e}")
+    print(f"  load average after: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" (1, 5, 15 min; {os.cpu_count()} CPUs)"
 
 
 def main() -> None:

@@ -31,14 +31,15 @@ shapes as the lead maps.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from yolov7lib.loss.candidates import COARSE_BIAS, FINE_BIAS, Candidates, find_candidates, to_host
-from yolov7lib.loss.simota import simota_match
+from yolov7lib.loss.candidates import COARSE_BIAS, FINE_BIAS, Candidates, find_candidate_sets, to_host
+from yolov7lib.loss.simota import simota_match_sets
 
 AUX_ASSIGNERS = ("independent", "lead_guided", "coarse_to_fine")
 TOPK_LEAD_ONLY = 10  # reference ComputeLossOTA
@@ -72,23 +73,35 @@ class Assignment:
     def compacted(self) -> Assignment:
         """The same labels with the non-positive candidates dropped (order kept).
 
-        Reads the per-level positive counts back to the host: free when the tensors live on the host,
-        a synchronisation on an accelerator, where the loss therefore keeps the masked form.
+        Reads the positives back to the host: free when the tensors live on the host, a
+        synchronisation on an accelerator, where the loss therefore keeps the masked form.
         """
         cand = self.candidates
-        pos_level = self.positive.new_zeros(len(cand.blocks), dtype=torch.long)
-        pos_level.index_add_(0, cand.level, self.positive.long())
-        counts = to_host(pos_level)
-        keep = torch.nonzero_static(self.positive, size=sum(counts)).flatten()
-        blocks, start = [], 0
-        for count in counts:
-            blocks.append(slice(start, start + count))
-            start += count
-        fields = {
-            k: getattr(cand, k)[keep] for k in ("level", "image", "anchor", "gj", "gi", "cell", "target")
-        }
-        kept = replace(cand, blocks=tuple(blocks), **fields)
+        keep = torch.nonzero(self.positive).flatten()
+        bounds = torch.tensor([0, *(s.stop for s in cand.blocks)], device=keep.device)
+        counts = to_host(torch.searchsorted(keep, bounds))  # positives before each block's end
+        blocks = tuple(slice(a, b) for a, b in itertools.pairwise(counts))
+        kept = replace(cand, blocks=blocks, fields=cand.fields[keep])
         return Assignment(kept, torch.ones_like(keep, dtype=torch.bool), self.matched[keep])
+
+    @staticmethod
+    def concat(labels: Sequence[Assignment]) -> Assignment:
+        """Several label sets of the same targets as one list: their blocks one after the other."""
+        if len(labels) == 1:
+            return labels[0]
+        blocks, start = [], 0
+        for lab in labels:
+            blocks += [slice(start + s.start, start + s.stop) for s in lab.candidates.blocks]
+            start += lab.candidates.size
+        first = labels[0].candidates
+        cand = replace(
+            first,
+            blocks=tuple(blocks),
+            fields=torch.cat([lab.candidates.fields for lab in labels]),
+            max_per_image=max(lab.candidates.max_per_image for lab in labels),
+        )
+        positive = torch.cat([lab.positive for lab in labels])
+        return Assignment(cand, positive, torch.cat([lab.matched for lab in labels]))
 
 
 @dataclass(frozen=True)
@@ -128,29 +141,37 @@ class AssignerConfig:
 class LabelAssigner:
     """Assigns targets to the lead head's cells and, given auxiliary maps, to the auxiliary head's.
 
-    `strides` (nl floats) and `anchors` (nl, na, 2, grid units) are the detection head's.
+    `strides` (nl floats) and `anchors` (nl, na, 2, grid units) are the detection head's. Label sets
+    that share their inputs are computed together: the fine and coarse candidates of the
+    coarse-to-fine assigner come from one candidate search, and both are matched by one SimOTA pass
+    on the lead predictions.
     """
 
     def __init__(self, strides: Sequence[float], anchors: torch.Tensor, config: AssignerConfig) -> None:
         self.strides, self.anchors, self.config = list(strides), anchors, config
 
+    def _candidates(self, biases: Sequence[float], targets: torch.Tensor, maps: list[torch.Tensor]):
+        grids = [tuple(p.shape[2:4]) for p in maps]
+        anchors = self.anchors.to(targets.device)
+        return find_candidate_sets(targets, grids, anchors, self.config.anchor_t, biases, maps[0].shape[0])
+
     def _match(
         self,
-        bias: float,
+        cands: Sequence[Candidates],
         guide: list[torch.Tensor],
         targets: torch.Tensor,
         img_hw: tuple[int, int],
         constrained: bool,
-    ) -> Assignment:
-        grids = [tuple(p.shape[2:4]) for p in guide]
-        anchors = self.anchors.to(targets.device)
-        cand = find_candidates(targets, grids, anchors, self.config.anchor_t, bias, guide[0].shape[0])
+    ) -> list[Assignment]:
+        """Labels of each candidate set, all matched on the predictions `guide` (SimOTA), or every
+        candidate a positive of its proposing target (plain assignment)."""
         if not self.config.simota:
-            return Assignment(cand, torch.ones_like(cand.target, dtype=torch.bool), cand.target)
-        positive, matched = simota_match(
-            cand, guide, targets, img_hw, self.strides, anchors, self.config.topk, constrained
+            return [Assignment(c, torch.ones_like(c.target, dtype=torch.bool), c.target) for c in cands]
+        anchors = self.anchors.to(targets.device)
+        matches = simota_match_sets(
+            cands, guide, targets, img_hw, self.strides, anchors, self.config.topk, constrained
         )
-        return Assignment(cand, positive, matched)
+        return [Assignment(c, *match) for c, match in zip(cands, matches, strict=True)]
 
     def __call__(
         self,
@@ -161,11 +182,14 @@ class LabelAssigner:
     ) -> tuple[Assignment, Assignment | None]:
         """Labels of the lead head and, when `aux` maps are given, of the auxiliary head."""
         cfg = self.config
-        fine = self._match(FINE_BIAS, lead, targets, img_hw, constrained=True)
-        if aux is None:
-            return fine, None
-        if cfg.aux_assign == "lead_guided" or (cfg.aux_assign == "independent" and not cfg.simota):
-            return fine, fine
-        if cfg.aux_assign == "independent":
-            return fine, self._match(FINE_BIAS, aux, targets, img_hw, cfg.aux_constrained)
-        return fine, self._match(COARSE_BIAS, lead, targets, img_hw, constrained=True)
+        if aux is None or cfg.aux_assign != "coarse_to_fine":
+            cands = self._candidates([FINE_BIAS], targets, lead)
+            (fine,) = self._match(cands, lead, targets, img_hw, constrained=True)
+            if aux is None:
+                return fine, None
+            if cfg.aux_assign == "lead_guided" or not cfg.simota:  # the independent plain labels are fine's
+                return fine, fine
+            return fine, self._match(cands, aux, targets, img_hw, cfg.aux_constrained)[0]  # independent
+        cands = self._candidates([FINE_BIAS, COARSE_BIAS], targets, lead)
+        fine, coarse = self._match(cands, lead, targets, img_hw, constrained=True)
+        return fine, coarse

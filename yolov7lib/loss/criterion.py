@@ -11,6 +11,13 @@ returned is their sum times the batch size with the detached items [box, obj, cl
 Gain scaling lives here and nowhere else: `build_loss` takes the hyperparameters as written in the hyp
 files and scales them with `scaled_gains` (box x 3/nl, cls x nc/80 x 3/nl, obj x (img_size/640)^2 x
 3/nl, as the reference's train.py does to its hyp dict). Trainers pass the unscaled hyp.
+
+How the objectness term is computed: the target is 0 at every cell but the positives', so the level's
+BCE sum is split into the BCE of every cell against 0, one pass over the objectness logits, plus at
+each positive cell BCE(x, soft label) - BCE(x, 0) (= -soft label * x without pos_weight and focal
+loss). The per-cell target maps are built only on demand (`HeadTerms.tobj`). The lead and the
+auxiliary head are handled in one pass: their positives form one list and their objectness logits one
+vector, so the CIoU, the BCEs and the per-level sums run once for both (`heads_terms`).
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ import torch.nn.functional as F
 
 from yolov7lib.configs import load_hyp
 from yolov7lib.loss.assigners import AssignerConfig, Assignment, LabelAssigner
-from yolov7lib.loss.candidates import gather_rows
-from yolov7lib.loss.decoder import decode_wh, decode_xy
+from yolov7lib.loss.candidates import GI, GJ, Candidates
+from yolov7lib.loss.decoder import decode_box
+from yolov7lib.loss.maps import read_maps
+from yolov7lib.loss.tables import LevelTables
 from yolov7lib.ops.boxes import bbox_iou
 
 P5_BALANCE = (4.0, 1.0, 0.4)
@@ -55,32 +64,43 @@ def scaled_gains(hyp: Mapping[str, Any], nl: int, nc: int, img_size: int) -> dic
 
 @dataclass(frozen=True)
 class HeadTerms:
-    """Unweighted loss terms of one head, one entry per level: (nl,) tensors, and the objectness
-    target maps (B, na, H, W) of the levels."""
+    """Unweighted loss terms of one head, one entry per level: (nl,) tensors; `tobj` gives the
+    objectness target maps (B, na, H, W) of the levels, built on demand."""
 
     box: torch.Tensor
     obj: torch.Tensor
     cls: torch.Tensor
     n_pos: torch.Tensor
-    tobj: list[torch.Tensor]
+    soft: torch.Tensor  # (N,) soft labels of the positives
+    keys: torch.Tensor  # (N,) their cells in the flattened maps of all levels, offset by `key_start`
+    winner: torch.Tensor  # (N,) whether each is the positive whose label its cell keeps
+    key_start: int
+    shapes: tuple[torch.Size, ...]  # (B, na, H, W) of each level
+
+    @property
+    def tobj(self) -> list[torch.Tensor]:
+        """Objectness target of every cell: the soft label at the positives, 0 elsewhere."""
+        sizes = [s.numel() for s in self.shapes]
+        total = sum(sizes)
+        cells = torch.where(self.winner, self.keys - self.key_start, total)
+        flat = self.soft.new_zeros(total + 1).scatter_(0, cells, self.soft)[:total]
+        return [f.view(s) for f, s in zip(flat.split(sizes), self.shapes, strict=True)]
 
     def total(self) -> torch.Tensor:
         """Unweighted sum of all terms (for tests and gradient checks)."""
         return self.box.sum() + self.obj.sum() + self.cls.sum()
 
 
-def _objectness_target(
-    soft: torch.Tensor, keep: torch.Tensor, cells: torch.Tensor, size: int
-) -> torch.Tensor:
-    """Flat (size,) map holding `soft` at the `cells` where `keep`; where a cell is written several
-    times the last entry wins (the reference writes its positives in this order)."""
-    order = torch.arange(cells.shape[0], device=cells.device)
-    idx = torch.where(keep, cells, size)
-    last = torch.full((size + 1,), -1, dtype=torch.long, device=cells.device)
-    last.scatter_reduce_(0, idx, order, reduce="amax")
-    winner = keep & (last[cells] == order)
-    out = soft.new_zeros(size + 1).scatter_(0, torch.where(winner, cells, size), soft)
-    return out[:size]
+def last_writes(keys: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: whether each entry is the last one with its key, in list order.
+
+    Where several positives share a cell the reference writes their objectness labels in list order,
+    so the last one stays; this finds those with a stable sort instead of the writes.
+    """
+    sorted_keys, order = torch.sort(keys, stable=True)
+    last = torch.ones_like(keys, dtype=torch.bool)
+    last[order[:-1]] = sorted_keys[1:] != sorted_keys[:-1]
+    return last
 
 
 class YOLOv7Loss:
@@ -115,6 +135,8 @@ class YOLOv7Loss:
         # an accelerator keep them masked, which avoids reading the positive counts back.
         self.compact_on_host = True
         self.replicas = 1  # processes sharing the global batch (see `distribute`)
+        self._configs: dict[bool, AssignerConfig] = {}  # assignment settings, with and without aux maps
+        self._constants: dict[tuple, torch.Tensor] = {}  # small per-(device, dtype) weight tensors
 
     def distribute(self, world_size: int) -> None:
         """Normalise the box and class means by the positives of the whole global batch.
@@ -157,16 +179,22 @@ class YOLOv7Loss:
         if targets.dim() != 2 or targets.shape[1] != 6:
             raise ValueError(f"targets must be (n, 6) [image, class, x, y, w, h]; got {tuple(targets.shape)}")
         if targets.device.type == "cpu" and targets.shape[0]:  # free to check on the host
-            image, cls = targets[:, 0], targets[:, 1]
-            if image.min() < 0 or image.max() >= batch or (image != image.round()).any():
+            ids = targets[:, :2]  # image, class
+            low, high = torch.aminmax(ids, dim=0)
+            (image_lo, cls_lo), (image_hi, cls_hi), (image_frac, cls_frac) = torch.stack(
+                (low, high, (ids != ids.round()).any(0).to(ids.dtype))
+            ).tolist()
+            if image_lo < 0 or image_hi >= batch or image_frac:
                 raise ValueError(f"target image indices must be integers in [0, {batch})")
-            if cls.min() < 0 or cls.max() >= self.nc or (cls != cls.round()).any():
+            if cls_lo < 0 or cls_hi >= self.nc or cls_frac:
                 raise ValueError(f"target classes must be integers in [0, {self.nc})")
 
     # -- assignment and terms -------------------------------------------------------------------
     def assigner(self, has_aux: bool) -> LabelAssigner:
         """The label assigner for this head, with or without auxiliary maps."""
-        config = AssignerConfig.from_hyp(self.hyp, has_aux)
+        config = self._configs.get(has_aux)
+        if config is None:
+            config = self._configs[has_aux] = AssignerConfig.from_hyp(self.hyp, has_aux)
         return LabelAssigner(self.strides, self.head.anchors, config)
 
     def assign(
@@ -194,6 +222,22 @@ class YOLOv7Loss:
             loss = loss * alpha * (1.0 - p_t) ** self.fl_gamma
         return loss
 
+    def _plain_obj_bce(self) -> bool:
+        """Whether the objectness BCE is the plain one (no focal loss; pos_weight has no effect at 0)."""
+        return self.fl_gamma == 0
+
+    def _obj_against_zero(self, logits: torch.Tensor) -> torch.Tensor:
+        """Objectness loss of every cell against target 0: BCE(x, 0) = softplus(x) when plain."""
+        if self._plain_obj_bce():
+            return F.softplus(logits)
+        return self._bce(logits, torch.zeros_like(logits), self.obj_pw)
+
+    def _obj_positive_change(self, logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        """BCE(x, soft) - BCE(x, 0) at positive cells: what their soft labels add to the loss."""
+        if self._plain_obj_bce() and self.obj_pw == 1.0:
+            return -soft * logits
+        return self._bce(logits, soft, self.obj_pw) - self._bce(logits, torch.zeros_like(soft), self.obj_pw)
+
     def head_terms(
         self,
         maps: list[torch.Tensor],
@@ -201,62 +245,121 @@ class YOLOv7Loss:
         targets: torch.Tensor,
         constrained: bool = True,
     ) -> HeadTerms:
-        """Loss terms of one head's maps given its labels; `constrained` picks the offset decoder.
+        """Loss terms of one head's maps given its labels; `constrained` picks the offset decoder."""
+        return self.heads_terms([(maps, labels, constrained)], targets)[0]
 
-        All levels are handled together: the positives as one list, the objectness maps as one
-        flattened vector.
+    def heads_terms(
+        self, heads: Sequence[tuple[list[torch.Tensor], Assignment, bool]], targets: torch.Tensor
+    ) -> list[HeadTerms]:
+        """Loss terms of several heads, each given as (maps, labels, constrained decoder), in one pass.
+
+        All levels of all heads are handled together: the positives as one list (head by head, level
+        by level), the objectness logits as one flattened vector. The heads' maps must share their
+        shapes (the auxiliary head lies on the lead grids).
         """
-        if self.compact_on_host and maps[0].device.type == "cpu":
+        return self._joint_terms(heads, targets)[0]
+
+    def _joint_terms(
+        self, heads: Sequence[tuple[list[torch.Tensor], Assignment, bool]], targets: torch.Tensor
+    ) -> tuple[list[HeadTerms], torch.Tensor]:
+        """`heads_terms`, and the (3, heads * nl) box, obj and cls terms of all levels of all heads."""
+        maps0 = heads[0][0]
+        nl, n_heads = len(maps0), len(heads)
+        compact = self.compact_on_host and maps0[0].device.type == "cpu"
+        work = torch.promote_types(maps0[0].dtype, torch.float32)
+        grids = [tuple(m.shape[2:4]) for m in maps0]
+        tables = LevelTables.get(grids, self.head.anchors, self.strides, maps0[0].device, work)
+        labels = Assignment.concat([labels for _, labels, _ in heads])
+        if compact:
             labels = labels.compacted()  # reading counts back is free here: compute on positives only
-        cand = labels.candidates
-        work = torch.promote_types(maps[0].dtype, torch.float32)
-        rows = gather_rows(cand, maps).to(work)
-        pos, tgt, level = labels.positive, targets[labels.matched], cand.level
-        size = rows.new_tensor([[m.shape[3], m.shape[2]] for m in maps])[level]  # (N, 2) as (W, H)
-        anchors = self.head.anchors.to(device=rows.device)
-        anchor_wh = anchors.reshape(-1, 2)[level * self.na + cand.anchor]
+        cand, pos = labels.candidates, labels.positive
+        level_maps = [m for maps, _, _ in heads for m in maps]  # level block b reads map b
+        logits, rows = read_maps(level_maps, [cand.cell[s] for s in cand.blocks])
+        logits, rows = logits.to(work), rows.to(work)
+        sizes = [s.stop - s.start for s in cand.blocks]
+        head_sizes = [sum(sizes[h * nl : (h + 1) * nl]) for h in range(n_heads)]
+        tgt = targets[labels.matched]
 
-        grid = torch.stack((cand.gi, cand.gj), 1)
-        tbox = torch.cat((tgt[:, 2:4] * size - grid, tgt[:, 4:6] * size), 1).to(work)
-        tbox = torch.where(pos[:, None], tbox, tbox.new_tensor([0.5, 0.5, 1.0, 1.0]))  # inert filler
-        pbox = torch.cat((decode_xy(rows[:, :2], constrained), decode_wh(rows[:, 2:4], anchor_wh)), 1)
-        iou = bbox_iou(pbox, tbox, xywh=True, kind="ciou")
-
+        iou = self._box_iou(
+            cand, rows, tgt, [c for _, _, c in heads], head_sizes, tables, None if compact else pos
+        )
         if self.nc > 1:
-            tcls = torch.full_like(rows[:, 5:], self.cls_neg)
-            tcls.scatter_(1, tgt[:, 1].long()[:, None], self.cls_pos)
+            tcls = torch.full_like(rows[:, 5:], self.cls_neg).scatter_(1, tgt[:, 1:2].long(), self.cls_pos)
             bce = self._bce(rows[:, 5:], tcls, self.cls_pw).sum(1)
         else:
             bce = torch.zeros_like(iou)
-        # Per-level sums over the level blocks (deterministic, unlike scattered additions on a GPU).
-        per_row = torch.stack((pos.to(work), torch.where(pos, 1.0 - iou, 0.0), torch.where(pos, bce, 0.0)), 1)
-        sizes = [s.stop - s.start for s in cand.blocks]
-        n_pos, box_sum, cls_sum = torch.stack([b.sum(0) for b in per_row.split(sizes)]).unbind(1)
-        if self.replicas > 1:
-            import torch.distributed as dist
 
-            total_pos = n_pos.detach().clone()
-            dist.all_reduce(total_pos)
-            denom = total_pos.clamp(min=1) / self.replicas
-        else:
-            denom = n_pos.clamp(min=1)
-        box = box_sum / denom
-        cls = cls_sum / (denom * self.nc)
-
-        # Objectness of every cell of every level: soft labels at the positives, 0 elsewhere.
-        cells_per_level = [m[..., 4].numel() for m in maps]
-        start = torch.tensor([0, *cells_per_level[:-1]], device=rows.device).cumsum(0)
-        total = sum(cells_per_level)
+        # Objectness at the positives: the last positive written to a cell sets its soft label.
+        shapes = tuple(m.shape[:4] for m in maps0)
+        cells_per_level = [s.numel() for s in shapes] * n_heads
+        starts = tuple(itertools.accumulate(cells_per_level[:-1], initial=0))
+        keys = tables.constant(starts, torch.long)[_block_of_rows(cand, head_sizes, nl)] + cand.cell
+        if not compact:
+            keys = torch.where(pos, keys, sum(cells_per_level))
+        winner = last_writes(keys) & pos
         soft = (1.0 - self.gr) + self.gr * iou.detach().clamp(0)
-        tobj = _objectness_target(soft, pos, start[level] + cand.cell, total)
-        logits = torch.cat([m[..., 4].reshape(-1) for m in maps]).to(work)
-        bce_obj = self._bce(logits, tobj, self.obj_pw)
-        bounds = [0, *itertools.accumulate(cells_per_level)]
-        obj = torch.stack([bce_obj[a:b].mean() for a, b in itertools.pairwise(bounds)])
-        tobj_maps = [
-            tobj[a:b].view(m.shape[:4]) for m, (a, b) in zip(maps, itertools.pairwise(bounds), strict=True)
-        ]
-        return HeadTerms(box=box, obj=obj, cls=cls, n_pos=n_pos, tobj=tobj_maps)
+        change = torch.where(winner, self._obj_positive_change(rows[:, 4], soft), 0.0)
+
+        # Per-level sums over the level blocks (deterministic, unlike scattered additions on a GPU).
+        if compact:  # every row is a positive
+            per_row = torch.stack((torch.ones_like(iou), 1.0 - iou, bce, change), 1)
+        else:
+            per_row = torch.stack(
+                (pos.to(work), torch.where(pos, 1.0 - iou, 0.0), torch.where(pos, bce, 0.0), change), 1
+            )
+        n_pos, box_sum, cls_sum, obj_change = torch.stack([b.sum(0) for b in per_row.split(sizes)]).unbind(1)
+        denom = self._positives_denominator(n_pos)
+
+        # Objectness of every cell against 0, level by level, plus what the positives change.
+        dense = torch.stack([d.sum() for d in self._obj_against_zero(logits).split(cells_per_level)])
+        obj = (dense + obj_change) / tables.constant(tuple(cells_per_level))
+        joint = torch.stack((box_sum / denom, obj, cls_sum / (denom * self.nc)))
+
+        out, start, soft = [], 0, soft.detach()
+        for h in range(n_heads):
+            lv, rw = slice(h * nl, (h + 1) * nl), slice(start, start + head_sizes[h])
+            box, obj, cls = joint[:, lv]
+            out.append(
+                HeadTerms(box, obj, cls, n_pos[lv], soft[rw], keys[rw], winner[rw], starts[h * nl], shapes)
+            )
+            start += head_sizes[h]
+        return out, joint
+
+    def _box_iou(
+        self,
+        cand: Candidates,
+        rows: torch.Tensor,
+        tgt: torch.Tensor,
+        constrained: Sequence[bool],
+        head_sizes: Sequence[int],
+        tables: LevelTables,
+        pos: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """CIoU of the predicted and target boxes at the candidates, in grid units relative to the
+        cell; `pos` (masked form) replaces the targets of non-positives by an inert filler box."""
+        info = tables.decode[cand.level_anchor]  # (N, 5): grid W, H, anchor w, h, stride
+        size, work = info[:, :2], rows.dtype
+        txy, twh = (tgt[:, 2:4] * size - cand.fields[:, GI : GJ + 1]).to(work), (tgt[:, 4:6] * size).to(work)
+        if all(c == constrained[0] for c in constrained):
+            pxy, pwh = decode_box(rows, info[:, 2:4], constrained[0])
+        else:  # heads with different decoders: decode each head's rows with its own
+            parts = zip(rows.split(head_sizes), info[:, 2:4].split(head_sizes), constrained, strict=True)
+            pxy, pwh = (torch.cat(p) for p in zip(*(decode_box(*part) for part in parts), strict=True))
+        tbox = torch.cat((txy - twh / 2, txy + twh / 2), 1)
+        if pos is not None:
+            tbox = torch.where(pos[:, None], tbox, tables.constant((0.0, 0.0, 1.0, 1.0)))
+        return bbox_iou(torch.cat((pxy - pwh / 2, pxy + pwh / 2), 1), tbox, xywh=False, kind="ciou")
+
+    def _positives_denominator(self, n_pos: torch.Tensor) -> torch.Tensor:
+        """Per level, the count the box and class sums are divided by: this process's positives, or
+        under DistributedDataParallel the global count over the replicas (see `distribute`)."""
+        if self.replicas == 1:
+            return n_pos.clamp(min=1)
+        import torch.distributed as dist
+
+        total_pos = n_pos.detach().clone()
+        dist.all_reduce(total_pos)
+        return total_pos.clamp(min=1) / self.replicas
 
     # -- the loss -------------------------------------------------------------------------------
     def __call__(
@@ -268,22 +371,44 @@ class YOLOv7Loss:
         assigner = self.assigner(aux is not None)
         lead_labels, aux_labels = assigner(lead, targets, self._img_hw(lead, imgs), aux)
 
-        balance = lead[0].new_tensor(self.balance, dtype=torch.promote_types(lead[0].dtype, torch.float32))
-        terms = self.head_terms(lead, lead_labels, targets)
-        lbox, lobj, lcls = terms.box.sum(), (terms.obj * balance).sum(), terms.cls.sum()
+        heads = [(lead, lead_labels, True)]
+        weights = (1.0,)
         if aux is not None and aux_labels is not None:
-            t = self.head_terms(aux, aux_labels, targets, assigner.config.aux_constrained)
-            w = self.aux_weight
-            lbox, lobj, lcls = (
-                lbox + w * t.box.sum(),
-                lobj + w * (t.obj * balance).sum(),
-                lcls + w * t.cls.sum(),
+            heads.append((aux, aux_labels, assigner.config.aux_constrained))
+            weights = (1.0, self.aux_weight)
+        _, joint = self._joint_terms(heads, targets)
+        # Weighted sums over levels and heads: box and cls plain, obj with the level balance; then gains.
+        items = (joint * self._term_weights(weights, joint)).sum(1)
+        items = items * self._gains(joint)
+        loss = items.sum()
+        return loss.reshape(1) * lead[0].shape[0], torch.cat((items, loss[None])).detach()
+
+    def _term_weights(self, head_weights: tuple[float, ...], joint: torch.Tensor) -> torch.Tensor:
+        """(3, heads * nl) weights of the joint terms: the head's weight, times the balance for obj."""
+        rows = [[w for w in head_weights for _ in self.balance]]
+        rows.insert(1, [w * b for w in head_weights for b in self.balance])
+        rows.append(rows[0])
+        key = ("term_weights", joint.device, joint.dtype, head_weights)
+        if key not in self._constants:
+            self._constants[key] = torch.tensor(rows, device=joint.device, dtype=joint.dtype)
+        return self._constants[key]
+
+    def _gains(self, joint: torch.Tensor) -> torch.Tensor:
+        key = ("gains", joint.device, joint.dtype)
+        if key not in self._constants:
+            g = self.gains
+            self._constants[key] = torch.tensor(
+                [g["box"], g["obj"], g["cls"]], device=joint.device, dtype=joint.dtype
             )
-        lbox = lbox * self.gains["box"]
-        lobj = lobj * self.gains["obj"]
-        lcls = lcls * self.gains["cls"]
-        loss = lbox + lobj + lcls
-        return loss.reshape(1) * lead[0].shape[0], torch.stack((lbox, lobj, lcls, loss)).detach()
+        return self._constants[key]
+
+
+def _block_of_rows(cand: Candidates, head_sizes: Sequence[int], nl: int) -> torch.Tensor:
+    """Each candidate's level block, head * nl + level, for candidates listed head by head."""
+    if len(head_sizes) == 1:
+        return cand.level
+    head = torch.cat([torch.full((k,), h * nl, device=cand.fields.device) for h, k in enumerate(head_sizes)])
+    return cand.level + head
 
 
 def _detection_head(model: Any) -> Any:

@@ -32,3 +32,12 @@ def decode_xy(raw_xy: torch.Tensor, constrained: bool = True) -> torch.Tensor:
 def decode_wh(raw_wh: torch.Tensor, anchor_wh: torch.Tensor) -> torch.Tensor:
     """Box size in the anchors' units: (2 sigma)^2 times the anchor, at most 4 anchors."""
     return (raw_wh.sigmoid() * 2) ** 2 * anchor_wh
+
+
+def decode_box(
+    raw: torch.Tensor, anchor_wh: torch.Tensor, constrained: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`decode_xy` and `decode_wh` of rows (N, >= 4) of raw (tx, ty, tw, th, ...), with one sigmoid."""
+    s = raw[:, :4].sigmoid()
+    xy = s[:, :2] * 2.0 - 0.5 if constrained else s[:, :2] * 3.0 - 1.0
+    return xy, (s[:, 2:] * 2) ** 2 * anchor_wh

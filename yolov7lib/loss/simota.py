@@ -19,9 +19,14 @@ Ties: where candidates cost exactly the same (a cell proposed by several targets
 torch.topk picks among them in an unspecified order, which differs between devices and versions; here
 the earlier candidate always wins, which is the reference's result under a stable sort.
 
-Batching pads the targets and the candidates of each image into (B, M) and (B, C) tables, sized by
-the counts that `find_candidates` reads back; the matching itself, dynamic-k selection included, uses
-only fixed-shape tensor operations and reads nothing back.
+Batching pads the targets and the candidates of each image into (B, M) and (B, C) tables (a stable
+sort on the image index lays them out, so targets may come in any order), sized by the counts that
+`find_candidates` reads back; the matching itself, dynamic-k selection included, uses only
+fixed-shape tensor operations and reads nothing back. The pairwise quantities are (B, M, C) tensors
+built from boxes stored as coordinate planes, so that each operation runs along contiguous rows.
+Several candidate sets guided by the same predictions (the fine and the coarse candidates of the
+coarse-to-fine assigner) are matched in one pass: set s, image b becomes table row s * B + b, so that
+the cost and top-k run on one padded (rows, M, C) tensor.
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ from collections.abc import Sequence
 
 import torch
 
-from yolov7lib.loss.candidates import Candidates, gather_rows
-from yolov7lib.loss.decoder import decode_wh, decode_xy
-from yolov7lib.ops.boxes import xywh2xyxy
+from yolov7lib.loss.candidates import CELL, GI, GJ, IMAGE, LEVEL_ANCHOR, Candidates
+from yolov7lib.loss.decoder import decode_box
+from yolov7lib.loss.tables import LevelTables
 
 IOU_COST_WEIGHT = 3.0
 LOG_EPS = 1e-8
@@ -43,42 +48,66 @@ def pairwise_iou(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
 
     Same formula as `yolov7lib.ops.box_iou`, which handles one pair of sets.
     """
-    area1 = (box1[..., 2] - box1[..., 0]) * (box1[..., 3] - box1[..., 1])
-    area2 = (box2[..., 2] - box2[..., 0]) * (box2[..., 3] - box2[..., 1])
-    lt = torch.max(box1[:, :, None, :2], box2[:, None, :, :2])
-    rb = torch.min(box1[:, :, None, 2:], box2[:, None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(3)
+    return planar_pairwise_iou(box1.permute(2, 0, 1), box2.permute(2, 0, 1))
+
+
+def planar_pairwise_iou(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
+    """`pairwise_iou` of boxes given as planes (x1, y1, x2, y2): (4, B, M) x (4, B, C) -> (B, M, C).
+
+    Each coordinate is its own plane, so the (B, M, C) operations run along contiguous rows.
+    """
+    area1 = (box1[2:] - box1[:2]).prod(0)  # width * height
+    area2 = (box2[2:] - box2[:2]).prod(0)
+    lt = torch.maximum(box1[:2, :, :, None], box2[:2, :, None, :])  # (2, B, M, C)
+    rb = torch.minimum(box1[2:, :, :, None], box2[2:, :, None, :])
+    wh = (rb - lt).clamp_(min=0)
+    inter = wh[0] * wh[1]
     return inter / (area1[:, :, None] + area2[:, None, :] - inter)
 
 
-def _slot_within_image(image: torch.Tensor, batch: int) -> torch.Tensor:
-    """Each entry's rank among the entries of its image, in list order."""
-    n = image.shape[0]
-    count = torch.zeros(batch, dtype=torch.long, device=image.device).scatter_add_(
-        0, image, torch.ones_like(image)
-    )
-    order = torch.sort(image, stable=True).indices
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(n, device=image.device)
-    return rank - (count.cumsum(0) - count)[image]
+def padded_table(
+    group: torch.Tensor, n_groups: int, width: int, arange: torch.Tensor, inverse: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Lay out entries 0..n-1 by group, in list order, into a padded (n_groups, width) table.
+
+    Returns (table, where): `table` holds each entry's index at (its group, its rank within the group)
+    and -1 in the padding; `where[i]` (if `inverse`) is entry i's position in the flattened table.
+    `arange` is torch.arange(k) for some k >= max(n, n_groups).
+    """
+    n = group.shape[0]
+    sorted_group, order = torch.sort(group, stable=True)
+    first = torch.searchsorted(sorted_group, arange[:n_groups])  # where each group starts
+    position = sorted_group * width + (arange[:n] - first[sorted_group])
+    table = torch.full((n_groups * width,), -1, dtype=torch.long, device=group.device)
+    table[position] = order
+    where = torch.empty_like(order).index_put_((order,), position) if inverse else None
+    return table.view(n_groups, width), where
 
 
-def _candidate_predictions(
-    cand: Candidates,
-    preds: list[torch.Tensor],
-    strides: Sequence[float],
-    anchors: torch.Tensor,
-    constrained: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predicted pixel boxes (N, 4, corners) and raw objectness+class logits (N, 1 + nc) of each candidate."""
-    rows = gather_rows(cand, preds)
-    rows = rows.to(torch.promote_types(rows.dtype, torch.float32))  # half maps (AMP): match in float32
-    stride = rows.new_tensor(strides)[cand.level, None]
-    anchor_wh = anchors.reshape(-1, 2)[cand.level * anchors.shape[1] + cand.anchor]
-    grid = torch.stack((cand.gi, cand.gj), 1)
-    xy = (decode_xy(rows[:, :2], constrained) + grid) * stride
-    wh = decode_wh(rows[:, 2:4], anchor_wh) * stride
-    return xywh2xyxy(torch.cat((xy, wh), 1)), rows[:, 4:]
+def _candidate_rows(
+    cands: Sequence[Candidates], fields: torch.Tensor, preds: list[torch.Tensor]
+) -> torch.Tensor:
+    """The prediction rows (N, no) at the cells of all candidates (`fields`, set after set)."""
+    rows = preds[0].new_empty(fields.shape[0], preds[0].shape[-1])
+    cell, start = fields[:, CELL], 0
+    for cd in cands:
+        for p, s in zip(preds, cd.blocks, strict=True):
+            block = slice(start + s.start, start + s.stop)
+            torch.index_select(p.reshape(-1, p.shape[-1]), 0, cell[block], out=rows[block])
+        start += cd.size
+    return rows
+
+
+def _candidate_boxes(
+    fields: torch.Tensor, rows: torch.Tensor, tables: LevelTables, constrained: bool
+) -> torch.Tensor:
+    """Predicted pixel boxes of the candidates as planes (x1, y1, x2, y2): (4, N)."""
+    info = tables.decode[fields[:, LEVEL_ANCHOR]]  # (N, 5): grid W, H, anchor w, h, stride
+    stride = info[:, 4:]
+    xy, wh = decode_box(rows, info[:, 2:4], constrained)
+    xy = (xy + fields[:, GI : GJ + 1]) * stride
+    half_wh = wh * stride / 2
+    return torch.cat(((xy - half_wh).T, (xy + half_wh).T))
 
 
 @torch.no_grad()
@@ -98,60 +127,80 @@ def simota_match(
     Returns (positive, matched), both (N,) over the candidates: whether each is a positive and the
     index of the target it is matched to (meaningful where positive).
     """
-    device, n, batch = targets.device, cand.n_targets, preds[0].shape[0]
-    m, c = cand.max_targets_per_image, cand.max_per_image
-    if n == 0 or c == 0:
-        return torch.zeros(cand.size, dtype=torch.bool, device=device), cand.target.clone()
+    return simota_match_sets([cand], preds, targets, img_hw, strides, anchors, topk, constrained)[0]
 
-    # Per-candidate quantities, computed once on the candidate list.
-    pbox, logits = _candidate_predictions(cand, preds, strides, anchors, constrained)
+
+@torch.no_grad()
+def simota_match_sets(
+    cands: Sequence[Candidates],
+    preds: list[torch.Tensor],
+    targets: torch.Tensor,
+    img_hw: tuple[int, int],
+    strides: Sequence[float],
+    anchors: torch.Tensor,
+    topk: int,
+    constrained: bool = True,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`simota_match` of several candidate sets of the same targets and predictions, in one pass.
+
+    Each set is matched on its own, exactly as `simota_match` would: its images become their own rows
+    of the padded tables. Returns (positive, matched) per set.
+    """
+    device, n, batch = targets.device, cands[0].n_targets, preds[0].shape[0]
+    sizes = [c.size for c in cands]
+    m, c = cands[0].max_targets_per_image, max(cd.max_per_image for cd in cands)
+    if n == 0 or c == 0:
+        return [(torch.zeros(cd.size, dtype=torch.bool, device=device), cd.target.clone()) for cd in cands]
+
+    fields = torch.cat([cd.fields for cd in cands]) if len(cands) > 1 else cands[0].fields
+    rows = _candidate_rows(cands, fields, preds)
+    work = torch.promote_types(rows.dtype, torch.float32)  # half maps (AMP): match in float32
+    rows = rows.to(work)
+    tables = LevelTables.get([tuple(p.shape[2:4]) for p in preds], anchors, strides, device, work)
+
+    # Per-candidate quantities, computed once on the candidate list: boxes and class scores.
     # The class cost is BCE(y, one-hot) summed over classes with y = sqrt(sigmoid(cls) * sigmoid(obj)):
     # -sum_j log(1 - y_j) over all classes, minus log(y_k / (1 - y_k)) for the target's class k.
-    y = (logits[:, 1:].sigmoid() * logits[:, :1].sigmoid()).sqrt()  # (N, nc)
-    cls_neg = -torch.log1p(-y).sum(1)
+    pbox = _candidate_boxes(fields, rows, tables, constrained)
+    y = rows[:, 5:].sigmoid().mul_(rows[:, 4:5].sigmoid()).sqrt_()  # (N, nc)
+    sum_log_1my = torch.log1p(-y).sum(1)
 
-    # Per-image tables: targets (B, M) and candidates (B, C), padded; sizes known from `cand`.
-    image = targets[:, 0].long()
-    gt_flat = image * m + _slot_within_image(image, batch)
-    gt_tab = torch.zeros(batch * m, dtype=torch.long, device=device)
-    gt_tab[gt_flat] = torch.arange(n, device=device)
-    gt_ok = torch.zeros(batch * m, dtype=torch.bool, device=device)
-    gt_ok[gt_flat] = True
-    gt_tab, gt_ok = gt_tab.view(batch, m), gt_ok.view(batch, m)
+    # Padded tables: the targets of each image (B, M), the candidates of each (set, image) (S*B, C);
+    # -1 marks the padding (it reads the last entry, masked by `ok`).
+    groups = fields[:, IMAGE]
+    if len(cands) > 1:
+        groups = groups + torch.cat([torch.full((k,), i * batch, device=device) for i, k in enumerate(sizes)])
+    arange = tables.arange(max(n, fields.shape[0], len(cands) * batch))
+    gt_tab, _ = padded_table(targets[:, 0].long(), batch, m, arange, inverse=False)
+    cand_tab, cand_where = padded_table(groups, len(cands) * batch, c, arange)
+    if len(cands) > 1:
+        gt_tab = gt_tab.repeat(len(cands), 1)
+    ok = (gt_tab >= 0)[:, :, None] & (cand_tab >= 0)[:, None, :]
 
-    cand_flat = cand.image * c + _slot_within_image(cand.image, batch)
-    cand_tab = torch.zeros(batch * c, dtype=torch.long, device=device)
-    cand_tab[cand_flat] = torch.arange(cand.size, device=device)
-    cand_ok = torch.zeros(batch * c, dtype=torch.bool, device=device)
-    cand_ok[cand_flat] = True
-    cand_tab, cand_ok = cand_tab.view(batch, c), cand_ok.view(batch, c)
-
-    # Pairwise IoU and cost, (B, M, C).
+    # Pairwise IoU and cost, (S*B, M, C): cost = 3 * -log(IoU + eps) - (sum_j log(1 - y_j) + logit(y_k)).
     h, w = img_hw
-    tbox = xywh2xyxy(targets[:, 2:6] * targets.new_tensor([w, h, w, h]))
-    ok = gt_ok[:, :, None] & cand_ok[:, None, :]
-    iou = pairwise_iou(tbox[gt_tab], pbox[cand_tab])
-    iou = torch.where(ok, iou, 0.0)
-    gt_cls = targets[:, 1].long()[gt_tab]
-    y_k = y[cand_tab[:, None, :], gt_cls[:, :, None]]  # (B, M, C) score of each target's class
-    cls_cost = cls_neg[cand_tab][:, None, :] - (torch.log(y_k) - torch.log1p(-y_k))
-    cost = cls_cost + IOU_COST_WEIGHT * -torch.log(iou + LOG_EPS)
-    cost = torch.where(ok, cost, torch.inf)
+    pixels = tables.pixels(w, h, targets.dtype)
+    txy, half_twh = targets[:, 2:4] * pixels, targets[:, 4:6] * pixels / 2
+    tbox = torch.cat(((txy - half_twh).T, (txy + half_twh).T))  # (4, n) planes x1, y1, x2, y2
+    iou = planar_pairwise_iou(tbox[:, gt_tab], pbox[:, cand_tab]).where(ok, 0.0)
+    y_k = y[cand_tab[:, None, :], targets[:, 1].long()[gt_tab][:, :, None]]  # score of each target's class
+    logit_k = torch.log(y_k) - torch.log1p(-y_k)
+    cost = (
+        torch.log(iou + LOG_EPS).mul_(-IOU_COST_WEIGHT) - (sum_log_1my[cand_tab][:, None, :] + logit_k)
+    ).where(ok, torch.inf)
 
     # Dynamic k and the k cheapest candidates of every target, earlier candidates first on ties.
     kk = min(topk, c)
-    k = torch.topk(iou, kk, dim=2).values.sum(2).int().clamp(min=1)  # (B, M)
-    kth = torch.topk(cost, kk, dim=2, largest=False).values.gather(2, (k - 1).long()[..., None])
+    k = torch.topk(iou, kk, dim=2).values.sum(2, keepdim=True).long().clamp_(min=1)  # (S*B, M, 1)
+    kth = torch.topk(cost, kk, dim=2, largest=False).values.gather(2, k - 1)
     below = cost < kth
     tied = cost == kth
-    room = k[..., None] - below.sum(2, keepdim=True)
-    chosen = (below | (tied & (tied.cumsum(2) <= room))) & ok
+    chosen = (below | (tied & (tied.cumsum(2) <= k - below.sum(2, keepdim=True)))) & ok
 
     # Candidates chosen by several targets go to the cheapest target of the image.
-    count = chosen.sum(1)  # (B, C)
+    count = chosen.sum(1)  # (S*B, C)
     cheapest = cost.min(1).indices  # first of equal minima, as documented for torch.min
-    first = torch.where(chosen, torch.arange(m, device=device)[:, None], m).min(1).values
-    slot = torch.where(count > 1, cheapest, first.clamp(max=m - 1))
-    positive = (count > 0).view(-1)[cand_flat]
-    matched = gt_tab.view(-1)[cand.image * m + slot.view(-1)[cand_flat]]
-    return positive, matched
+    first = torch.where(chosen, tables.arange(m)[:, None], m - 1).min(1).values  # first target choosing it
+    owner = gt_tab.gather(1, torch.where(count > 1, cheapest, first)).view(-1)
+    positive = count.view(-1)[cand_where] > 0
+    return list(zip(positive.split(sizes), owner[cand_where].split(sizes), strict=True))
