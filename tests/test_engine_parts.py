@@ -192,3 +192,18 @@ def test_nominal_batch_sets_accumulation_and_weight_decay() -> None:
     opt = build_optimizer(_toy(), hyp, total_batch_size=8)  # accumulate 2 -> decay x 8 * 2 / 16
     assert opt.param_groups[1]["weight_decay"] == pytest.approx(hyp["weight_decay"])
     assert Schedule({**hyp, "nbs": 64}, 3, 10, 16).accumulate(5000) == 4
+
+
+def test_adam_option_keeps_the_groups_and_uses_momentum_as_beta1() -> None:
+    model = _toy()
+    hyp = {**load_hyp("tiny"), "optimizer": "adam", "lr0": 0.001}
+    opt = build_optimizer(model, hyp, total_batch_size=16)
+    sgd = build_optimizer(model, load_hyp("tiny"), total_batch_size=16)
+    assert isinstance(opt, torch.optim.Adam) and isinstance(sgd, torch.optim.SGD)
+    assert [len(g["params"]) for g in opt.param_groups] == [len(g["params"]) for g in sgd.param_groups]
+    assert [g["weight_decay"] for g in opt.param_groups] == [g["weight_decay"] for g in sgd.param_groups]
+    assert opt.param_groups[0]["betas"] == (hyp["momentum"], 0.999)
+    Schedule(hyp, epochs=3, batches_per_epoch=10, total_batch_size=16).apply(opt, 5, 0)  # no momentum key
+    assert opt.param_groups[0]["betas"] == (hyp["momentum"], 0.999)
+    with pytest.raises(ValueError, match="sgd' or 'adam"):
+        build_optimizer(model, {**hyp, "optimizer": "rmsprop"}, total_batch_size=16)

@@ -25,6 +25,7 @@ from yolov7lib.models import (
     load_cfg,
     model_info,
     model_spec,
+    randomize_batchnorm,
     reparameterize,
 )
 from yolov7lib.models.heads import Detect, IAuxDetect, IDetect
@@ -122,18 +123,6 @@ def test_model_info_counts_convolution_flops_like_a_hand_count() -> None:
     assert info.params == sum(p.numel() for p in model.parameters())
 
 
-def _randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
-
-
 def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / a.abs().max()).item()
 
@@ -143,7 +132,7 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_reparameterize_computes_the_same_function_and_loads_into_the_deploy_graph(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name)
-    _randomise_batchnorm(model)
+    randomize_batchnorm(model)
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     deploy = reparameterize(model)
@@ -175,7 +164,7 @@ def test_reparameterize_computes_the_same_function_and_loads_into_the_deploy_gra
 def test_partial_reparameterizations_keep_the_function() -> None:
     torch.manual_seed(0)
     model = create_model("yolov7-tiny")
-    _randomise_batchnorm(model, seed=3)
+    randomize_batchnorm(model, seed=3)
     model.eval()
     x = torch.rand(2, 3, 96, 96)
     reference = model(x)[1]
@@ -214,7 +203,7 @@ AUX_CFG = {  # a small two-level model with lead and auxiliary heads (the P6 mod
 def test_auxiliary_head_is_dropped_with_the_layers_that_only_feed_it() -> None:
     torch.manual_seed(0)
     model = create_model(AUX_CFG)
-    _randomise_batchnorm(model)
+    randomize_batchnorm(model)
     model.eval()
     x = torch.rand(2, 3, 64, 64)
     decoded, raw = model(x)
@@ -236,7 +225,7 @@ def test_repconv_with_identity_branch_fuses_exactly(g: int) -> None:
     c1 = c2 = 16
     layer = RepConv(c1, c2, 3, 1, g=g)
     assert layer.rbr_identity is not None
-    _randomise_batchnorm(layer)
+    randomize_batchnorm(layer)
     layer.eval()
     x = torch.randn(2, c1, 12, 12)
     expected = layer(x)
@@ -251,7 +240,7 @@ def test_repconvn_has_no_identity_and_fuses_exactly(c1: int, c2: int, s: int) ->
     layer = RepConvN(c1, c2, 3, s)
     assert layer.rbr_identity is None
     assert (RepConv(c1, c2, 3, s).rbr_identity is None) == (c1 != c2 or s != 1)
-    _randomise_batchnorm(layer)
+    randomize_batchnorm(layer)
     layer.eval()
     x = torch.randn(2, c1, 12, 12)
     expected = layer(x)
@@ -443,7 +432,7 @@ def test_info_command_prints_the_four_counts(capsys) -> None:
 def test_conv_fuse_keeps_the_function() -> None:
     torch.manual_seed(0)
     layer = Conv(6, 10, 3, 2, g=2)
-    _randomise_batchnorm(layer)
+    randomize_batchnorm(layer)
     layer.eval()
     x = torch.randn(2, 6, 9, 9)
     with torch.no_grad():

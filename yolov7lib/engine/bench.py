@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import statistics
 import tempfile
 import time
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 BACKENDS = ("eager", "compile", "onnxruntime")
 
-__all__ = ["BACKENDS", "BenchRow", "format_rows", "matmul_peak", "run_bench"]
+__all__ = ["BACKENDS", "BenchRow", "describe_device", "format_rows", "matmul_peak", "run_bench"]
 
 
 @dataclass
@@ -62,6 +63,21 @@ class BenchRow:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def describe_device(device: str = "cpu") -> str:
+    """The machine a measurement ran on, in words: the GPU's name, or the CPU's model and core count."""
+    if device not in ("", "cpu") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    name = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 def _sync(device: torch.device) -> None:

@@ -71,13 +71,25 @@ def accumulation_steps(total_batch_size: int, nominal: int = NOMINAL_BATCH) -> i
     return max(round(nominal / total_batch_size), 1)
 
 
-def build_optimizer(model: nn.Module, hyp: dict[str, Any], total_batch_size: int) -> torch.optim.SGD:
-    """SGD with Nesterov momentum over the three groups; weight decay scaled to the nominal batch."""
+def build_optimizer(model: nn.Module, hyp: dict[str, Any], total_batch_size: int) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum over the three groups; weight decay scaled to the nominal batch.
+
+    The hyp key `optimizer: adam` selects Adam with betas (momentum, 0.999) instead, as the
+    reference's `train.py --adam`; the groups, decay scaling and schedule stay the same.
+    """
     no_decay, decay, bias = parameter_groups(model)
     nbs = nominal_batch(hyp)
     accumulate = accumulation_steps(total_batch_size, nbs)
     weight_decay = float(hyp["weight_decay"]) * total_batch_size * accumulate / nbs
-    optimizer = torch.optim.SGD(no_decay, lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True)
+    kind = str(hyp.get("optimizer", "sgd")).lower()
+    if kind == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(
+            no_decay, lr=hyp["lr0"], betas=(hyp["momentum"], 0.999)
+        )
+    elif kind == "sgd":
+        optimizer = torch.optim.SGD(no_decay, lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True)
+    else:
+        raise ValueError(f"hyp optimizer must be 'sgd' or 'adam', not {kind!r}")
     optimizer.add_param_group({"params": decay, "weight_decay": weight_decay})
     optimizer.add_param_group({"params": bias})
     for group in optimizer.param_groups:

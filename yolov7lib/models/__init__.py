@@ -15,7 +15,7 @@ from yolov7lib.models.graph import Model
 from yolov7lib.models.info import ModelInfo, count_params, describe_model, model_info
 from yolov7lib.models.official import UnsafeCheckpointError, load_official
 from yolov7lib.models.registry import create_model, list_models, model_spec, register_model
-from yolov7lib.models.reparam import reparameterize
+from yolov7lib.models.reparam import randomize_batchnorm, reparameterize
 from yolov7lib.models.scaling import compound_scale, scale_depth, scale_width, stack_neck, v7x_light
 from yolov7lib.models.spec import SpecBuilder, deploy_spec, dump_cfg, load_cfg
 
@@ -39,6 +39,7 @@ __all__ = [
     "load_official",
     "model_info",
     "model_spec",
+    "randomize_batchnorm",
     "register_model",
     "reparameterize",
     "scale_depth",

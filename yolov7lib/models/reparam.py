@@ -26,7 +26,7 @@ from yolov7lib.models.heads import IDetect
 from yolov7lib.models.layers import Conv, RepConv
 from yolov7lib.models.spec import deploy_spec
 
-__all__ = ["reparameterize"]
+__all__ = ["randomize_batchnorm", "reparameterize"]
 
 
 @torch.no_grad()
@@ -123,3 +123,21 @@ def _copy_settings(source: Model, target: Model, index_map: dict[int, int]) -> N
                 module.eps, module.momentum = twin.eps, twin.momentum
     target.head.stride = source.head.stride.clone()
     target.stride = target.head.stride
+
+
+@torch.no_grad()
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm the non-trivial statistics and affine terms a trained model has (in place).
+
+    A fresh model's BatchNorms (mean 0, variance 1, weight 1, bias 0) fold into almost nothing, so a
+    fused-equals-unfused check on it proves little; after this call the folding does real arithmetic.
+    """
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+            m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+    return model

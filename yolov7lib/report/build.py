@@ -118,6 +118,16 @@ def _speed_section(speed: Mapping[str, Any]) -> list[str]:
     return [title, "", markdown_table(header, rows), ""]
 
 
+def _reparam_section(reparam: Mapping[str, Any]) -> list[str]:
+    header = ["model", "params training", "params deploy", "ms training", "ms deploy", "speed-up", "max diff"]
+    rows = [[r.get("model"), r.get("params_training"), r.get("params_deploy"), _f(r.get("ms_training"), 1),
+             _f(r.get("ms_deploy"), 1), _f(r.get("speedup"), 2), f"{r.get('max_rel_diff', float('nan')):.1e}"]
+            for r in reparam.get("rows", [])]  # fmt: skip
+    title = (f"**Re-parameterisation** (training graph vs `reparameterize`, {reparam.get('img')} px, "
+             "batch 1; max diff: largest output difference relative to the largest output):")  # fmt: skip
+    return [title, "", markdown_table(header, rows), ""]
+
+
 def _flat(d: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} {_f(v, 6)}" for k, v in d.items() if isinstance(v, int | float | str))
 
@@ -135,7 +145,7 @@ def measured_sections(measured: Mapping[str, Any]) -> list[str]:
         coco = _flat(ev.get("coco") or {})
         out += [f"**Evaluation** of `{ev.get('model')}` ({ev.get('scale')}): {coco}", ""]
     if measured.get("reparam"):
-        out += [f"**Re-parameterisation**: {_flat(measured['reparam'])}", ""]
+        out += _reparam_section(measured["reparam"])
     if measured.get("speed") and measured["speed"].get("rows"):
         out += _speed_section(measured["speed"])
     if len(out) == 2:
