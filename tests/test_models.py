@@ -32,27 +32,20 @@ from yolov7lib.models.heads import Detect, IAuxDetect, IDetect
 from yolov7lib.models.info import model_flops
 from yolov7lib.models.layers import Conv, RepConv, RepConvN
 from yolov7lib.models.spec import resolve_from, spec_rows
+from yolov7lib.paper import OFFICIAL_COUNTS
 
-# official-figures.md: training graph, training graph fused, deploy graph, deploy graph fused, GFLOPs
+# official-figures.md, transcribed once in yolov7lib.paper: training graph, training graph fused, deploy
+# graph, deploy graph fused, GFLOPs, input size
 OFFICIAL = {
-    "yolov7-tiny": (6_228_762, 6_221_370, 6_227_101, 6_219_709, 13.7, 640),
-    "yolov7-tiny-silu": (None, None, 6_227_101, 6_219_709, 13.7, 640),
-    "yolov7": (37_622_682, 36_907_898, 37_620_125, 36_905_341, 104.5, 640),
-    "yolov7x": (71_347_394, 71_314_746, 71_344_389, 71_311_741, 189.7, 640),
-    "yolov7-w6": (82_312_436, 82_277_300, 70_426_236, 70_394_300, 359.7, 1280),
-    "yolov7-e6": (111_898_292, 111_851_380, 97_246_652, 97_202_940, 514.4, 1280),
-    "yolov7-d6": (154_709_364, 154_652_532, 133_810_044, 133_757_052, 701.7, 1280),
-    "yolov7-e6e": (166_408_884, 166_335_860, 151_757_244, 151_687_420, 842.2, 1280),
+    name: (c.training_params, c.training_fused, c.deploy_params, c.deploy_fused, c.gflops, c.size)
+    for name, c in OFFICIAL_COUNTS.items()
+    if name.startswith("yolov7")
 }
-# official cfg/baseline: params, fused
+# official cfg/baseline: params, fused (the four without a paper row are listed here only)
 BASELINES = {
-    "yolor-csp": (52_923_994, 52_891_610),
-    "yolor-csp-x": (96_943_410, 96_895_730),
-    "yolov4-csp": (52_921_437, 52_889_053),
-    "yolor-p6": (37_265_016, 37_232_824),
-    "yolor-w6": (79_873_400, 79_828_024),
-    "yolor-e6": (115_899_960, 115_840_120),
-    "yolor-d6": (151_773_240, 151_696_760),
+    **{
+        n: (c.deploy_params, c.deploy_fused) for n, c in OFFICIAL_COUNTS.items() if not n.startswith("yolov7")
+    },
     "yolov3": (61_949_149, 61_922_845),
     "yolov3-spp": (62_998_749, 62_971_933),
     "r50-csp": (34_299_578, 34_270_138),
