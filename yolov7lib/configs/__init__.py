@@ -1,4 +1,7 @@
-"""Packaged configuration: training hyperparameter files (`--hyp p5|p6|tiny|custom`)."""
+"""Packaged configuration: training hyperparameter files (`--hyp p5|p6|tiny|custom|cpu`).
+
+p5, p6, tiny and custom are the reference's files; cpu is the kit's CPU default (hyp.cpu.yaml).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from typing import Any
 
 import yaml
 
-HYP_NAMES = ("p5", "p6", "tiny", "custom")
+HYP_NAMES = ("p5", "p6", "tiny", "custom", "cpu")
+REFERENCE_HYPS = ("p5", "p6", "tiny", "custom")
 
 
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:
@@ -19,7 +23,7 @@ def _read_yaml(text: str, origin: str) -> dict[str, Any]:
 
 
 def load_hyp(name_or_path: str | Path | dict[str, Any] = "p5") -> dict[str, Any]:
-    """Return the hyperparameters of a packaged profile (p5, p6, tiny, custom), a YAML file or a dict.
+    """Return the hyperparameters of a packaged profile (p5, p6, tiny, custom, cpu), a YAML file or a dict.
 
     The packaged defaults (hyp.defaults.yaml) fill keys that the chosen source does not set, so the
     reference implementation's hyp files load unchanged.
@@ -29,7 +33,8 @@ def load_hyp(name_or_path: str | Path | dict[str, Any] = "p5") -> dict[str, Any]
     if isinstance(name_or_path, dict):
         chosen, origin = dict(name_or_path), "<dict>"
     elif str(name_or_path) in HYP_NAMES:
-        origin = f"hyp.scratch.{name_or_path}.yaml"
+        scratch = "scratch." if name_or_path in REFERENCE_HYPS else ""  # the reference's file names
+        origin = f"hyp.{scratch}{name_or_path}.yaml"
         chosen = _read_yaml(pkg.joinpath(origin).read_text(), origin)
     else:
         path = Path(name_or_path)

@@ -81,7 +81,7 @@ def build_optimizer(model: nn.Module, hyp: dict[str, Any], total_batch_size: int
     nbs = nominal_batch(hyp)
     accumulate = accumulation_steps(total_batch_size, nbs)
     weight_decay = float(hyp["weight_decay"]) * total_batch_size * accumulate / nbs
-    kind = str(hyp.get("optimizer", "sgd")).lower()
+    kind = str(hyp.get("optimizer", "sgd")).lower()  # dicts built by hand may lack the key
     if kind == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(
             no_decay, lr=hyp["lr0"], betas=(hyp["momentum"], 0.999)

@@ -168,6 +168,8 @@ def _register_paper_models() -> None:
     )
     register_model("yolov7-tiny", tiny, 640, paper)
     register_model("yolov7-tiny-silu", replace(tiny, act=None), 640, paper)
+    # the kit's CPU default (`yolov7 train` without --model): yolov7-tiny with every layer half as wide
+    register_model("yolov7-tiny-cpu", scale_width(tiny, 0.5), 320, "yolov7lib CPU default")
     # ---- P6 models (cloud GPU): W6, E6 and D6 by compound scaling, E6E with E-ELAN -------------------
     w6 = ELANNet(
         reorg=True,
