@@ -66,7 +66,7 @@ class TrainOptions:
     model: str = "yolov7-tiny-cpu"  # yolov7-tiny at half width: about 15 minutes on 2 CPU cores
     hyp: str = "cpu"  # hyp.cpu.yaml: tiny's recipe adapted to a short CPU run
     epochs: int = 8
-    batch: int = 16
+    batch: int = 8  # with hyp cpu's nbs 8: one optimizer step per batch
     img: int = 320
     device: str = ""
     weights: str = ""
