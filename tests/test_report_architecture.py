@@ -100,6 +100,11 @@ def test_json_is_read_back_as_reproduced_cells(tmp_path) -> None:
     assert line.status == "reproduced" and line.reproduced == pytest.approx(
         next(c.kit for c in counts if c.row == "yolov7-tiny@416" and c.column == "flops")
     )
+    # a cell that disagrees with the paper carries its flag's reason into the table; the others do not
+    for c in counts:
+        source = reps[(c.table, c.row, c.column)].source
+        assert (c.flag in source) if c.flag else ("differs" not in source), (c.row, c.column, source)
+    assert any(c.flag for c in counts)
 
 
 @pytest.mark.slow

@@ -259,11 +259,12 @@ def architecture_counts(
 
 def architecture_reproductions(counts: Iterable[ArchitectureCount], source: str = SOURCE) -> Reproductions:
     """The counts as reproduced cells at scale :data:`SCALE`; each cell's source names the graph and
-    the counting (FLOPs: FlopCounterMode at the row's input size)."""
+    the counting (FLOPs: FlopCounterMode at the row's input size) and, for a flagged cell, the reason."""
     reps = Reproductions()
     for c in counts:
         how = c.graph if c.column == "params" else f"{c.graph}, FlopCounterMode at {c.size} px"
-        reps.add(c.table, c.row, c.column, c.kit, SCALE, f"{source} ({how})")
+        why = f"; where it differs from the paper: {c.flag}" if c.flag else ""  # the flag's reason, shown
+        reps.add(c.table, c.row, c.column, c.kit, SCALE, f"{source} ({how}){why}")
     return reps
 
 
