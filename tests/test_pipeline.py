@@ -88,3 +88,23 @@ def test_every_stage_notebook_exists_or_is_not_in_dvc_yaml() -> None:
     for stage in dvc:
         assert stage in STAGES, stage
         assert (ROOT / "notebooks" / STAGES[stage].notebook).is_file(), stage
+
+
+@pytest.mark.slow
+def test_papermill_runs_the_training_notebook_with_a_parameter(tmp_path: Path) -> None:
+    """The README's `papermill notebooks/02-train.ipynb out.ipynb -p epochs 1`, as a user types it (2
+    epochs here, one more than the notebook's default, so that the parameter visibly takes effect)."""
+    import subprocess
+    import sys
+
+    out, metrics = tmp_path / "out.ipynb", tmp_path / "train.json"
+    notebook = str(ROOT / "notebooks" / "02-train.ipynb")
+    where = ["-p", "project", str(tmp_path / "train"), "-p", "metrics_out", str(metrics)]
+    cmd = [sys.executable, "-m", "papermill", notebook, str(out), "-p", "epochs", "2", *where]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(metrics.read_text())
+    assert record["epochs"] == 2 and (tmp_path / "train" / "smoke" / "weights" / "last.pt").is_file()
+    assert len((tmp_path / "train" / "smoke" / "results.csv").read_text().splitlines()) == 1 + 2
+    executed = json.loads(out.read_text())
+    assert all(c.get("outputs") is not None for c in executed["cells"] if c["cell_type"] == "code")
