@@ -12,8 +12,6 @@ figures come from the same run, side by side, with the ratio to the single-proce
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import torch
 
 from yolov7lib.data import create_dataloader, load_data_config, synthesize
+from yolov7lib.engine.bench import describe_device
 
 
 def throughput(
@@ -53,7 +52,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=160, help="images in each generated set")
     args = ap.parse_args()
 
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    print(f"# {describe_device()}, torch {torch.__version__}")
     print(f"# batch {args.batch}, {args.batches} timed batches, hyp p5 (mosaic 1, mixup 0.15, paste_in 0.15)")
     print(f"{'size':>5} {'workers':>7} {'img/s':>8} {'x vs 0':>7}")
     with tempfile.TemporaryDirectory() as tmp:

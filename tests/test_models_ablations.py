@@ -7,9 +7,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch import nn
 
-from yolov7lib.models import count_params, create_model, model_spec, reparameterize
+from yolov7lib.models import count_params, create_model, model_spec, randomize_batchnorm, reparameterize
 from yolov7lib.models.ablations import FIGURE6, with_residual_blocks
 from yolov7lib.models.csp import RBottleneck, RepRBottleneck
 from yolov7lib.models.info import model_flops
@@ -121,13 +120,8 @@ def _small(name: str) -> dict[str, object]:
 @pytest.mark.parametrize("name", ["yolov7x-fig6a", "yolor-w6-reprcsp", "yolor-w6-repcsp"])
 def test_small_ablation_models_reparameterize_exactly(name: str) -> None:
     torch.manual_seed(0)
-    model = create_model(_small(name))
+    model = randomize_batchnorm(create_model(_small(name)), seed=1).eval()
     g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    model.eval()
     identity = [m.rbr_identity is not None for m in model.modules() if isinstance(m, RepConv)]
     assert identity and any(identity)
     if "rcsp" in name:

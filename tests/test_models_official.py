@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch import nn
 
-from yolov7lib.models import create_model, load_official, reparameterize
+from yolov7lib.models import create_model, load_official, randomize_batchnorm, reparameterize
 from yolov7lib.models.heads import Detect
 from yolov7lib.models.official import UnsafeCheckpointError
 
@@ -48,12 +48,9 @@ AUX_CFG = {  # a small two-level model with lead and auxiliary heads
 
 
 def _randomise(model: nn.Module, seed: int) -> nn.Module:
+    randomize_batchnorm(model, seed)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.01)
     return model
