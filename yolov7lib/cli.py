@@ -134,6 +134,7 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
     add("--sync-bn", action="store_true", default=None, help="synchronised BatchNorm across processes")
     add("--linear-lr", action="store_true", default=None, help="linear instead of cosine lr decay")
     add("--noval", action="store_true", default=None, help="skip validation after each epoch")
+    add("--val-final-only", action="store_true", default=None, help="validate after the last epoch only")
     add("--max-batches", type=int, help="batches per epoch at most (smoke runs)")
     add("--float64", action="store_true", default=None, help="double precision on CPU (verification)")
     train.set_defaults(handler=_train)

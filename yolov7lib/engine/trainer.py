@@ -81,6 +81,7 @@ class TrainOptions:
     sync_bn: bool = False
     linear_lr: bool = False
     noval: bool = False
+    val_final_only: bool = False  # validate after the last epoch only (the reference's --notest); short runs
     max_batches: int = 0  # stop each epoch after this many batches (0 = all); for tests and smoke runs
     float64: bool = False  # train in double precision on the CPU (numerical verification, e.g. DDP tests)
     plots: bool = True
@@ -380,6 +381,8 @@ class Trainer:
         if self.val_loader is None:
             return None
         final = epoch + 1 == self.opts.epochs
+        if self.opts.val_final_only and not final:
+            return None
         coco_json = None
         if final:
             coco_json = self.data.json.get("val") or find_coco_annotations(self.data.splits["val"])
