@@ -140,7 +140,9 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(data_yaml, tmp_p
 
 
 @pytest.mark.parametrize("final_only", [False, True])
-def test_val_final_only_validates_after_the_last_epoch_only(data_yaml, tmp_path, monkeypatch, final_only) -> None:
+def test_val_final_only_validates_after_the_last_epoch_only(
+    data_yaml, tmp_path, monkeypatch, final_only
+) -> None:
     import yolov7lib.engine.trainer as trainer_module
     from yolov7lib.engine.trainer import train
 
@@ -151,8 +153,9 @@ def test_val_final_only_validates_after_the_last_epoch_only(data_yaml, tmp_path,
         return real_evaluate(*args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "evaluate", counting_evaluate)
-    train(data=str(data_yaml), model="yolov7-tiny", img=IMG, batch=4, epochs=3, max_batches=1, workers=0,
-          project=str(tmp_path), name="v", progress=False, plots=False, val_final_only=final_only)  # fmt: skip
+    train(data=str(data_yaml), model="yolov7-tiny", img=IMG, batch=4, epochs=3, max_batches=1,
+          workers=0, project=str(tmp_path), name="v", progress=False, plots=False,
+          val_final_only=final_only)  # fmt: skip
     assert calls == ([True] if final_only else [False, False, True])
     rows = list(csv.DictReader((tmp_path / "v" / "results.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # every epoch is still recorded
