@@ -7,10 +7,11 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install test test-fast lint repro clean-venv
+.PHONY: help install test test-fast lint repro ablations clean-venv
 
 help:
 	@echo "make repro      run the DVC pipeline (dvc repro) on the embedded default profile"
+	@echo "make ablations  recompute the committed ablation runs (about 50 min), then dvc repro"
 	@echo "make test       run the whole test suite: unit tests and nbval notebook tests"
 	@echo "make test-fast  the suite without tests marked slow"
 	@echo "make lint       ruff check and ruff format --check"
@@ -35,6 +36,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 repro: $(STAMP)
+	$(BIN)/dvc repro
+
+# The ablation stages' results are committed (dvc.yaml); this forces them to run again.
+ablations: $(STAMP)
+	$(BIN)/dvc repro --force --single-item --glob 'ablation@*'
 	$(BIN)/dvc repro
 
 clean-venv:

@@ -1,11 +1,12 @@
 """Glue between DVC and the notebooks: profiles in params.yaml, one command per pipeline stage.
 
 `params.yaml` holds the active `profile` name and one block per profile (`default`: generated data on a
-CPU in minutes; `small`: the ablations at reduced scale; `paper`: COCO on GPUs). The lists `models` and
-`ablation_variants` name every stage any profile can run (DVC's `foreach` needs a fixed list); the active
-profile says which of them run, and the others record a skip marker, so one dvc.yaml serves every
-profile. An ablation item is `VARIANT-sSEED`: the variant is an entry of `ablation_catalogue` (model,
-hyperparameters, the table rows it fills), the seed one of the profile's `ablations.seeds`.
+CPU, with Tables 4-8 on small proxies; `small`: a longer ablation schedule; `paper`: COCO on GPUs). The
+lists `models` and `ablation_variants` name every stage any profile can run (DVC's `foreach` needs a
+fixed list); the active profile says which of them run, and the others record a skip marker, so one
+dvc.yaml serves every profile. An ablation item is `VARIANT-sSEED`: the variant is an entry of
+`ablation_catalogue` (model, hyperparameters, the table rows it fills), the seed one of the profile's
+`ablations.seeds`.
 `yolov7 pipeline STAGE [ITEM]` resolves the settings and runs the stage's notebook with
 papermill, passing the settings as notebook parameters; the executed notebooks land in
 `runs/notebooks/` for reading in JupyterLab.

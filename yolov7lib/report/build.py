@@ -32,7 +32,8 @@ CLOSING = (
     "What it takes to close the rest: the accuracy cells need the models trained on COCO 2017 for 300 "
     "epochs (`dvc exp run -S profile=paper` with COCO in place and GPUs; the paper trained on V100s), the "
     "FPS cells the paper's V100 with batch 1 and no TensorRT, and the ablation tables at full scale the same "
-    "COCO training per variant (`dvc exp run -S profile=small` gives all of them at reduced scale on a CPU)."
+    "COCO training per variant (the default profile gives Tables 4-8 on width-1/8 proxies on a CPU, "
+    "`dvc exp run -S profile=small` adds Table 3's variants and a longer schedule)."
 )
 
 
