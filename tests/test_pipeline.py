@@ -13,6 +13,7 @@ from yolov7lib.pipeline import (
     STAGES,
     load_params,
     notebook_parameters,
+    objectness_path,
     run_stage,
     split_item,
 )
@@ -60,6 +61,27 @@ def test_ablation_settings_merge_common_then_variant() -> None:
     for k, v in common.get("hyp_overrides", {}).items():
         assert params["hyp_overrides"][k] == variant.get("hyp_overrides", {}).get(k, v)
     assert params["metrics_out"] == f"reports/metrics/ablations/{item}.json"
+    # what the notebook writes is what dvc.yaml declares for the stage
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["ablation"]["do"]
+    declared = {
+        next(iter(e)).replace("${item}", item) for key in ("outs", "metrics", "plots") for e in stage[key]
+    }
+    written = {params["metrics_out"], params["metrics_out"][:-5] + ".csv", params["objectness_out"]}
+    assert declared == written
+
+
+def test_skipped_ablation_items_write_every_declared_output(tmp_path, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    active = set(PARAMS["default"]["ablations"]["variants"])
+    inactive = next(i for i in PARAMS["ablation_variants"] if split_item(i)[0] not in active)
+    assert run_stage("ablation", inactive, profile="default") == 0
+    marker = json.loads((tmp_path / "reports/metrics/ablations" / f"{inactive}.json").read_text())
+    assert marker["skipped"] and marker["stage"] == "ablation"
+    maps = torch.load(tmp_path / objectness_path(inactive), weights_only=True)
+    assert maps["skipped"] and maps["item"] == inactive
 
 
 def test_split_item_and_unknown_names() -> None:

@@ -113,12 +113,19 @@ def notebook_parameters(stage: str, item: str | None, profile: str, settings: di
             run, folder = dict(settings["train"]["runs"][item]), "train"
         else:
             run, folder = ablation_run(item, settings), "ablations"
+        # an ablation run also keeps its heads' objectness maps (Figure 8 compares the assigners with them)
+        objectness = objectness_path(item) if stage == "ablation" else ""
         return {
             **base, **run, "name": item, "data": settings["data"]["yaml"], "project": f"runs/{folder}",
-            "metrics_out": f"reports/metrics/{folder}/{item}.json",
+            "metrics_out": f"reports/metrics/{folder}/{item}.json", "objectness_out": objectness,
         }  # fmt: skip
     block = settings.get(stage, {})
     return {**base, **block}
+
+
+def objectness_path(item: str) -> str:
+    """Where ablation run `item` keeps its trained heads' objectness maps (an output of its stage)."""
+    return f"reports/metrics/ablations/{item}.objectness.pt"
 
 
 def is_active(stage: str, item: str | None, settings: dict[str, Any]) -> bool:
@@ -144,6 +151,10 @@ def write_skip(stage: str, item: str, profile: str) -> None:
     from yolov7lib.engine.trainer import RESULT_COLUMNS
 
     metrics.with_suffix(".csv").write_text(",".join(RESULT_COLUMNS) + "\n")  # no epochs: an empty curve
+    if stage == "ablation":
+        import torch
+
+        torch.save(marker, objectness_path(item))
 
 
 def run_stage(
