@@ -626,6 +626,15 @@ def test_objectness_figure_draws_the_maps_of_each_method_head_and_level(tmp_path
     assert "auxiliary head, P3 (stride 8)" in titles and "lead head, P5 (stride 32)" in titles
     assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == [*methods, "objectness"]  # + colour bar
 
+    scales = {im.get_clim() for ax in fig.axes for im in ax.get_images() if "objectness" in str(im.get_gid())}
+    assert scales == {(0.0, 1.0)}
+    auto = objectness_figure(methods, image, index=1, vmax=None)  # one shared scale: the largest value
+    top = max(float(arr.max()) for arr in expected.values())
+    scales = {
+        im.get_clim() for ax in auto.axes for im in ax.get_images() if "objectness" in str(im.get_gid())
+    }
+    assert len(scales) == 1 and scales.pop() == pytest.approx((0.0, top))
+
     a = write_objectness_figure(methods, image, tmp_path / "a.png", index=1)
     b = write_objectness_figure(methods, image, tmp_path / "b.png", index=1)
     assert a.read_bytes() == b.read_bytes()

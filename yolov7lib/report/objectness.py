@@ -127,13 +127,16 @@ def objectness_figure(
     index: int = 0,
     title: str = "Figure 8: Objectness map predicted by different methods at auxiliary head and lead head.",
     dpi: int = 100,
+    vmax: float | None = 1.0,
 ) -> Figure:
     """Draw Figure 8 for image `index`: one row per method (`outputs` maps a method name to the raw
     training outputs of its model; a single list is one row), the input image first, then for every
     level the auxiliary head's map and the lead head's map over the image (``no auxiliary head``
     where a model has none). `image` is the network input the outputs were computed from (a batch
     is indexed with `index`); its size must be the grids' size times the stride. All maps share one
-    colour scale, 0 to 1. Map images carry gids ``objectness:<method>:<lead|aux>:<level>``."""
+    colour scale, 0 to `vmax` (None: the largest value over all maps, for models that are still
+    unsure everywhere, as after a short training run). Map images carry gids
+    ``objectness:<method>:<lead|aux>:<level>``."""
     if not isinstance(outputs, Mapping):
         outputs = {"": outputs}
     if not outputs:
@@ -157,6 +160,8 @@ def objectness_figure(
             [objectness_map(t, index) for t in aux],
             [tuple(t.shape[2:4]) for t in lead],
         )
+    if vmax is None:
+        vmax = max(float(m.max()) for lead, aux, _ in rows.values() for m in (*lead, *aux))
     n_levels = max(len(lead) for lead, _, _ in rows.values())
     n_cols = 1 + 2 * n_levels
     aspect = h_img / w_img
@@ -206,7 +211,7 @@ def objectness_figure(
                     maps[j],
                     cmap=CMAP,
                     vmin=0.0,
-                    vmax=1.0,
+                    vmax=vmax,
                     alpha=ALPHA,
                     extent=extent,
                     interpolation="nearest",
@@ -227,7 +232,8 @@ def objectness_figure(
             0.01,
             0.05 / height,
             f"max over anchors of sigmoid(objectness), image {index} of the batch, "
-            f"{h_img}x{w_img} px; maps drawn at their grid resolution over the image.",
+            f"{h_img}x{w_img} px; maps drawn at their grid resolution over the image; colour scale 0 to "
+            f"{vmax:.3g}.",
             ha="left",
             va="bottom",
             fontsize=7,
