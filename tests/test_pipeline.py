@@ -130,3 +130,40 @@ def test_papermill_runs_the_training_notebook_with_a_parameter(tmp_path: Path) -
     assert len((tmp_path / "train" / "smoke" / "results.csv").read_text().splitlines()) == 1 + 2
     executed = json.loads(out.read_text())
     assert all(c.get("outputs") is not None for c in executed["cells"] if c["cell_type"] == "code")
+
+
+def _committed_outputs() -> list[str]:
+    """Every `cache: false` output of dvc.yaml (foreach items expanded): the files a clone must carry."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    paths = []
+    for stage in stages.values():
+        items = [None]
+        if "foreach" in stage:
+            items = PARAMS[stage["foreach"].strip("${}")]
+            stage = stage["do"]
+        for key in ("outs", "metrics", "plots"):
+            for entry in stage.get(key, []):
+                if isinstance(entry, dict):
+                    path, opts = next(iter(entry.items()))
+                    if (opts or {}).get("cache") is False:
+                        paths += [path if item is None else path.replace("${item}", item) for item in items]
+    return paths
+
+
+def test_git_keeps_every_committed_output_and_ignores_the_environment() -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout")
+    outputs = _committed_outputs()
+    assert any(p.endswith(".objectness.pt") for p in outputs) and len(outputs) > 100
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"], input="\n".join(outputs), text=True,
+        capture_output=True, cwd=ROOT, check=False,
+    ).stdout.split()  # fmt: skip
+    assert ignored == [], f"outputs DVC expects in git are ignored by .gitignore: {ignored[:5]}"
+    # the environment is ignored whether it is a folder or a link to one (a link once slipped into a commit)
+    for path in (".venv", ".venv/bin/python", "runs/train/x/weights/last.pt", "data/shapes/data.yaml"):
+        check = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT, check=False)
+        assert check.returncode == 0, f"{path} is not ignored"
