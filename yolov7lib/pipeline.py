@@ -105,27 +105,34 @@ def ablation_run(item: str, settings: dict[str, Any]) -> dict[str, Any]:
     return {**entry, **common, "hyp_overrides": overrides, "seed": seed}
 
 
-def notebook_parameters(stage: str, item: str | None, profile: str, settings: dict[str, Any]) -> dict:
-    """The papermill parameters of one stage run: the profile's block for the stage, flattened."""
-    base = {"profile": profile}
-    if stage in ("train", "ablation"):
-        if stage == "train":
-            run, folder = dict(settings["train"]["runs"][item]), "train"
-        else:
-            run, folder = ablation_run(item, settings), "ablations"
-        # an ablation run also keeps its heads' objectness maps (Figure 8 compares the assigners with them)
-        objectness = objectness_path(item) if stage == "ablation" else ""
-        return {
-            **base, **run, "name": item, "data": settings["data"]["yaml"], "project": f"runs/{folder}",
-            "metrics_out": f"reports/metrics/{folder}/{item}.json", "objectness_out": objectness,
-        }  # fmt: skip
-    block = settings.get(stage, {})
-    return {**base, **block}
+# Training stages -> the folder their runs (runs/FOLDER/ITEM) and metrics (reports/metrics/FOLDER) go to.
+RUN_FOLDERS = {"train": "train", "ablation": "ablations"}
+
+
+def metrics_path(stage: str, item: str) -> str:
+    """The metrics file of training stage item `item` (its .csv curve sits beside it)."""
+    return f"reports/metrics/{RUN_FOLDERS[stage]}/{item}.json"
 
 
 def objectness_path(item: str) -> str:
     """Where ablation run `item` keeps its trained heads' objectness maps (an output of its stage)."""
-    return f"reports/metrics/ablations/{item}.objectness.pt"
+    return metrics_path("ablation", item).removesuffix(".json") + ".objectness.pt"
+
+
+def notebook_parameters(stage: str, item: str | None, profile: str, settings: dict[str, Any]) -> dict:
+    """The papermill parameters of one stage run: the profile's block for the stage, flattened."""
+    base = {"profile": profile}
+    if stage in RUN_FOLDERS:
+        run = dict(settings["train"]["runs"][item]) if stage == "train" else ablation_run(item, settings)
+        # an ablation run also keeps its heads' objectness maps (Figure 8 compares the assigners with them)
+        objectness = objectness_path(item) if stage == "ablation" else ""
+        return {
+            **base, **run, "name": item, "data": settings["data"]["yaml"],
+            "project": f"runs/{RUN_FOLDERS[stage]}", "metrics_out": metrics_path(stage, item),
+            "objectness_out": objectness,
+        }  # fmt: skip
+    block = settings.get(stage, {})
+    return {**base, **block}
 
 
 def is_active(stage: str, item: str | None, settings: dict[str, Any]) -> bool:
@@ -142,10 +149,10 @@ def write_skip(stage: str, item: str, profile: str) -> None:
     """Outputs of an item the active profile does not run: a marker saying so (DVC needs the outs)."""
     marker = {"skipped": True, "profile": profile, "stage": stage, "item": item,
               "reason": f"not part of the '{profile}' profile (see params.yaml)"}  # fmt: skip
-    folder = {"train": Path("runs/train"), "ablation": Path("runs/ablations")}[stage] / item
+    folder = Path("runs") / RUN_FOLDERS[stage] / item
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "SKIPPED.json").write_text(json.dumps(marker, indent=2))
-    metrics = Path("reports/metrics") / ("train" if stage == "train" else "ablations") / f"{item}.json"
+    metrics = Path(metrics_path(stage, item))
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(marker, indent=2))
     from yolov7lib.engine.trainer import RESULT_COLUMNS
