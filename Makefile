@@ -11,7 +11,7 @@ export PATH := $(BIN):$(PATH)
 
 help:
 	@echo "make repro      run the DVC pipeline (dvc repro) on the embedded default profile"
-	@echo "make ablations  recompute the committed ablation runs (about 50 min), then dvc repro"
+	@echo "make ablations  recompute the 40 committed ablation runs one at a time, then dvc repro"
 	@echo "make test       run the whole test suite: unit tests and nbval notebook tests"
 	@echo "make test-fast  the suite without tests marked slow"
 	@echo "make lint       ruff check and ruff format --check"
