@@ -150,7 +150,7 @@ def _committed_outputs() -> list[str]:
     return paths
 
 
-def test_git_keeps_every_committed_output_and_ignores_the_environment() -> None:
+def test_git_keeps_every_committed_output_and_ignores_the_environment(tmp_path: Path) -> None:
     import shutil
     import subprocess
 
@@ -163,7 +163,13 @@ def test_git_keeps_every_committed_output_and_ignores_the_environment() -> None:
         capture_output=True, cwd=ROOT, check=False,
     ).stdout.split()  # fmt: skip
     assert ignored == [], f"outputs DVC expects in git are ignored by .gitignore: {ignored[:5]}"
-    # the environment is ignored whether it is a folder or a link to one (a link once slipped into a commit)
     for path in (".venv", ".venv/bin/python", "runs/train/x/weights/last.pt", "data/shapes/data.yaml"):
         check = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT, check=False)
         assert check.returncode == 0, f"{path} is not ignored"
+    # ... and so is a `.venv` that is a link to an environment elsewhere (one once slipped into a commit):
+    # a scratch repository with the project's .gitignore, where git sees the link as a file
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    shutil.copy(ROOT / ".gitignore", tmp_path / ".gitignore")
+    (tmp_path / ".venv").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    check = subprocess.run(["git", "check-ignore", "-q", ".venv"], cwd=tmp_path, check=False)
+    assert check.returncode == 0, "a .venv link is not ignored"
