@@ -54,3 +54,43 @@ def test_official_hyp_scales_the_gains_as_the_oracle(tool, profile: str, nl: int
     assert {k: v for k, v in scaled.items() if k not in ("box", "obj", "cls")} == {
         k: v for k, v in hyp.items() if k not in ("box", "obj", "cls")
     }
+
+
+# -- benchmarks/compare_official_models.py ------------------------------------------------------------
+MODELS_SCRIPT = SCRIPT.with_name("compare_official_models.py")
+
+
+@pytest.fixture(scope="module")
+def models_tool():
+    spec = importlib.util.spec_from_file_location("compare_official_models", MODELS_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_paper_model_with_an_official_cfg_is_compared(models_tool) -> None:
+    from yolov7lib.models import list_models
+
+    registered = set(list_models())
+    assert set(models_tool.PAIRS) <= registered
+    yolov7_family = {"yolov7-tiny", "yolov7-tiny-silu", "yolov7", "yolov7x", "yolov7-w6", "yolov7-e6"}
+    assert yolov7_family | {"yolov7-d6", "yolov7-e6e", "yolor-csp", "yolor-w6", "yolov4-csp"} <= set(
+        models_tool.PAIRS
+    )
+    for train_cfg, deploy_cfg in models_tool.PAIRS.values():
+        assert (train_cfg or deploy_cfg).startswith("cfg/") and (train_cfg or deploy_cfg).endswith(".yaml")
+
+
+def test_a_folder_without_the_official_models_is_refused_clearly(models_tool, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="not a checkout of the official YOLOv7 code"):
+        models_tool.import_official_model(tmp_path)
+    assert "models.yolo" not in sys.modules
+
+
+def test_relative_difference(models_tool) -> None:
+    b = torch.tensor([[1.0, -4.0], [2.0, 0.5]])
+    assert models_tool.relative_difference(b.clone(), b) == 0.0
+    assert models_tool.relative_difference(b + torch.tensor([[0.0, 0.0], [0.0, 0.02]]), b) == pytest.approx(
+        0.005
+    )
+    assert models_tool.relative_difference(b[:1], b) == float("inf")
