@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -94,3 +95,75 @@ def test_relative_difference(models_tool) -> None:
         0.005
     )
     assert models_tool.relative_difference(b[:1], b) == float("inf")
+
+
+# -- benchmarks/compare_official_val.py ---------------------------------------------------------------
+VAL_SCRIPT = SCRIPT.with_name("compare_official_val.py")
+
+
+@pytest.fixture(scope="module")
+def val_tool():
+    spec = importlib.util.spec_from_file_location("compare_official_val", VAL_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_printed_metric_rows_are_read_back_and_ours_are_printed_alike(val_tool) -> None:
+    # test.py prints each row as '%20s' + '%12i' * 2 + '%12.3g' * 4 (names may contain spaces)
+    lines = [
+        "               Class      Images      Labels           P           R      mAP@.5  mAP@.5:.95",
+        ("%20s" + "%12i" * 2 + "%12.3g" * 4) % ("all", 500, 2098, 0.62444, 0.63655, 0.65489, 0.39989),
+        ("%20s" + "%12i" * 2 + "%12.3g" * 4) % ("traffic light", 500, 251, 0.5296, 0.69323, 0.0, 1.0),
+        "Speed: 15.5/5.3/20.9 ms inference/NMS/total per 320x320 image at batch-size 32",
+    ]
+    rows = val_tool.official_rows("\n".join(lines), ["traffic light", "car"])
+    assert rows == {
+        "all": ("500", "2098", "0.624", "0.637", "0.655", "0.4"),
+        "traffic light": ("500", "251", "0.53", "0.693", "0", "1"),
+    }
+    record = {
+        "images": 500, "labels": 2098, "precision": 0.62444, "recall": 0.63655, "map50": 0.65489,
+        "map": 0.39989,
+        "per_class": [{"name": "traffic light", "labels": 251, "precision": 0.5296, "recall": 0.69323,
+                       "ap50": 0.0, "ap": 1.0}],
+    }  # fmt: skip
+    assert val_tool.our_rows(record) == rows
+
+
+def test_detections_are_keyed_as_test_py_keys_them(val_tool, tmp_path: Path) -> None:
+    coco = {
+        "images": [{"id": 7, "file_name": "000012.jpg"}, {"id": 8, "file_name": "street.png"}],
+        "categories": [{"id": 5, "name": "b"}, {"id": 2, "name": "a"}],  # class order: by id
+    }
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    ours = [
+        {"image_id": 7, "category_id": 5, "bbox": [1, 2, 3, 4], "score": 0.5},
+        {"image_id": 8, "category_id": 2, "bbox": [5, 6, 7, 8], "score": 0.25},
+        {"image_id": 7, "category_id": 2, "bbox": [0, 0, 1, 1], "score": 0.125},
+    ]
+    theirs = [
+        {"image_id": 12, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5},
+        {"image_id": "street", "category_id": 0, "bbox": [5, 6, 7, 8], "score": 0.25},
+        {"image_id": 12, "category_id": 0, "bbox": [0, 0, 1, 1], "score": 0.125},
+    ]
+    (tmp_path / "ours.json").write_text(json.dumps(ours))
+    (tmp_path / "theirs.json").write_text(json.dumps(theirs))
+    a = val_tool.detections_by_image(tmp_path / "theirs.json")
+    b = val_tool.detections_by_image(tmp_path / "ours.json", str(tmp_path / "coco.json"))
+    assert a == b == {12: [(1, 1, 2, 3, 4, 0.5), (0, 0, 0, 1, 1, 0.125)], "street": [(0, 5, 6, 7, 8, 0.25)]}
+    assert val_tool.compare_detections(a, b) == (2, 2, 3)
+    b[12].reverse()  # the same detections in another order are not identical lists
+    assert val_tool.compare_detections(a, b) == (2, 1, 3)
+
+
+def test_the_split_is_linked_not_copied_and_a_list_file_is_refused(val_tool, tmp_path: Path) -> None:
+    (tmp_path / "d" / "images" / "val").mkdir(parents=True)
+    (tmp_path / "d" / "labels" / "val").mkdir(parents=True)
+    (tmp_path / "d" / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    link = val_tool.scratch_split(tmp_path / "d" / "images" / "val", tmp_path / "scratch")
+    assert link == tmp_path / "scratch" / "images" / "val" and link.is_symlink()
+    assert (tmp_path / "scratch" / "labels" / "val" / "a.txt").read_text() == "0 0.5 0.5 0.1 0.1\n"
+    (tmp_path / "list.txt").write_text("images/val/a.jpg\n")
+    with pytest.raises(SystemExit, match="one image folder"):
+        val_tool.scratch_split(tmp_path / "list.txt", tmp_path / "scratch2")
