@@ -12,7 +12,9 @@ benchmarks/bench_loss.py. For each setting it prints
 - the positives of every head (image, anchor, gj, gi, matched target) from the official `build_targets`
   next to ours, compared as sorted lists per level (a cell can be a positive more than once; the
   listing order differs by design);
-- the loss items [box, obj, cls, total] of both and their largest relative difference;
+- the loss items [box, obj, cls, total] of both and their largest relative difference, and the
+  gradients of both losses with respect to every prediction map (ours reads the maps through a
+  hand-written backward, `yolov7lib.loss.maps`);
 - where they differ, the same again with the official torch.topk's ties broken towards the earlier
   candidate, as ours are (see `_StableTopk`);
 - the time of one loss step (median of interleaved runs) of ours, of the per-image oracle of the
@@ -220,6 +222,12 @@ def compare(name: str, official: types.ModuleType, repeats: int, real: bool) -> 
             h: official_positives(theirs, maps, targets, imgs, head.nl, h == "auxiliary ") for h in labels
         }
 
+    def gradients(fn: Any) -> list[torch.Tensor]:
+        """d(loss)/d(maps) through `fn(maps) -> (loss, items)`."""
+        leaves = [m.detach().requires_grad_() for m in maps]
+        fn(leaves)[0].sum().backward()
+        return [leaf.grad for leaf in leaves]
+
     def report(tie_note: str) -> bool:
         same = True
         for h, theirs_h in official_labels().items():
@@ -232,7 +240,12 @@ def compare(name: str, official: types.ModuleType, repeats: int, real: bool) -> 
         print(f"  loss items [box, obj, cls, total] ours     {[f'{x:.8f}' for x in a.tolist()]}")
         print(f"                                    official {[f'{x:.8f}' for x in b.tolist()]}")
         print(f"  largest relative difference {rel:.1e}{tie_note}")
-        return same and rel < 1e-5
+        g_ours = gradients(lambda m: ours(m, targets, imgs))
+        g_theirs = gradients(lambda m: theirs(m, targets) if plain else theirs(m, targets, imgs))
+        scale = max(g.abs().max().item() for g in g_theirs)
+        g_rel = max((a - b).abs().max().item() for a, b in zip(g_ours, g_theirs, strict=True)) / scale
+        print(f"  gradients of the loss w.r.t. every map: largest difference / largest gradient {g_rel:.1e}")
+        return same and rel < 1e-5 and g_rel < 1e-5
 
     same = report("")
     if not same and not plain:  # try again with torch.topk's ties broken as ours are
