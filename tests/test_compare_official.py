@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_assign_oracle import oracle_config
@@ -167,3 +168,60 @@ def test_the_split_is_linked_not_copied_and_a_list_file_is_refused(val_tool, tmp
     (tmp_path / "list.txt").write_text("images/val/a.jpg\n")
     with pytest.raises(SystemExit, match="one image folder"):
         val_tool.scratch_split(tmp_path / "list.txt", tmp_path / "scratch2")
+
+
+# -- benchmarks/compare_official_augment.py -----------------------------------------------------------
+AUGMENT_SCRIPT = SCRIPT.with_name("compare_official_augment.py")
+
+
+@pytest.fixture(scope="module")
+def augment_tool():
+    spec = importlib.util.spec_from_file_location("compare_official_augment", AUGMENT_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recorded_draws_replay_in_order_and_a_different_range_is_caught(augment_tool) -> None:
+    recorder = augment_tool.Recorder(seed=3)
+    values = [recorder.uniform(-1.0, 1.0), recorder.uniform(0.4, 0.6)]
+    assert values == [v for _, _, v in recorder.draws] and recorder.randint(0, 5) in range(6)
+    replay = augment_tool.Replay(recorder.draws)
+    assert [replay.uniform(-1.0, 1.0), replay.uniform(0.4, 0.6)] == values
+    with pytest.raises(AssertionError, match="more numbers"):
+        replay.uniform(0.0, 1.0)
+    with pytest.raises(
+        AssertionError, match=r"draws from \[0.3, 0.7\] where the official draws from \[0.4, 0.6\]"
+    ):
+        augment_tool.Replay(recorder.draws[1:]).uniform(0.3, 0.7)
+    with pytest.raises(AssertionError, match="draws 2 numbers"):
+        augment_tool.Replay([(-1, 1, [0.1, 0.2, 0.3])]).uniform(-1, 1, 2)
+
+
+def test_replayed_draws_reproduce_our_own_random_perspective(augment_tool) -> None:
+    """A replay of the draws our function made with a real generator gives the same warp and boxes."""
+    from yolov7lib.data import augment
+
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    targets = augment_tool.random_boxes(rng, 6, 90, 60)
+    seen: list = []
+
+    class Spy:
+        def uniform(self, low, high, size=None):
+            value = rng.uniform(low, high, size)
+            seen.append((low, high, value))
+            return value
+
+    kwargs = dict(degrees=10.0, translate=0.2, scale=0.5, shear=2.0, perspective=0.0005, border=(0, 0))
+    img_a, t_a = augment.random_perspective(img.copy(), targets.copy(), rng=Spy(), **kwargs)
+    img_b, t_b = augment.random_perspective(
+        img.copy(), targets.copy(), rng=augment_tool.Replay(seen), **kwargs
+    )
+    assert len(seen) == 8 and np.array_equal(img_a, img_b) and np.array_equal(t_a, t_b)
+    assert not np.array_equal(img_a, img)  # the warp did something
+
+
+def test_a_folder_without_the_official_datasets_module_is_refused(augment_tool, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="not a checkout of the official YOLOv7 code"):
+        augment_tool.import_official_datasets(tmp_path)
