@@ -7,7 +7,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install test test-fast lint repro ablations clean-venv
+.PHONY: help install test test-fast lint repro ablations compare-official clean-venv
 
 help:
 	@echo "make repro      run the DVC pipeline (dvc repro) on the embedded default profile"
@@ -15,6 +15,8 @@ help:
 	@echo "make test       run the whole test suite: unit tests and nbval notebook tests"
 	@echo "make test-fast  the suite without tests marked slow"
 	@echo "make lint       ruff check and ruff format --check"
+	@echo "make compare-official OFFICIAL=DIR   models, loss, augmentation and val against a checkout"
+	@echo "                of the official code (needs its requirements; after make repro for val)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +44,15 @@ repro: $(STAMP)
 ablations: $(STAMP)
 	$(BIN)/dvc repro --force --single-item --glob 'ablation@*'
 	$(BIN)/dvc repro
+
+# Checks against the official code (README, Development). OFFICIAL: a checkout of WongKinYiu/yolov7.
+compare-official: $(STAMP)
+	@test -n "$(OFFICIAL)" || { echo "usage: make compare-official OFFICIAL=/path/to/yolov7"; exit 2; }
+	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_models.py --official $(OFFICIAL)
+	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_loss.py --official $(OFFICIAL) --real-models
+	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_augment.py --official $(OFFICIAL)
+	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_val.py --official $(OFFICIAL) \
+		--weights runs/train/cpu/weights/best.pt --data data/shapes/data.yaml --img 320
 
 clean-venv:
 	rm -rf $(VENV)
