@@ -18,7 +18,6 @@ checkout you name and runs its functions and ours on the same random images and 
 from __future__ import annotations
 
 import argparse
-import importlib
 import random
 import sys
 import types
@@ -26,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from official_checkout import import_official
 
 from yolov7lib.data import augment as ours
 
@@ -66,22 +68,7 @@ class Replay:
 
 def import_official_datasets(root: Path) -> Any:
     """The official `utils.datasets` of the checkout at `root`, or SystemExit saying what is missing."""
-    if not (root / "utils" / "datasets.py").is_file():
-        raise SystemExit(
-            f"{root} is not a checkout of the official YOLOv7 code (expected utils/datasets.py); "
-            "clone https://github.com/WongKinYiu/yolov7 and pass its folder"
-        )
-    clash = [m for m in ("utils", "models") if m in sys.modules]
-    if clash:
-        raise SystemExit(f"modules named {clash} are already imported; run the script in a fresh process")
-    sys.path.insert(0, str(root))
-    try:
-        return importlib.import_module("utils.datasets")
-    except ImportError as err:
-        raise SystemExit(
-            f"the official utils/datasets.py does not import here ({err}); "
-            "install the checkout's requirements.txt"
-        ) from err
+    return import_official(root, "utils.datasets", ("utils/datasets.py",))
 
 
 def random_image(rng: np.random.Generator, max_side: int = 200) -> np.ndarray:

@@ -41,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_loss import SETTINGS, predictions, random_targets
+from official_checkout import check_checkout, import_official
 from test_assign_oracle import oracle_config, oracle_loss
 
 from yolov7lib.configs import load_hyp
@@ -75,14 +76,7 @@ class _StableTopk(types.ModuleType):
 
 def import_official_loss(root: Path) -> types.ModuleType:
     """`utils.loss` of the official checkout at `root`, or SystemExit with what is missing."""
-    if not (root / "utils" / "loss.py").is_file() or not (root / "models" / "yolo.py").is_file():
-        raise SystemExit(
-            f"{root} is not a checkout of the official YOLOv7 code (expected utils/loss.py and "
-            "models/yolo.py); clone https://github.com/WongKinYiu/yolov7 and pass its folder"
-        )
-    clash = [m for m in ("utils", "models") if m in sys.modules]
-    if clash:
-        raise SystemExit(f"modules named {clash} are already imported; run the script in a fresh process")
+    root = check_checkout(root, ("utils/loss.py", "models/yolo.py"))
     try:
         importlib.import_module("cv2")
     except ImportError:
@@ -90,11 +84,7 @@ def import_official_loss(root: Path) -> types.ModuleType:
         stand_in = types.ModuleType("cv2")
         stand_in.setNumThreads = lambda n: None  # type: ignore[attr-defined]
         sys.modules["cv2"] = stand_in
-    sys.path.insert(0, str(root))
-    try:
-        return importlib.import_module("utils.loss")
-    except ImportError as err:
-        raise SystemExit(f"the official utils/loss.py does not import here: {err}") from err
+    return import_official(root, "utils.loss", ("utils/loss.py", "models/yolo.py"))
 
 
 class _OfficialModelShim(torch.nn.Module):

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import importlib
 import io
 import logging
 import sys
@@ -37,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from official_checkout import import_official
 
 from yolov7lib.models import create_model, load_official, randomize_batchnorm, reparameterize
 
@@ -55,22 +57,7 @@ PAIRS: dict[str, tuple[str | None, str | None]] = {
 
 def import_official_model(root: Path) -> Any:
     """The official `models.yolo` module of the checkout at `root`, or SystemExit with what is missing."""
-    if not (root / "models" / "yolo.py").is_file() or not (root / "cfg" / "training").is_dir():
-        raise SystemExit(
-            f"{root} is not a checkout of the official YOLOv7 code (expected models/yolo.py and "
-            "cfg/training/); clone https://github.com/WongKinYiu/yolov7 and pass its folder"
-        )
-    clash = [m for m in ("utils", "models") if m in sys.modules]
-    if clash:
-        raise SystemExit(f"modules named {clash} are already imported; run the script in a fresh process")
-    sys.path.insert(0, str(root))
-    try:
-        return importlib.import_module("models.yolo")
-    except ImportError as err:
-        raise SystemExit(
-            f"the official models/yolo.py does not import here ({err}); "
-            "install the checkout's requirements.txt"
-        ) from err
+    return import_official(root, "models.yolo", ("models/yolo.py", "cfg/training"))
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:

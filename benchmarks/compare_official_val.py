@@ -45,6 +45,9 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from official_checkout import check_checkout
+
 from yolov7lib.data.formats import img2label_path, load_data_config, read_coco_categories
 from yolov7lib.engine.val import ValOptions, run_val
 from yolov7lib.engine.weights import load_model
@@ -154,11 +157,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    root = args.official.resolve()
-    if not (root / "test.py").is_file() or not (root / "models" / "yolo.py").is_file():
-        raise SystemExit(
-            f"{root} is not a checkout of the official YOLOv7 code (expected test.py, models/yolo.py)"
-        )
+    root = check_checkout(args.official, ("test.py", "models/yolo.py"))
     data = load_data_config(args.data)
     splits = data.splits.get(args.task)
     if splits is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,20 @@ from test_assign_oracle import oracle_config
 
 from yolov7lib.configs import load_hyp
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_official_loss.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str) -> types.ModuleType:
+    """A benchmarks/ script as a module (it is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("compare_official_loss", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("compare_official_loss")
 
 
 def test_a_folder_that_is_not_the_official_code_is_refused_clearly(tool, tmp_path: Path) -> None:
@@ -59,15 +65,9 @@ def test_official_hyp_scales_the_gains_as_the_oracle(tool, profile: str, nl: int
 
 
 # -- benchmarks/compare_official_models.py ------------------------------------------------------------
-MODELS_SCRIPT = SCRIPT.with_name("compare_official_models.py")
-
-
 @pytest.fixture(scope="module")
 def models_tool():
-    spec = importlib.util.spec_from_file_location("compare_official_models", MODELS_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("compare_official_models")
 
 
 def test_every_paper_model_with_an_official_cfg_is_compared(models_tool) -> None:
@@ -99,15 +99,9 @@ def test_relative_difference(models_tool) -> None:
 
 
 # -- benchmarks/compare_official_val.py ---------------------------------------------------------------
-VAL_SCRIPT = SCRIPT.with_name("compare_official_val.py")
-
-
 @pytest.fixture(scope="module")
 def val_tool():
-    spec = importlib.util.spec_from_file_location("compare_official_val", VAL_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("compare_official_val")
 
 
 def test_the_printed_metric_rows_are_read_back_and_ours_are_printed_alike(val_tool) -> None:
@@ -171,15 +165,9 @@ def test_the_split_is_linked_not_copied_and_a_list_file_is_refused(val_tool, tmp
 
 
 # -- benchmarks/compare_official_augment.py -----------------------------------------------------------
-AUGMENT_SCRIPT = SCRIPT.with_name("compare_official_augment.py")
-
-
 @pytest.fixture(scope="module")
 def augment_tool():
-    spec = importlib.util.spec_from_file_location("compare_official_augment", AUGMENT_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("compare_official_augment")
 
 
 def test_recorded_draws_replay_in_order_and_a_different_range_is_caught(augment_tool) -> None:
