@@ -32,7 +32,6 @@ import statistics
 import sys
 import time
 import types
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +39,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from bench_loss import SETTINGS, predictions, random_targets
+from bench_loss import SETTINGS, interleaved_times, predictions, random_targets
 from official_checkout import check_checkout, import_official
 from test_assign_oracle import oracle_config, oracle_loss
 
 from yolov7lib.configs import load_hyp
 from yolov7lib.loss import build_loss
+from yolov7lib.loss.criterion import scaled_gains
 
 # The settings of bench_loss, and the plain YOLOv5-style assignment (loss_ota 0) on the tiny setting.
 COMPARISONS = {name: (name, {}) for name in SETTINGS} | {
@@ -74,9 +74,12 @@ class _StableTopk(types.ModuleType):
         return torch.return_types.topk((x.gather(dim, order), order))
 
 
+OFFICIAL_FILES = ("utils/loss.py", "models/yolo.py")
+
+
 def import_official_loss(root: Path) -> types.ModuleType:
     """`utils.loss` of the official checkout at `root`, or SystemExit with what is missing."""
-    root = check_checkout(root, ("utils/loss.py", "models/yolo.py"))
+    root = check_checkout(root, OFFICIAL_FILES)  # a wrong folder is refused before any stand-in is made
     try:
         importlib.import_module("cv2")
     except ImportError:
@@ -84,7 +87,7 @@ def import_official_loss(root: Path) -> types.ModuleType:
         stand_in = types.ModuleType("cv2")
         stand_in.setNumThreads = lambda n: None  # type: ignore[attr-defined]
         sys.modules["cv2"] = stand_in
-    return import_official(root, "utils.loss", ("utils/loss.py", "models/yolo.py"))
+    return import_official(root, "utils.loss", OFFICIAL_FILES)
 
 
 class _OfficialModelShim(torch.nn.Module):
@@ -104,11 +107,7 @@ class _OfficialModelShim(torch.nn.Module):
 
 def official_hyp(hyp: dict[str, Any], nl: int, nc: int, img: int) -> dict[str, Any]:
     """The hyperparameters as the official train.py hands them to the loss (gains scaled)."""
-    out = dict(hyp)
-    out["box"] *= 3.0 / nl
-    out["cls"] *= nc / 80.0 * 3.0 / nl
-    out["obj"] *= (img / 640) ** 2 * 3.0 / nl
-    return out
+    return dict(hyp) | scaled_gains(hyp, nl, nc, img)
 
 
 def _check_supported(hyp: dict[str, Any], aux: bool) -> None:
@@ -153,19 +152,6 @@ def our_positives(loss_fn: Any, maps: list[torch.Tensor], targets: torch.Tensor,
         else [sorted(zip(*(f.tolist() for f in lv), strict=True)) for lv in lab.positives()]
         for lab in loss_fn.assign(maps, targets, imgs)
     ]
-
-
-def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each function, run in turn so that load changes hit all alike."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def compare(name: str, official: types.ModuleType, repeats: int, real: bool) -> bool:
@@ -247,7 +233,7 @@ def compare(name: str, official: types.ModuleType, repeats: int, real: bool) -> 
 
     fns = {"ours": run_ours, "official": run_official}
     fns["oracle"] = lambda: oracle_loss(cfg, head, maps, targets, (img, img))
-    t = median_times(fns, repeats)
+    t = {k: statistics.median(v) for k, v in interleaved_times(fns, repeats, time.perf_counter).items()}
     print(
         f"  one loss step, median ms: ours {t['ours'] * 1e3:.1f}, per-image oracle {t['oracle'] * 1e3:.1f}, "
         f"official {t['official'] * 1e3:.1f}; official / ours {t['official'] / t['ours']:.1f}x, "
