@@ -48,8 +48,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from official_checkout import check_checkout
 
-from yolov7lib.data.formats import img2label_path, load_data_config, read_coco_categories
-from yolov7lib.engine.val import ValOptions, run_val
+from yolov7lib.data.formats import img2label_path, load_data_config
+from yolov7lib.engine.val import ValOptions, _category_ids, run_val
 from yolov7lib.engine.weights import load_model
 
 # Runs inside the official checkout: build the model, save the official checkpoint, run test.py.
@@ -101,15 +101,19 @@ def our_rows(record: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     return rows
 
 
-def detections_by_image(path: Path, coco_json: str | None = None) -> dict[Any, list[tuple]]:
+def detections_by_image(
+    path: Path, coco_json: str | None = None, category_ids: list[int] | None = None
+) -> dict[Any, list[tuple]]:
     """COCO-style predictions json -> image -> [(class, *bbox, score)] in file order, named as test.py
     names them: the file stem (an int where numeric) and the class index. `coco_json` maps COCO image
-    ids back to file names and category ids back to class indices (as yolov7 val maps them)."""
-    stems, classes = {}, {}
+    ids back to file names, `category_ids` (class index -> category id, as yolov7 val wrote them) maps
+    category ids back to class indices."""
+    stems = {}
     if coco_json:
-        doc = json.loads(Path(coco_json).read_text())
-        stems = {im["id"]: Path(im["file_name"]).stem for im in doc["images"]}
-        classes = {c["id"]: i for i, c in enumerate(read_coco_categories(coco_json))}
+        stems = {
+            im["id"]: Path(im["file_name"]).stem for im in json.loads(Path(coco_json).read_text())["images"]
+        }
+    classes = {cid: i for i, cid in enumerate(category_ids or [])}
     out: dict[Any, list[tuple]] = defaultdict(list)
     for d in json.loads(path.read_text()):
         image = stems.get(d["image_id"], d["image_id"])
@@ -201,21 +205,21 @@ def main() -> None:
             project=str(tmp / "ours"), name="exp", progress=False,
         )  # fmt: skip
         _, record = run_val(options)
+        coco_json = record["coco_annotations"]
         t_ours = time.perf_counter() - t0
         ours_rows = our_rows(record)
         n_images, same, n_det = compare_detections(
             detections_by_image(tmp / "official" / "exp" / "official_predictions.json"),
-            detections_by_image(Path(record["predictions"]), record["coco_annotations"]),
+            detections_by_image(Path(record["predictions"]), coco_json, _category_ids(data, coco_json)),
         )
 
-    print(f"{'':20s} {'official test.py':^44s}   {'yolov7 val':^44s}")
     header = ("images", "labels", "P", "R", "mAP@.5", "mAP@.5:.95")
-    print(f"{'class':20s} " + "".join(f"{h:>11s}" for h in header))
+    print(f"{'class':20s} {'by':>16s}" + "".join(f"{h:>11s}" for h in header))
     differing = []
     for name in ["all", *data.names]:
         a, b = theirs_rows.get(name), ours_rows.get(name)
-        print(f"{name:20s} " + "".join(f"{v:>11s}" for v in a or ("-",) * 6))
-        print(f"{'':20s} " + "".join(f"{v:>11s}" for v in b or ("-",) * 6))
+        print(f"{name:20s} {'official test.py':>16s}" + "".join(f"{v:>11s}" for v in a or ("-",) * 6))
+        print(f"{'':20s} {'yolov7 val':>16s}" + "".join(f"{v:>11s}" for v in b or ("-",) * 6))
         if a != b:
             differing.append(name)
     print(f"detections: {n_det} in {n_images} images; identical (in order, to the json rounding): {same}")
