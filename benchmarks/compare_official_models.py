@@ -100,7 +100,7 @@ def _same_keys(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 def compare(name: str, official: Any, root: Path, img: int) -> list[tuple[str, str, float]]:
-    """Rows (check, what was seen, largest relative difference; nan where nothing is compared)."""
+    """Rows (check, what was seen, largest relative difference; inf where the two cannot be compared)."""
     train_cfg, deploy_cfg = PAIRS[name]
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, img, img, generator=gen)
@@ -146,9 +146,8 @@ def compare(name: str, official: Any, root: Path, img: int) -> list[tuple[str, s
             diff = relative_difference(_detections(loaded, x), want)
             rows.append(("official checkpoint -> load_official", "fp16 weights", diff))
 
-    if (
-        deploy_cfg is not None
-    ):  # the official deploy graph, fused as its detect.py fuses it, holds our weights
+    # the official deploy graph, fused as its detect.py fuses it, holds our weights
+    if deploy_cfg is not None:
         torch.manual_seed(0)
         theirs_deploy = _quiet(official.Model, str(root / deploy_cfg))
         randomize_batchnorm(theirs_deploy, seed=1)
