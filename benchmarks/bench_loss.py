@@ -1,6 +1,7 @@
 """Time one loss step (label assignment + loss) batched vs the per-image oracle of the tests.
 
     PYTHONPATH=$PWD python benchmarks/bench_loss.py [--repeats 15] [--threads 1] [--real-models] [--batch N]
+                                                   [--parts]
 
 The two settings of issue 5: yolov7-tiny at 320 px, batch 16, 8 objects per image (lead head only,
 SimOTA with top-10) and yolov7-w6 at 640 px, batch 4, 8 objects per image (lead + auxiliary head,
@@ -17,6 +18,10 @@ The batched times cover the whole training-step loss: input checks, both assignm
 `--batch N` replaces the settings' batch sizes, to see how the ratio changes with the batch: the
 oracle's loop runs once per image, while the batched form's cost per image is mostly the objectness
 term over every cell, which both pay.
+`--parts` also times the pieces of each form on the same inputs: the assignment, the loss terms given
+the labels, and within those the objectness of every cell against 0 (the one part that reads every cell
+of every map: memory-bound, and paid by both forms), and prints what a 10x ratio would leave for the
+rest of the batched step.
 """
 
 from __future__ import annotations
@@ -28,14 +33,25 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_assign_oracle import FakeHead, oracle_config, oracle_loss
+from test_assign_oracle import (
+    FakeHead,
+    OracleConfig,
+    _bce_mean,
+    oracle_assign,
+    oracle_config,
+    oracle_head_terms,
+    oracle_loss,
+)
 
 from yolov7lib.configs import load_hyp
-from yolov7lib.loss import build_loss
+from yolov7lib.loss import YOLOv7Loss, build_loss
+from yolov7lib.loss.maps import read_maps
 
 SETTINGS = {
     # name: (P6 head with auxiliary maps, image size, batch, objects per image, hyp profile, model name)
@@ -91,7 +107,72 @@ def interleaved_times(
     return times
 
 
-def bench(name: str, repeats: int, real: bool, batch_size: int | None = None) -> None:
+def objectness_term(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Per map, the batched loss's objectness BCE of every cell against 0, summed, read as the loss reads
+    it: the part of its step that touches every cell. Plain BCE (softplus), as the settings' hyps have it
+    (no focal loss); the tests check it against the loss's own term."""
+    logits, _ = read_maps(maps, [torch.empty(0, dtype=torch.long)] * len(maps))
+    return torch.stack([d.sum() for d in F.softplus(logits).split([m[..., 4].numel() for m in maps])])
+
+
+def oracle_objectness_term(maps: list[torch.Tensor], obj_pw: float, fl_gamma: float) -> torch.Tensor:
+    """Per map, the oracle's objectness BCE of every cell against an all-zero target map, as a mean."""
+    return torch.stack([_bce_mean(p[..., 4], torch.zeros_like(p[..., 4]), obj_pw, fl_gamma) for p in maps])
+
+
+def part_functions(
+    loss_fn: YOLOv7Loss,
+    cfg: OracleConfig,
+    head: Any,
+    maps: list[torch.Tensor],
+    targets: torch.Tensor,
+    imgs: torch.Tensor,
+) -> dict[str, Callable[[], object]]:
+    """The pieces of one loss step of both forms, each a no-argument function over the same inputs."""
+    nl, img_hw = int(head.nl), (int(imgs.shape[-2]), int(imgs.shape[-1]))
+    lead_labels, aux_labels = loss_fn.assign(maps, targets, imgs)
+    heads = [(maps[:nl], lead_labels, True)]
+    if aux_labels is not None:
+        heads.append((maps[nl:], aux_labels, loss_fn.assigner(True).config.aux_constrained))
+    o_lead, o_aux = oracle_assign(cfg, head, maps, targets, img_hw)
+
+    def oracle_terms() -> None:
+        oracle_head_terms(cfg, head, maps[:nl], o_lead, targets, True)
+        if o_aux is not None:
+            oracle_head_terms(cfg, head, maps[nl:], o_aux, targets, cfg.aux_constrained)
+
+    return {
+        "assignment": lambda: loss_fn.assign(maps, targets, imgs),
+        "terms": lambda: loss_fn.heads_terms(heads, targets),
+        "objectness": lambda: objectness_term(maps),
+        "oracle assignment": lambda: oracle_assign(cfg, head, maps, targets, img_hw),
+        "oracle terms": oracle_terms,
+        "oracle objectness": lambda: oracle_objectness_term(maps, cfg.obj_pw, cfg.fl_gamma),
+    }
+
+
+def print_parts(times: dict[str, list[float]]) -> None:
+    """Median wall times of the whole steps and their pieces beside each other, and what a 10x ratio
+    would leave for the batched step's work besides the objectness term."""
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    batched, oracle = med["batched"], med["oracle"]
+    print("  where the time goes (wall ms, median)        batched   oracle")
+    for key, label in (
+        ("", "whole step (run again beside the pieces)"),
+        ("assignment", "assignment (candidates + matching)     "),
+        ("terms", "loss terms given the labels            "),
+        ("objectness", "  of which objectness of every cell    "),
+    ):
+        print(f"  {label} {med[key or 'batched']:9.1f} {med[('oracle ' + key).strip()]:8.1f}")
+    budget = oracle / 10
+    print(
+        f"  10x needs the batched step at <= {budget:.1f} ms; its objectness term alone takes "
+        f"{med['objectness']:.1f} ms, leaving {budget - med['objectness']:.1f} ms for everything else "
+        f"(now {batched - med['objectness']:.1f} ms)"
+    )
+
+
+def bench(name: str, repeats: int, real: bool, batch_size: int | None = None, parts: bool = False) -> None:
     aux, img, batch, per_image, profile, model_name = SETTINGS[name]
     batch = batch_size or batch
     gen = torch.Generator().manual_seed(0)
@@ -134,6 +215,14 @@ def bench(name: str, repeats: int, real: bool, batch_size: int | None = None) ->
             f"ratio of minima {min(t['oracle']) / min(t['batched']):.1f}x"
         )
     print(f"  largest relative difference of the loss items: {diff:.1e}")
+    if parts:
+        with torch.no_grad():  # the whole steps again, in the same run as their pieces
+            pieces = part_functions(loss_fn, cfg, head, maps, targets, imgs)
+            print_parts(
+                interleaved_times(
+                    {"batched": batched, "oracle": oracle, **pieces}, repeats, time.perf_counter
+                )
+            )
     print(f"  load average after: {_load()}")
 
 
@@ -148,11 +237,12 @@ def main() -> None:
     parser.add_argument("--real-models", action="store_true", help="use create_model outputs if available")
     parser.add_argument("--only", choices=list(SETTINGS), help="run one setting")
     parser.add_argument("--batch", type=int, help="batch size for every setting (default: the setting's)")
+    parser.add_argument("--parts", action="store_true", help="also time the pieces of each form")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     for name in [args.only] if args.only else SETTINGS:
-        bench(name, args.repeats, args.real_models, args.batch)
+        bench(name, args.repeats, args.real_models, args.batch, args.parts)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""benchmarks/bench_loss.py --parts: the pieces it times are the loss's own work.
+
+The script times the objectness term of every cell apart from the rest of each form's step; these tests
+check that what it times computes the term the batched loss and the oracle compute, so that the split
+it prints is a split of the real step.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_assign_oracle import FakeHead, OracleLabels, oracle_config, oracle_head_terms, random_maps
+from test_compare_official import load_script
+
+from yolov7lib.configs import load_hyp
+from yolov7lib.loss import build_loss
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script("bench_loss")
+
+
+@pytest.mark.parametrize("p6", [False, True])
+def test_objectness_term_is_the_loss_term(bench, p6: bool) -> None:
+    """With no targets every level's objectness loss is the dense term alone: the timed piece must give it."""
+    gen = torch.Generator().manual_seed(3)
+    head = FakeHead(p6=p6, nc=80)
+    maps = [m.float() for m in random_maps(head, 2, 256, gen, aux=p6, scale=3.0)]
+    loss_fn = build_loss(head, load_hyp("p6" if p6 else "tiny"), img_size=256)
+    no_targets = torch.zeros(0, 6)
+    lead, aux = loss_fn.assign(maps, no_targets)
+    heads = [(maps[: head.nl], lead, True)] + ([(maps[head.nl :], aux, True)] if aux is not None else [])
+    terms = loss_fn.heads_terms(heads, no_targets)
+    want = torch.cat([t.obj for t in terms])
+    cells = torch.tensor([m[..., 4].numel() for m in maps], dtype=torch.float32)
+    torch.testing.assert_close(bench.objectness_term(maps) / cells, want, rtol=1e-6, atol=0)
+
+
+def test_oracle_objectness_term_is_the_oracle_term(bench) -> None:
+    gen = torch.Generator().manual_seed(4)
+    head = FakeHead(p6=False, nc=80)
+    maps = random_maps(head, 2, 256, gen, scale=3.0)
+    cfg = oracle_config(load_hyp("tiny"), head.nl, head.nc, 256, False)
+    no_labels = OracleLabels(levels=[[] for _ in range(head.nl)])
+    want = torch.stack(
+        [obj for _, obj, _, _ in oracle_head_terms(cfg, head, maps, no_labels, torch.zeros(0, 6), True)]
+    )
+    torch.testing.assert_close(bench.oracle_objectness_term(maps, cfg.obj_pw, cfg.fl_gamma), want)
+
+
+def test_print_parts_budget(bench, capsys: pytest.CaptureFixture[str]) -> None:
+    """The 10x budget is the oracle's median / 10; what it leaves is that minus the objectness term."""
+    ms = 1e-3
+    times = {
+        "batched": [5 * ms, 6 * ms, 7 * ms],
+        "oracle": [40 * ms, 42 * ms, 90 * ms],
+        "assignment": [3 * ms] * 3,
+        "terms": [2 * ms] * 3,
+        "objectness": [1.5 * ms] * 3,
+        "oracle assignment": [36 * ms] * 3,
+        "oracle terms": [5 * ms] * 3,
+        "oracle objectness": [2 * ms] * 3,
+    }
+    bench.print_parts(times)
+    out = capsys.readouterr().out
+    assert "whole step (run again beside the pieces)       6.0     42.0" in out
+    assert "assignment (candidates + matching)            3.0     36.0" in out
+    assert "at <= 4.2 ms" in out and "leaving 2.7 ms" in out and "(now 4.5 ms)" in out
