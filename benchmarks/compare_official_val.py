@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from official_checkout import check_checkout
 
 from yolov7lib.data.formats import img2label_path, load_data_config
-from yolov7lib.engine.val import ValOptions, _category_ids, run_val
+from yolov7lib.engine.val import ValOptions, class_category_ids, run_val
 from yolov7lib.engine.weights import load_model
 
 # Runs inside the official checkout: build the model, save the official checkpoint, run test.py.
@@ -210,7 +210,7 @@ def main() -> None:
         ours_rows = our_rows(record)
         n_images, same, n_det = compare_detections(
             detections_by_image(tmp / "official" / "exp" / "official_predictions.json"),
-            detections_by_image(Path(record["predictions"]), coco_json, _category_ids(data, coco_json)),
+            detections_by_image(Path(record["predictions"]), coco_json, class_category_ids(data, coco_json)),
         )
 
     header = ("images", "labels", "P", "R", "mAP@.5", "mAP@.5:.95")

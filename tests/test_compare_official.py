@@ -147,7 +147,7 @@ def test_detections_are_keyed_as_test_py_keys_them(val_tool, tmp_path: Path) -> 
     a = val_tool.detections_by_image(tmp_path / "theirs.json")
     # the class index -> category id mapping that yolov7 val writes with (here: the json's ids in order)
     data = types.SimpleNamespace(category_ids=None, nc=2, path=tmp_path / "data.yaml")
-    category_ids = val_tool._category_ids(data, tmp_path / "coco.json")
+    category_ids = val_tool.class_category_ids(data, tmp_path / "coco.json")
     assert category_ids == [2, 5]
     b = val_tool.detections_by_image(tmp_path / "ours.json", str(tmp_path / "coco.json"), category_ids)
     assert a == b == {12: [(1, 1, 2, 3, 4, 0.5), (0, 0, 0, 1, 1, 0.125)], "street": [(0, 5, 6, 7, 8, 0.25)]}

@@ -120,12 +120,14 @@ def test_bad_weights_fail_clearly(command, data_yaml, weights, tmp_path: Path, c
 def test_category_ids_follow_the_json_else_cocos_80_to_91_mapping(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from yolov7lib.engine.val import _category_ids
+    from yolov7lib.engine.val import class_category_ids
     from yolov7lib.ops import COCO80_TO_COCO91
 
     coco = SimpleNamespace(category_ids=None, nc=80, path=tmp_path / "coco.yaml")
-    assert _category_ids(coco, None) == list(COCO80_TO_COCO91)  # YOLO-format COCO: the reference's map
-    assert _category_ids(SimpleNamespace(category_ids=None, nc=80, path=tmp_path / "mine.yaml"), None) is None
+    assert class_category_ids(coco, None) == list(COCO80_TO_COCO91)  # YOLO-format COCO: the reference's map
+    mine = SimpleNamespace(category_ids=None, nc=80, path=tmp_path / "mine.yaml")
+    assert class_category_ids(mine, None) is None
     gt = tmp_path / "instances_val.json"
     gt.write_text(json.dumps({"images": [], "categories": [{"id": 9, "name": "b"}, {"id": 4, "name": "a"}]}))
-    assert _category_ids(SimpleNamespace(category_ids=None, nc=2, path=tmp_path / "d.yaml"), gt) == [4, 9]
+    two = SimpleNamespace(category_ids=None, nc=2, path=tmp_path / "d.yaml")
+    assert class_category_ids(two, gt) == [4, 9]

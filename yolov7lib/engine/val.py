@@ -50,7 +50,7 @@ class ValOptions:
     progress: bool = True
 
 
-def _category_ids(data: Any, coco_json: Path | None) -> list[int] | None:
+def class_category_ids(data: Any, coco_json: Path | None) -> list[int] | None:
     """Class index -> COCO category id: the data config's, else the json's categories in id order
     (for COCO: the 80-to-91 mapping), else None (the class index is the id)."""
     if data.category_ids is not None:
@@ -100,7 +100,7 @@ def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
         nc=data.nc, prefix=f"{opts.task}: ", progress=opts.progress,
     )  # fmt: skip
     coco_json = data.json.get(opts.task) or find_coco_annotations(data.splits[opts.task])
-    category_ids = _category_ids(data, coco_json)
+    category_ids = class_category_ids(data, coco_json)
     predictions = run_dir / "predictions.json" if (opts.save_json or coco_json) else None
     names = list(data.names)
     result = evaluate(
