@@ -7,7 +7,6 @@ Training runs go through the `yolov7` command in subprocesses, as users run them
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import torch
 
 from yolov7lib.data import synthesize
 from yolov7lib.engine.checkpoint import load_checkpoint
+from yolov7lib.engine.runs import read_results
 
 IMG = 64
 COMMON = ["--model", "yolov7-tiny", "--img", str(IMG), "--workers", "0", "--seed", "3"]
@@ -66,7 +66,7 @@ def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(data_
     for k, v in a["ema"]["model"].items():
         assert torch.equal(v, b["ema"]["model"][k]), k
     assert a["ema"]["updates"] == b["ema"]["updates"]
-    rows = list(csv.DictReader((tmp_path / "killed" / "results.csv").open()))
+    rows = read_results(tmp_path / "killed" / "results.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # the interrupted epoch is not recorded twice
     # the weights moved between the surviving checkpoint and the end, so the equality is not trivial
     assert any(not torch.equal(v, survivor["model"][k]) for k, v in a["model"].items())
@@ -131,7 +131,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(data_yaml, tmp_p
         train(**opts)
     # the first epoch's files are complete and untouched by the failure
     run = tmp_path / "nan"
-    rows = list(csv.DictReader((run / "results.csv").open()))
+    rows = read_results(run / "results.csv")
     assert [int(r["epoch"]) for r in rows] == [0]
     ckpt = load_checkpoint(run / "weights" / "last.pt")
     assert ckpt["epoch"] == 0
@@ -157,5 +157,5 @@ def test_val_final_only_validates_after_the_last_epoch_only(
           workers=0, project=str(tmp_path), name="v", progress=False, plots=False,
           val_final_only=final_only)  # fmt: skip
     assert calls == ([True] if final_only else [False, False, True])
-    rows = list(csv.DictReader((tmp_path / "v" / "results.csv").open()))
+    rows = read_results(tmp_path / "v" / "results.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # every epoch is still recorded

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
+
+from yolov7lib.engine.runs import read_results
 
 
 def _pyplot():
@@ -20,7 +21,7 @@ def _pyplot():
 def plot_results(results_csv: str | Path, out: str | Path) -> Path:
     """Losses and validation metrics per epoch from a run's results.csv."""
     plt = _pyplot()
-    rows = list(csv.DictReader(Path(results_csv).open()))
+    rows = read_results(results_csv)
     epochs = [int(r["epoch"]) + 1 for r in rows]
     panels = [
         ("box_loss", "box loss"), ("obj_loss", "objectness loss"), ("cls_loss", "classification loss"),

@@ -1,7 +1,9 @@
-"""Run folders (`runs/train/exp`, `runs/val/exp2`, ...): a new folder per run, never a user's reused."""
+"""Run folders (`runs/train/exp`, `runs/val/exp2`, ...): a new folder per run, never a user's reused;
+and the per-epoch table a training run keeps in it (results.csv)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 
@@ -15,3 +17,9 @@ def increment_run_dir(project: str | Path, name: str, exist_ok: bool = False) ->
     while (project / f"{name}{n}").exists():
         n += 1
     return project / f"{name}{n}"
+
+
+def read_results(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a run's results.csv (one per epoch, as written by the trainer), values as text."""
+    with Path(path).open(newline="") as f:
+        return list(csv.DictReader(f))

@@ -44,7 +44,7 @@ from yolov7lib.engine.distributed import (
 from yolov7lib.engine.ema import ModelEMA, unwrap
 from yolov7lib.engine.evaluator import EvalResult, evaluate, find_coco_annotations
 from yolov7lib.engine.optim import Schedule, accumulation_steps, build_optimizer, nominal_batch
-from yolov7lib.engine.runs import increment_run_dir
+from yolov7lib.engine.runs import increment_run_dir, read_results
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ class Trainer:
         path = self.run_dir / "results.csv"
         if not (self.ctx.is_main and path.is_file()):
             return
-        rows = list(csv.DictReader(path.open()))
+        rows = read_results(path)
         kept = [r for r in rows if int(r["epoch"]) <= last_epoch]
         self._write_results(kept)
 
@@ -407,7 +407,7 @@ class Trainer:
             "time_s": round(t, 1),
         }
         path = self.run_dir / "results.csv"
-        rows = list(csv.DictReader(path.open())) if path.is_file() else []
+        rows = read_results(path) if path.is_file() else []
         self._write_results([*rows, row])
         self.log(
             f"epoch {epoch + 1}: P {row['precision']:.3f} R {row['recall']:.3f} "
@@ -449,7 +449,7 @@ class Trainer:
             save_checkpoint(state, self.weights_dir / "best.pt")
 
     def _finish(self, seconds: float) -> dict[str, Any]:
-        rows = list(csv.DictReader((self.run_dir / "results.csv").open()))
+        rows = read_results(self.run_dir / "results.csv")
         best = max(rows, key=lambda r: float(r["fitness"]))
         last = rows[-1]
         metrics = {
