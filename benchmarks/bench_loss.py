@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_assign_oracle import (
     FakeHead,
     OracleConfig,
-    _bce_mean,
+    OracleLabels,
     oracle_assign,
     oracle_config,
     oracle_head_terms,
@@ -115,9 +115,10 @@ def objectness_term(maps: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([d.sum() for d in F.softplus(logits).split([m[..., 4].numel() for m in maps])])
 
 
-def oracle_objectness_term(maps: list[torch.Tensor], obj_pw: float, fl_gamma: float) -> torch.Tensor:
-    """Per map, the oracle's objectness BCE of every cell against an all-zero target map, as a mean."""
-    return torch.stack([_bce_mean(p[..., 4], torch.zeros_like(p[..., 4]), obj_pw, fl_gamma) for p in maps])
+def oracle_objectness_term(cfg: OracleConfig, head: Any, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per map, the oracle's objectness loss with no positives: its target map and BCE over every cell."""
+    no_labels = OracleLabels(levels=[[] for _ in maps])
+    return [obj for _, obj, _, _ in oracle_head_terms(cfg, head, maps, no_labels, torch.zeros(0, 6), True)]
 
 
 def part_functions(
@@ -147,7 +148,7 @@ def part_functions(
         "objectness": lambda: objectness_term(maps),
         "oracle assignment": lambda: oracle_assign(cfg, head, maps, targets, img_hw),
         "oracle terms": oracle_terms,
-        "oracle objectness": lambda: oracle_objectness_term(maps, cfg.obj_pw, cfg.fl_gamma),
+        "oracle objectness": lambda: oracle_objectness_term(cfg, head, maps),
     }
 
 
@@ -157,13 +158,13 @@ def print_parts(times: dict[str, list[float]]) -> None:
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     batched, oracle = med["batched"], med["oracle"]
     print("  where the time goes (wall ms, median)        batched   oracle")
-    for key, label in (
-        ("", "whole step (run again beside the pieces)"),
-        ("assignment", "assignment (candidates + matching)     "),
-        ("terms", "loss terms given the labels            "),
-        ("objectness", "  of which objectness of every cell    "),
+    for label, ours, theirs in (
+        ("whole step (run again beside the pieces)", "batched", "oracle"),
+        ("assignment (candidates + matching)     ", "assignment", "oracle assignment"),
+        ("loss terms given the labels            ", "terms", "oracle terms"),
+        ("  of which objectness of every cell    ", "objectness", "oracle objectness"),
     ):
-        print(f"  {label} {med[key or 'batched']:9.1f} {med[('oracle ' + key).strip()]:8.1f}")
+        print(f"  {label} {med[ours]:9.1f} {med[theirs]:8.1f}")
     budget = oracle / 10
     print(
         f"  10x needs the batched step at <= {budget:.1f} ms; its objectness term alone takes "
