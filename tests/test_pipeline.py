@@ -3,6 +3,7 @@ settings resolve the way the notebooks expect."""
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -110,6 +111,43 @@ def test_every_stage_notebook_exists_or_is_not_in_dvc_yaml() -> None:
     for stage in dvc:
         assert stage in STAGES, stage
         assert (ROOT / "notebooks" / STAGES[stage].notebook).is_file(), stage
+
+
+def _declared_parameters(notebook: Path) -> list[str]:
+    """The names the notebook's `parameters` cell assigns, read with Python's own parser."""
+    cells = json.loads(notebook.read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets]
+
+
+@pytest.mark.parametrize(
+    "notebook",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="comments with '=' in its parameters cell; 02-train.ipynb is a dependency of the 40 "
+                "ablation stages, so its fix waits for the next `make ablations`",
+            ),
+        )
+        if name == "02-train.ipynb"
+        else name
+        for name in sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    ],
+)
+def test_papermill_sees_every_parameter(notebook: str) -> None:
+    """papermill's own reading of the parameters cell (what `papermill --help-notebook` shows and what it
+    checks passed parameters against) finds every parameter the cell assigns; it skips a line with more
+    than one '=', so a comment like `# 0 = whole epochs` hides its parameter and makes every run warn
+    "Passed unknown parameter"."""
+    import papermill
+
+    path = ROOT / "notebooks" / notebook
+    declared = _declared_parameters(path)
+    assert declared, f"{notebook} has an empty parameters cell"
+    assert list(papermill.inspect_notebook(str(path))) == declared
 
 
 @pytest.mark.slow
