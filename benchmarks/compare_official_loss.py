@@ -177,9 +177,13 @@ def compare(name: str, official: types.ModuleType, repeats: int, real: bool) -> 
         with torch.no_grad():
             return ours(maps, targets, imgs)[1]
 
+    def official_loss(m: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The official loss of maps `m` (its plain ComputeLoss takes no images)."""
+        return theirs(m, targets) if plain else theirs(m, targets, imgs)
+
     def run_official() -> torch.Tensor:
         with torch.no_grad():
-            return theirs(maps, targets) if plain else theirs(maps, targets, imgs)
+            return official_loss(maps)
 
     print(
         f"{name}: {img} px, batch {batch}, {per_image} objects/image, loss_ota {hyp['loss_ota']} ({source})"
@@ -217,7 +221,7 @@ def compare(name: str, official: types.ModuleType, repeats: int, real: bool) -> 
         print(f"                                    official {[f'{x:.8f}' for x in b.tolist()]}")
         print(f"  largest relative difference {rel:.1e}{tie_note}")
         g_ours = gradients(lambda m: ours(m, targets, imgs))
-        g_theirs = gradients(lambda m: theirs(m, targets) if plain else theirs(m, targets, imgs))
+        g_theirs = gradients(official_loss)
         scale = max(g.abs().max().item() for g in g_theirs)
         g_rel = max((a - b).abs().max().item() for a, b in zip(g_ours, g_theirs, strict=True)) / scale
         print(f"  gradients of the loss w.r.t. every map: largest difference / largest gradient {g_rel:.1e}")

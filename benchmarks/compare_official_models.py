@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from official_checkout import import_official
 
-from yolov7lib.models import create_model, load_official, randomize_batchnorm, reparameterize
+from yolov7lib.models import count_params, create_model, load_official, randomize_batchnorm, reparameterize
 
 BASELINES = ("yolov3", "yolov3-spp", "yolov4-csp", "r50-csp", "x50-csp", "yolor-csp", "yolor-csp-x")
 BASELINES += ("yolor-p6", "yolor-w6", "yolor-e6", "yolor-d6")
@@ -90,10 +90,6 @@ def _raw_maps(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return list(out)
 
 
-def _params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def _same_keys(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
@@ -111,8 +107,8 @@ def compare(name: str, official: Any, root: Path, img: int) -> list[tuple[str, s
         theirs = _quiet(official.Model, str(root / train_cfg))
         randomize_batchnorm(theirs, seed=1)
         ours = create_model(name)
-        rows.append(("parameters", f"ours {_params(ours):,}, official {_params(theirs):,}",
-                     0.0 if _params(ours) == _params(theirs) else float("inf")))  # fmt: skip
+        rows.append(("parameters", f"ours {count_params(ours):,}, official {count_params(theirs):,}",
+                     0.0 if count_params(ours) == count_params(theirs) else float("inf")))  # fmt: skip
         if not _same_keys(ours, theirs):
             rows.append(("state-dict keys and shapes", "DIFFERENT", float("inf")))
             return rows
@@ -132,7 +128,7 @@ def compare(name: str, official: Any, root: Path, img: int) -> list[tuple[str, s
         rows.append(
             (
                 "fused: official fuse() vs our reparameterize",
-                f"params ours {_params(ours_deploy):,}, official {_params(fused_theirs):,}",
+                f"params ours {count_params(ours_deploy):,}, official {count_params(fused_theirs):,}",
                 relative_difference(_detections(ours_deploy, x), _detections(fused_theirs, x)),
             )
         )
@@ -156,7 +152,7 @@ def compare(name: str, official: Any, root: Path, img: int) -> list[tuple[str, s
             ours_deploy = create_model(name, deploy=True).eval()
             if _same_keys(ours_deploy, theirs_deploy):
                 ours_deploy.load_state_dict(theirs_deploy.state_dict())
-        seen = f"params ours {_params(ours_deploy):,}, official {_params(theirs_deploy):,}"
+        seen = f"params ours {count_params(ours_deploy):,}, official {count_params(theirs_deploy):,}"
         if not _same_keys(ours_deploy, theirs_deploy):
             rows.append(("deploy cfg, fused", seen + ", state-dict keys DIFFERENT", float("inf")))
         else:
