@@ -131,10 +131,7 @@ def part_functions(
 ) -> dict[str, Callable[[], object]]:
     """The pieces of one loss step of both forms, each a no-argument function over the same inputs."""
     nl, img_hw = int(head.nl), (int(imgs.shape[-2]), int(imgs.shape[-1]))
-    lead_labels, aux_labels = loss_fn.assign(maps, targets, imgs)
-    heads = [(maps[:nl], lead_labels, True)]
-    if aux_labels is not None:
-        heads.append((maps[nl:], aux_labels, loss_fn.assigner(True).config.aux_constrained))
+    heads, _ = loss_fn.labelled_heads(maps, targets, imgs)
     o_lead, o_aux = oracle_assign(cfg, head, maps, targets, img_hw)
 
     def oracle_terms() -> None:

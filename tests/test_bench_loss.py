@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from benchmark_scripts import load_script
 from test_assign_oracle import FakeHead, random_maps
-from test_compare_official import load_script
 
 from yolov7lib.configs import load_hyp
 from yolov7lib.loss import build_loss
@@ -29,8 +29,7 @@ def test_objectness_term_is_the_loss_term(bench, p6: bool) -> None:
     maps = [m.float() for m in random_maps(head, 2, 256, gen, aux=p6, scale=3.0)]
     loss_fn = build_loss(head, load_hyp("p6" if p6 else "tiny"), img_size=256)
     no_targets = torch.zeros(0, 6)
-    lead, aux = loss_fn.assign(maps, no_targets)
-    heads = [(maps[: head.nl], lead, True)] + ([(maps[head.nl :], aux, True)] if aux is not None else [])
+    heads, _ = loss_fn.labelled_heads(maps, no_targets)
     terms = loss_fn.heads_terms(heads, no_targets)
     want = torch.cat([t.obj for t in terms])
     cells = torch.tensor([m[..., 4].numel() for m in maps], dtype=torch.float32)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import types
@@ -11,19 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from benchmark_scripts import load_script
 from test_assign_oracle import oracle_config
 
 from yolov7lib.configs import load_hyp
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load_script(name: str) -> types.ModuleType:
-    """A benchmarks/ script as a module (it is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -156,6 +156,29 @@ def test_aux_weight_enters_linearly() -> None:
     torch.testing.assert_close(items[0.0], lead_only)
 
 
+@pytest.mark.parametrize("case", ["p5_simota", "p6_coarse_to_fine", "p6_coarse_to_fine_unconstrained"])
+def test_labelled_heads_weighted_by_hand_give_the_loss(case: str) -> None:
+    """`labelled_heads` (what benchmarks time the terms on) is the loss's own split into heads: its heads'
+    unweighted terms, weighted by hand (head weight, level balance for obj, gains), give the loss items;
+    the auxiliary head carries the Table 7 decoder setting."""
+    head, hyp, maps, targets = _setup(case, seed=11, counts=[5, 0, 9])
+    loss_fn = build_loss(head, hyp, img_size=IMG)
+    heads, weights = loss_fn.labelled_heads(maps, targets)
+    p6 = CASES[case][0]
+    assert len(heads) == len(weights) == (2 if p6 else 1)
+    assert [h[2] for h in heads] == [True] + ([bool(hyp["aux_constraint"])] if p6 else [])
+    assert weights == ((1.0, hyp["aux_weight"]) if p6 else (1.0,))
+    balance = torch.tensor(level_balance(head.nl))
+    terms = loss_fn.heads_terms(heads, targets)
+    by_hand = sum(
+        w * torch.stack((t.box.sum(), (t.obj * balance).sum(), t.cls.sum()))
+        for w, t in zip(weights, terms, strict=True)
+    )
+    gains = scaled_gains(hyp, head.nl, head.nc, IMG)
+    by_hand = by_hand * torch.tensor([gains["box"], gains["obj"], gains["cls"]])
+    torch.testing.assert_close(loss_fn(maps, targets)[1][:3], by_hand)
+
+
 def test_level_balance_follows_the_reference_rule() -> None:
     assert level_balance(3) == (4.0, 1.0, 0.4)
     assert level_balance(4) == (4.0, 1.0, 0.25, 0.06)

@@ -121,22 +121,7 @@ def _declared_parameters(notebook: Path) -> list[str]:
     return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets]
 
 
-@pytest.mark.parametrize(
-    "notebook",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="comments with '=' in its parameters cell; 02-train.ipynb is a dependency of the 40 "
-                "ablation stages, so its fix waits for the next `make ablations`",
-            ),
-        )
-        if name == "02-train.ipynb"
-        else name
-        for name in sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
-    ],
-)
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))
 def test_papermill_sees_every_parameter(notebook: str) -> None:
     """papermill's own reading of the parameters cell (what `papermill --help-notebook` shows and what it
     checks passed parameters against) finds every parameter the cell assigns; it skips a line with more

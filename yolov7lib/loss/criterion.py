@@ -206,6 +206,21 @@ class YOLOv7Loss:
         targets = targets.to(lead[0].device)
         return self.assigner(aux is not None)(lead, targets, self._img_hw(lead, imgs), aux)
 
+    def labelled_heads(
+        self, preds: Sequence[torch.Tensor], targets: torch.Tensor, imgs: torch.Tensor | None = None
+    ) -> tuple[list[tuple[list[torch.Tensor], Assignment, bool]], tuple[float, ...]]:
+        """The heads with their labels, as `heads_terms` takes them, and their weights in the total.
+
+        Returns ([(maps, labels, constrained decoder)], weights): the lead head (weight 1) and, when the
+        assigner labels auxiliary maps, the auxiliary head (weight `aux_weight`, Section 4.2).
+        """
+        lead_labels, aux_labels = self.assign(preds, targets, imgs)
+        heads, weights = [(list(preds[: self.nl]), lead_labels, True)], (1.0,)
+        if aux_labels is not None:
+            heads.append((list(preds[self.nl :]), aux_labels, self.assigner(True).config.aux_constrained))
+            weights = (1.0, self.aux_weight)
+        return heads, weights
+
     def _img_hw(self, lead: list[torch.Tensor], imgs: torch.Tensor | None) -> tuple[int, int]:
         if imgs is not None:
             return int(imgs.shape[-2]), int(imgs.shape[-1])
@@ -365,23 +380,15 @@ class YOLOv7Loss:
     def __call__(
         self, preds: Sequence[torch.Tensor], targets: torch.Tensor, imgs: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        lead, aux = self._split(preds)
-        self._check_targets(targets, lead[0].shape[0])
-        targets = targets.to(lead[0].device)
-        assigner = self.assigner(aux is not None)
-        lead_labels, aux_labels = assigner(lead, targets, self._img_hw(lead, imgs), aux)
-
-        heads = [(lead, lead_labels, True)]
-        weights = (1.0,)
-        if aux is not None and aux_labels is not None:
-            heads.append((aux, aux_labels, assigner.config.aux_constrained))
-            weights = (1.0, self.aux_weight)
+        heads, weights = self.labelled_heads(preds, targets, imgs)
+        first_map = heads[0][0][0]
+        targets = targets.to(first_map.device)
         _, joint = self._joint_terms(heads, targets)
         # Weighted sums over levels and heads: box and cls plain, obj with the level balance; then gains.
         items = (joint * self._term_weights(weights, joint)).sum(1)
         items = items * self._gains(joint)
         loss = items.sum()
-        return loss.reshape(1) * lead[0].shape[0], torch.cat((items, loss[None])).detach()
+        return loss.reshape(1) * first_map.shape[0], torch.cat((items, loss[None])).detach()
 
     def _term_weights(self, head_weights: tuple[float, ...], joint: torch.Tensor) -> torch.Tensor:
         """(3, heads * nl) weights of the joint terms: the head's weight, times the balance for obj."""
