@@ -36,6 +36,16 @@ def test_objectness_term_is_the_loss_term(bench, p6: bool) -> None:
     torch.testing.assert_close(bench.objectness_term(maps) / cells, want, rtol=1e-6, atol=0)
 
 
+def test_objectness_read_reads_the_objectness_column(bench) -> None:
+    """The timed read must touch the objectness logit (column 4) of every cell of every map, no other."""
+    gen = torch.Generator().manual_seed(4)
+    head = FakeHead(p6=True, nc=80)
+    maps = [m.double() for m in random_maps(head, 2, 128, gen, aux=True, scale=3.0)]
+    want = sum(m[..., 4].sum() for m in maps)
+    torch.testing.assert_close(bench.objectness_read(maps), want, rtol=1e-12, atol=0)
+    assert not torch.isclose(bench.objectness_read([m[..., 1:] for m in maps]), want)
+
+
 def test_print_parts_budget(bench, capsys: pytest.CaptureFixture[str]) -> None:
     """The 10x budget is the oracle's median / 10; what it leaves is that minus the objectness term."""
     ms = 1e-3
@@ -48,9 +58,11 @@ def test_print_parts_budget(bench, capsys: pytest.CaptureFixture[str]) -> None:
         "oracle assignment": [36 * ms] * 3,
         "oracle terms": [5 * ms] * 3,
         "oracle objectness": [2 * ms] * 3,
+        "objectness read": [1.2 * ms] * 3,
     }
     bench.print_parts(times)
     out = capsys.readouterr().out
     assert "whole step (run again beside the pieces)       6.0     42.0" in out
     assert "assignment (candidates + matching)            3.0     36.0" in out
     assert "at <= 4.2 ms" in out and "leaving 2.7 ms" in out and "(now 4.5 ms)" in out
+    assert "cache line): 1.2 ms of the objectness term's 1.5" in out
