@@ -109,19 +109,24 @@ def interleaved_times(
     return times
 
 
+def objectness_logits(maps: list[torch.Tensor]) -> torch.Tensor:
+    """The objectness logits of every cell of `maps`, flattened map after map, read as the loss reads them."""
+    logits, _ = read_maps(maps, [torch.empty(0, dtype=torch.long)] * len(maps))
+    return logits
+
+
 def objectness_term(maps: list[torch.Tensor]) -> torch.Tensor:
     """Per map, the batched loss's objectness BCE of every cell against 0, summed, read as the loss reads
     it: the part of its step that touches every cell. Plain BCE (softplus), as the settings' hyps have it
     (no focal loss); the tests check it against the loss's own term."""
-    logits, _ = read_maps(maps, [torch.empty(0, dtype=torch.long)] * len(maps))
+    logits = objectness_logits(maps)
     return torch.stack([d.sum() for d in F.softplus(logits).split([m[..., 4].numel() for m in maps])])
 
 
 def objectness_read(maps: list[torch.Tensor]) -> torch.Tensor:
-    """The objectness logits of every cell, read as the loss reads them, and summed (the sum runs over a
-    contiguous vector: a small part of the time). What the objectness term costs before any arithmetic."""
-    logits, _ = read_maps(maps, [torch.empty(0, dtype=torch.long)] * len(maps))
-    return logits.sum()
+    """`objectness_logits`, summed (the sum runs over a contiguous vector: a small part of the time).
+    What the objectness term costs before any arithmetic."""
+    return objectness_logits(maps).sum()
 
 
 def oracle_objectness_term(cfg: OracleConfig, head: Any, maps: list[torch.Tensor]) -> list[torch.Tensor]:
