@@ -173,6 +173,20 @@ def test_partial_reparameterizations_keep_the_function() -> None:
         reparameterize(meta_model("yolov7-w6"), drop_aux=False, fold_implicit=True)
 
 
+@torch.no_grad()
+def test_reparameterize_keeps_float64_precision() -> None:
+    """The folded weights are loaded into a model of the source's dtype, not rounded through float32."""
+    torch.manual_seed(0)
+    model = create_model("yolov7-tiny")
+    randomize_batchnorm(model, seed=2)
+    model = model.eval().double()
+    deploy = reparameterize(model)
+    assert all(p.dtype == torch.float64 for p in deploy.parameters())
+    assert not all(torch.equal(p, p.float().double()) for p in deploy.parameters())  # not float32 values
+    x = torch.rand(1, 3, 64, 96, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert _relative_error(model(x)[0], deploy(x)[0]) < 1e-12
+
+
 AUX_CFG = {  # a small two-level model with lead and auxiliary heads (the P6 models' head, cheaply)
     "nc": 4,
     "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119]],

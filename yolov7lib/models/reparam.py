@@ -55,10 +55,10 @@ def reparameterize(
     with torch.device("meta"):
         target = Model(cfg)
     target = target.to_empty(device=_device(model))
-    target.load_state_dict(remapped, strict=True, assign=False)
     dtype = _dtype(model)
-    if dtype is not None:
+    if dtype is not None:  # before loading: the folded weights keep the model's precision (float64 stays)
         target = target.to(dtype)
+    target.load_state_dict(remapped, strict=True, assign=False)
     _copy_settings(model, target, index_map)
     target.names = list(model.names)
     target.hyp = copy.deepcopy(model.hyp)
