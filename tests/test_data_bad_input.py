@@ -304,3 +304,52 @@ def test_data_check_cli_reports_and_exits_by_what_is_usable(
     (tmp_path / "data.yaml").write_text("train: images/gone\nnc: 1\n")
     assert main(["data", "check", str(tmp_path / "data.yaml")]) == 1
     assert "images/gone" in capsys.readouterr().err
+
+
+def test_labels_are_found_from_a_relative_path_inside_the_data_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data.yaml used from inside its own folder gives paths like images/train/a.png: same labels."""
+    _good_set(tmp_path)
+    assert img2label_path(Path("images", "train", "a.png")) == Path("labels", "train", "a.txt")
+    assert img2label_path(Path("my_images", "a.png")) == Path("my_images", "a.txt")  # not a component
+    outside = scan_source(tmp_path / "images" / "train", nc=2, cache=False, progress=False)
+    monkeypatch.chdir(tmp_path)
+    inside = scan_source(Path("images", "train"), nc=2, cache=False, progress=False)
+    assert inside.report.labelled == outside.report.labelled == 3 and inside.report.missing == 0
+    assert all(np.array_equal(a, b) for a, b in zip(inside.labels, outside.labels, strict=True))
+
+
+def test_a_set_without_any_label_file_is_a_warning_that_names_the_labels_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    img_dir = _good_set(tmp_path)
+    for lf in (tmp_path / "labels").rglob("*.txt"):
+        lf.unlink()
+    with caplog.at_level(logging.INFO, logger="yolov7lib.data"):
+        result = scan_source(img_dir, nc=2, cache=False, progress=False)
+    assert result.report.missing == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("no label file for any of the 3 images" in m and "labels/" in m for m in warnings)
+
+
+def test_the_scan_judges_and_sizes_images_as_the_loader_reads_them(tmp_path: Path) -> None:
+    """A PNG with an EXIF rotation and a PNG cut before its end: the scan keeps an image exactly when
+    OpenCV (the loader) decodes it, with the size OpenCV gives it, whatever this OpenCV version does."""
+    img_dir = _good_set(tmp_path)
+    rotated = img_dir / "rotated.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    Image.fromarray(np.zeros((40, 64, 3), np.uint8)).save(rotated, exif=exif)
+    cut = img_dir / "cut.png"
+    cut.write_bytes((img_dir / "good0.png").read_bytes()[:-12])  # IEND chunk missing
+    for path in (rotated, cut):
+        img2label_path(path).write_text("0 0.5 0.5 0.25 0.25\n")
+    result = scan_source(img_dir, nc=2, cache=False, progress=False)
+    kept = dict(zip(result.img_files, result.shapes.tolist(), strict=True))
+    for path in (rotated, cut):
+        decoded = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        assert (str(path) in kept) == (decoded is not None)
+        if decoded is not None:
+            assert kept[str(path)] == [decoded.shape[1], decoded.shape[0]]  # width, height
+    assert str(rotated) in kept  # a valid PNG, rotated or not

@@ -143,3 +143,43 @@ def test_data_yaml_with_a_coco_json_split(tmp_path: Path) -> None:
     assert cfg.nc == 3 and cfg.names == ["cat5", "cat44", "cat90"] and cfg.category_ids == [5, 44, 90]
     assert cfg.json["val"] == tmp_path / "annotations" / "instances_val.json"
     assert [cfg.category_id(i) for i in range(3)] == [5, 44, 90]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train: [unclosed\n", "not valid YAML"),
+        ("train: images/train\nnames: circle\n", "names must be a list"),
+        ("train: images/train\nnames: {a: x, 1: y}\n", "keys 0..1"),
+        ("train: images/train\nnc: abc\n", "nc must be a whole number"),
+        ("train: images/train\nnc: 0\nnames: []\n", "nc must be at least 1"),
+    ],
+)
+def test_a_malformed_data_yaml_is_named_with_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    _image(tmp_path / "images" / "train" / "a.jpg")
+    (tmp_path / "data.yaml").write_text(text)
+    with pytest.raises(ValueError, match=message) as err:
+        load_data_config(tmp_path / "data.yaml")
+    assert str(tmp_path / "data.yaml") in str(err.value)
+
+
+def test_malformed_coco_annotations_are_counted_not_a_crash(tmp_path: Path, caplog) -> None:
+    path = _coco_fixture(tmp_path)
+    doc = json.loads(path.read_text())
+    del doc["images"][2]["width"]  # c.jpg: no size, so its boxes cannot be normalised
+    doc["annotations"] += [
+        {"id": 6, "image_id": 7, "category_id": 5, "bbox": [1, 2, 3], "iscrowd": 0},  # three numbers
+        {"id": 7, "image_id": 7, "category_id": 5, "iscrowd": 0},  # no bbox
+        {"id": 8, "image_id": 9, "category_id": 5, "bbox": [1, 1, 5, 5], "iscrowd": 0},  # on c.jpg
+        {"id": 9, "image_id": 1234, "category_id": 5, "bbox": [1, 1, 5, 5], "iscrowd": 0},  # no such image
+    ]
+    path.write_text(json.dumps(doc))
+    with caplog.at_level("WARNING", logger="yolov7lib.data"):
+        ds = DetectionDataset(path, img_size=64, nc=3, progress=False)
+    assert sum(len(lab) for lab in ds.labels) == 3  # the fixture's three good boxes stay
+    assert sum(ds.report.dropped_rows.values()) == 1 + 3  # category 12, then the three bad boxes
+    assert any("1 annotations name an image id not in 'images'" in r.getMessage() for r in caplog.records)
+    doc["images"] = {"a.jpg": 7}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="no 'images' list"):
+        read_coco_json(path)

@@ -29,13 +29,17 @@ SPLITS = ("train", "val", "test")
 
 
 def img2label_path(img_path: str | Path) -> Path:
-    """The YOLO label file of an image: the last `/images/` becomes `/labels/`, the suffix `.txt`."""
-    p = str(img_path)
+    """The YOLO label file of an image: the last `/images/` becomes `/labels/`, the suffix `.txt`.
+
+    A relative path that starts with `images/` (a data.yaml read from inside the data set's folder)
+    counts as well: `images/train/a.jpg` -> `labels/train/a.txt`.
+    """
+    p = os.sep + str(img_path)  # the leading separator lets a leading `images/` match
     sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
     head, sep, tail = p.rpartition(sa)
     if sep:
         p = head + sb + tail
-    return Path(p).with_suffix(".txt")
+    return Path(p[1:]).with_suffix(".txt")
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -188,7 +192,10 @@ def load_data_config(path: str | Path) -> DataConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data config {str(path)!r} not found")
-    doc = yaml.safe_load(path.read_text()) or {}
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: expected a mapping with train, val, nc and names")
     root = doc.get("path")
@@ -225,10 +232,21 @@ def load_data_config(path: str | Path) -> DataConfig:
         category_ids = [c["id"] for c in cats]
         names = names or [c["name"] for c in cats]
     if isinstance(names, dict):  # {0: name, 1: name}
+        if sorted(names, key=str) != sorted(range(len(names)), key=str):
+            raise ValueError(
+                f"{path}: names as a mapping needs the keys 0..{len(names) - 1}, got {list(names)}"
+            )
         names = [names[k] for k in sorted(names)]
+    if names is not None and not isinstance(names, list):
+        raise ValueError(f"{path}: names must be a list (or a mapping 0: name, ...), got {names!r}")
     if nc is None and names is None:
         raise ValueError(f"{path}: needs nc or names")
-    nc = int(nc if nc is not None else len(names))
+    try:
+        nc = int(nc if nc is not None else len(names))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: nc must be a whole number of classes, got {nc!r}") from e
+    if nc < 1:
+        raise ValueError(f"{path}: nc must be at least 1, got {nc}")
     names = [str(n) for n in names] if names is not None else [f"class{i}" for i in range(nc)]
     if len(names) != nc:
         raise ValueError(f"{path}: nc is {nc} but {len(names)} names are given")
@@ -251,8 +269,11 @@ def _read_json(json_path: str | Path) -> dict[str, Any]:
         doc = json.loads(Path(json_path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"cannot read COCO json {str(json_path)!r}: {e}") from e
-    if not isinstance(doc, dict) or "images" not in doc:
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise ValueError(f"{json_path}: not a COCO annotation file (no 'images' list)")
+    bad = [im for im in doc["images"] if not isinstance(im, dict) or "id" not in im or "file_name" not in im]
+    if bad:
+        raise ValueError(f"{json_path}: {len(bad)} 'images' entries lack an id or file_name, e.g. {bad[0]!r}")
     return doc
 
 
@@ -292,20 +313,26 @@ def read_coco_json(json_path: str | Path, images_dir: str | Path | None = None) 
     cats = sorted(doc.get("categories", []), key=lambda c: c["id"])
     cat_to_cls = {c["id"]: i for i, c in enumerate(cats)}
     by_image: dict[int, list[str]] = {}
-    n_crowd = 0
-    sizes = {im["id"]: (im["width"], im["height"]) for im in doc["images"]}
+    n_crowd = n_orphans = 0
+    sizes = {im["id"]: (im.get("width"), im.get("height")) for im in doc["images"]}
     for a in doc.get("annotations", []):
         if a.get("iscrowd", 0):
             n_crowd += 1
             continue
-        w_img, h_img = sizes.get(a["image_id"], (0, 0))
-        x, y, w, h = a["bbox"]
-        cls = cat_to_cls.get(a["category_id"], -1)
-        if not w_img or not h_img:
-            row = f"{cls} nan nan nan nan"
+        if a.get("image_id") not in sizes:
+            n_orphans += 1
+            continue
+        w_img, h_img = sizes[a["image_id"]]
+        box = a.get("bbox")
+        cls = cat_to_cls.get(a.get("category_id"), -1)
+        if not w_img or not h_img or not isinstance(box, list) or len(box) != 4:
+            row = f"{cls} nan nan nan nan"  # dropped and counted by the row rules, like a bad YOLO row
         else:
+            x, y, w, h = box
             row = f"{cls} {(x + w / 2) / w_img!r} {(y + h / 2) / h_img!r} {w / w_img!r} {h / h_img!r}"
         by_image.setdefault(a["image_id"], []).append(row)
+    if n_orphans:
+        logger.warning("%s: %d annotations name an image id not in 'images'; left out", json_path, n_orphans)
     images = sorted(doc["images"], key=lambda im: im["file_name"])
     return CocoSplit(
         img_files=[str(img_dir / im["file_name"]) for im in images],

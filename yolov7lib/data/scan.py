@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
@@ -32,7 +33,7 @@ from yolov7lib.data.formats import (
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: non-JPEG images checked and sized by OpenCV, the loader's decoder
 CACHE_SUFFIX = ".yolov7lib.cache"
 MIN_IMAGE_SIDE = 10
 EXIF_ORIENTATION = 0x0112
@@ -81,7 +82,13 @@ class ScanReport:
 
     def details(self) -> list[str]:
         """One line per skipped image and per label file with dropped rows."""
-        lines = [f"corrupt image skipped: {path}: {reason}" for path, reason in self.corrupt]
+        lines = []
+        if self.usable and not self.labelled and self.missing:  # more likely a wrong folder than backgrounds
+            lines.append(
+                f"no label file for any of the {self.missing} images: YOLO labels are read from the labels/"
+                " folder beside images/ (images/train/a.jpg -> labels/train/a.txt)"
+            )
+        lines += [f"corrupt image skipped: {path}: {reason}" for path, reason in self.corrupt]
         lines += [f"label rows dropped: {path}: {what}" for path, what in self.row_problems]
         return lines
 
@@ -119,7 +126,9 @@ def verify_image(path: str) -> tuple[int, int]:
     """Check that an image decodes; return its displayed (width, height) or raise ValueError(reason).
 
     JPEGs are decoded at 1/8 scale (every compressed byte is still read, which is what catches
-    truncation and corruption); other formats are decoded in full.
+    truncation and corruption). Other formats are decoded in full by OpenCV, the loader's decoder: an
+    image the loader could not read would otherwise be replaced by another one mid-epoch, and whether
+    an EXIF orientation is applied to a PNG, WebP or TIFF depends on the OpenCV version.
     """
     try:
         size = os.path.getsize(path)
@@ -135,14 +144,20 @@ def verify_image(path: str) -> tuple[int, int]:
             w, h = im.size
             if w < MIN_IMAGE_SIDE or h < MIN_IMAGE_SIDE:
                 raise ValueError(f"image size {w}x{h} is under {MIN_IMAGE_SIDE} pixels")
-            orientation = im.getexif().get(EXIF_ORIENTATION, 1) if fmt in ("jpeg", "mpo") else 1
             if fmt in ("jpeg", "mpo"):
+                orientation = im.getexif().get(EXIF_ORIENTATION, 1)
                 im.draft("RGB", (max(1, w // 8), max(1, h // 8)))
-            im.load()
+                im.load()
     except UnidentifiedImageError as e:
         raise ValueError("not an image (unknown format)") from e
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"corrupt image: {e}") from e
+    if fmt not in ("jpeg", "mpo"):
+        img = cv2.imread(path, cv2.IMREAD_COLOR)  # exactly as the loader reads it
+        if img is None:
+            raise ValueError(f"corrupt image: OpenCV cannot decode this {fmt.upper()} file")
+        h, w = img.shape[:2]
+        return w, h
     if orientation in (5, 6, 7, 8):  # EXIF rotations by 90 degrees: displayed sides swapped
         w, h = h, w
     return w, h
