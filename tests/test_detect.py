@@ -132,6 +132,21 @@ def test_detect_finds_the_known_objects_and_writes_everything(weights, tmp_path:
     assert inside == [run / "scene.png"]
 
 
+def test_an_image_format_opencv_cannot_write_is_annotated_as_jpg(weights, tmp_path: Path, capsys) -> None:
+    """`.mpo` (a JPEG with extra frames) is read but OpenCV has no writer for it: the copy is a `.jpg`."""
+    src = tmp_path / "inputs"
+    src.mkdir()
+    (src / "scene.mpo").write_bytes(cv2.imencode(".jpg", _scene())[1].tobytes())
+    (tmp_path / "runs" / "exp").mkdir(parents=True)
+    (tmp_path / "runs" / "exp" / "scene.jpg").write_bytes(b"a user's file")
+    code, report = _run(capsys, "--weights", str(weights), "--source", str(src), "--img", str(IMG),
+                        "--project", str(tmp_path / "runs"), "--exist-ok")  # fmt: skip
+    assert code == 0 and report["images"] == 1 and report["skipped"] == []
+    run = tmp_path / "runs" / "exp"
+    assert (run / "scene.jpg").read_bytes() == b"a user's file"  # taken: the copy goes beside it
+    assert cv2.imread(str(run / "scene_2.jpg")).shape == (H0, W0, 3)
+
+
 def test_detect_on_a_video_annotates_every_frame(weights, tmp_path: Path, capsys) -> None:
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (W0, H0))

@@ -159,3 +159,31 @@ def test_val_final_only_validates_after_the_last_epoch_only(
     assert calls == ([True] if final_only else [False, False, True])
     rows = read_results(tmp_path / "v" / "results.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # every epoch is still recorded
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch, before it refuses
+def test_train_refuses_bad_weights_and_a_missing_run_with_a_message(data_yaml, tmp_path, capsys) -> None:
+    """Checked before any training: a clear one-line error naming the file, no traceback, no run folder."""
+    import pickle
+
+    from yolov7lib.cli import main
+    from yolov7lib.engine.checkpoint import save_checkpoint
+
+    good = save_checkpoint({"model": {"w": torch.arange(4096.0)}}, tmp_path / "good.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    plain_pickle = tmp_path / "plain.pt"
+    plain_pickle.write_bytes(pickle.dumps({"model": [1, 2, 3]}))
+    project = tmp_path / "runs"
+    common = ["train", "--data", str(data_yaml), *COMMON, "--epochs", "1", "--project", str(project)]
+    cases = [
+        (["--resume"], "no run with weights/last.pt"),
+        (["--weights", str(tmp_path / "missing.pt")], "not found"),
+        (["--weights", str(truncated)], "neither a yolov7lib checkpoint"),
+        (["--weights", str(plain_pickle)], str(plain_pickle)),
+    ]
+    for flags, message in cases:
+        assert main([*common, *flags]) == 1, flags
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (flags, err)
+    assert not project.exists() or not any(project.rglob("*.pt"))

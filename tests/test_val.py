@@ -97,6 +97,22 @@ def test_val_options_iou_fp16_note_and_training_graph(data_yaml, weights, tmp_pa
     assert unfused["coco"]["ap"] == pytest.approx(fused["coco"]["ap"], abs=2e-3)
 
 
+def test_val_exist_ok_keeps_earlier_results(data_yaml, weights, tmp_path: Path, capsys) -> None:
+    """`--exist-ok` reuses the folder but not the files in it: earlier results stay as they were."""
+    run = tmp_path / "exp"
+    run.mkdir()
+    mine = {"metrics.json": '{"mine": 1}', "predictions.json": "[]"}
+    for name, text in mine.items():
+        (run / name).write_text(text)
+    record = _val(capsys, "--weights", str(weights), "--data", str(data_yaml), "--img", str(IMG),
+                  "--project", str(tmp_path), "--exist-ok")  # fmt: skip
+    assert record["run_dir"] == str(run)
+    assert {name: (run / name).read_text() for name in mine} == mine
+    assert record["predictions"] == str(run / "predictions_2.json")
+    assert json.loads((run / "metrics_2.json").read_text())["map50"] == record["map50"]
+    assert json.loads((run / "predictions_2.json").read_text())  # the new predictions are there
+
+
 @pytest.mark.parametrize("command", ["val", "detect", "export", "bench"])
 def test_bad_weights_fail_clearly(command, data_yaml, weights, tmp_path: Path, capsys) -> None:
     extra = {"val": ["--data", str(data_yaml)], "detect": ["--source", str(data_yaml.parent / "images")]}

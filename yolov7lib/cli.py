@@ -144,16 +144,18 @@ def _train(args: argparse.Namespace) -> int:
     import logging
     from dataclasses import fields
 
+    from yolov7lib.engine.checkpoint import CheckpointError
     from yolov7lib.engine.trainer import TrainingDiverged, TrainOptions, latest_run, train
+    from yolov7lib.models.official import UnsafeCheckpointError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = {f.name for f in fields(TrainOptions)}
     options = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    if options.get("resume") == "latest":
-        options["resume"] = str(latest_run(options.get("project", TrainOptions.project)))
     try:
+        if options.get("resume") == "latest":
+            options["resume"] = str(latest_run(options.get("project", TrainOptions.project)))
         train(**options)
-    except (FileNotFoundError, ValueError, TrainingDiverged) as err:
+    except (FileNotFoundError, ValueError, TrainingDiverged, CheckpointError, UnsafeCheckpointError) as err:
         print(f"yolov7 train: error: {err}", file=sys.stderr)
         return 1
     return 0

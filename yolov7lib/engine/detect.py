@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from yolov7lib.data.augment import letterbox
 from yolov7lib.data.formats import IMG_FORMATS
+from yolov7lib.engine.runs import free_path, increment_run_dir
 from yolov7lib.ops.boxes import scale_boxes, xyxy2xywhn
 from yolov7lib.ops.nms import non_max_suppression
 
@@ -184,15 +185,6 @@ def draw_detections(
     return out
 
 
-def _free(path: Path) -> Path:
-    """`path`, or `stem_2.suffix`, `stem_3.suffix`, ... if taken: never overwrite a file."""
-    n, candidate = 2, path
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
-        n += 1
-    return candidate
-
-
 class _Writer:
     """Writes a run's outputs; keeps the json records and the counts."""
 
@@ -215,7 +207,7 @@ class _Writer:
                 lines.append(f"{int(c)} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}{tail}\n")
             labels = self.run_dir / "labels"
             labels.mkdir(exist_ok=True)
-            _free(labels / f"{stem}.txt").write_text("".join(lines))
+            free_path(labels / f"{stem}.txt").write_text("".join(lines))
         if self.opts.save_json:
             for x1, y1, x2, y2, conf, c in det.tolist():
                 self.records.append({
@@ -225,7 +217,7 @@ class _Writer:
 
     def finish(self) -> None:
         if self.opts.save_json:
-            path = _free(self.run_dir / "predictions.json")
+            path = free_path(self.run_dir / "predictions.json")
             path.write_text(json.dumps(self.records, indent=1))
             self.report.predictions_json = str(path)
 
@@ -245,7 +237,6 @@ def _frames(path: Path) -> Iterator[np.ndarray]:
 def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> DetectReport:
     """Detect on every input of `options.source`; return the report (see the module docstring)."""
     from yolov7lib.engine.distributed import select_device
-    from yolov7lib.engine.runs import increment_run_dir
     from yolov7lib.engine.weights import load_model
 
     opts = options
@@ -275,9 +266,8 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
                 writer.add(path, det, img.shape[:2])
                 report.images += 1
                 if not opts.nosave:
-                    cv2.imwrite(
-                        str(_free(run_dir / path.name)), draw_detections(img, det, names, opts.line_width)
-                    )
+                    annotated = draw_detections(img, det, names, opts.line_width)
+                    cv2.imwrite(str(_annotated_path(run_dir, path)), annotated)
             else:
                 n = _detect_video(path, model, nms, writer, run_dir, names, opts)
                 if n == 0:
@@ -289,6 +279,15 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
             report.skipped.append((str(path), f"OpenCV error: {str(err).strip().splitlines()[-1]}"))
     writer.finish()
     return report
+
+
+def _annotated_path(run_dir: Path, source: Path) -> Path:
+    """Where the annotated copy of image `source` goes: its own name, or `.jpg` where OpenCV cannot write
+    that format (`.mpo`, for instance); never a taken name."""
+    target = run_dir / source.name
+    if not cv2.haveImageWriter(str(target)):
+        target = target.with_suffix(".jpg")
+    return free_path(target)
 
 
 def _detect_video(
@@ -308,7 +307,7 @@ def _detect_video(
             if opts.nosave:
                 continue
             if out is None:
-                target = _free(run_dir / f"{path.stem}.mp4")
+                target = free_path(run_dir / f"{path.stem}.mp4")
                 h, w = frame.shape[:2]
                 out = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
             out.write(draw_detections(frame, det, names, opts.line_width))

@@ -19,6 +19,15 @@ def increment_run_dir(project: str | Path, name: str, exist_ok: bool = False) ->
     return project / f"{name}{n}"
 
 
+def free_path(path: Path) -> Path:
+    """`path`, or `stem_2.suffix`, `stem_3.suffix`, ... if taken: a run never overwrites a file."""
+    n, candidate = 2, path
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
 def read_results(path: str | Path) -> list[dict[str, str]]:
     """The rows of a run's results.csv (one per epoch, as written by the trainer), values as text."""
     with Path(path).open(newline="") as f:

@@ -247,13 +247,11 @@ class Trainer:
 
     def _load_pretrained(self, model: nn.Module, weights: str) -> None:
         """Initialise from a checkpoint (ours or an official one): each tensor whose name and shape match."""
-        try:
-            ckpt = load_checkpoint(weights)
-            state = (ckpt.get("ema") or {}).get("model") or ckpt["model"]
-        except Exception:
-            from yolov7lib.models import load_official
+        from yolov7lib.engine.weights import read_weights
 
-            state = load_official(weights).state_dict()
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"weights file {weights!r} not found")
+        _, state, _ = read_weights(Path(weights), prefer_ema=True)  # ours or official, EMA preferred
         own = model.state_dict()
         matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(matched, strict=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from yolov7lib.engine.evaluator import EvalResult, evaluate, find_coco_annotations
-from yolov7lib.engine.runs import increment_run_dir
+from yolov7lib.engine.runs import free_path, increment_run_dir
 from yolov7lib.engine.weights import load_model
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,8 @@ def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
     )  # fmt: skip
     coco_json = data.json.get(opts.task) or find_coco_annotations(data.splits[opts.task])
     category_ids = class_category_ids(data, coco_json)
-    predictions = run_dir / "predictions.json" if (opts.save_json or coco_json) else None
+    # with --exist-ok the folder may hold earlier results: new files take free names, never theirs
+    predictions = free_path(run_dir / "predictions.json") if (opts.save_json or coco_json) else None
     names = list(data.names)
     result = evaluate(
         model, loader, names, conf_thres=opts.conf, iou_thres=opts.iou, half=half,
@@ -124,7 +125,7 @@ def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
         "predictions": str(predictions) if predictions else None,
         "run_dir": str(run_dir),
     }
-    (run_dir / "metrics.json").write_text(json.dumps(record, indent=2))
+    free_path(run_dir / "metrics.json").write_text(json.dumps(record, indent=2))
     return result, record
 
 

@@ -20,17 +20,19 @@ from yolov7lib.models import Model, create_model, load_official
 from yolov7lib.models import reparameterize as to_deploy
 from yolov7lib.models.official import UnsafeCheckpointError
 
-__all__ = ["WeightsError", "load_model"]
+__all__ = ["WeightsError", "load_model", "read_weights"]
 
 
 class WeightsError(ValueError):
     """Weights that cannot be turned into a model: missing, damaged, or not matching the architecture."""
 
 
-def _read(
-    path: Path, prefer_ema: bool
+def read_weights(
+    path: Path, prefer_ema: bool = True
 ) -> tuple[dict | Model | None, dict[str, torch.Tensor], list[str] | None]:
-    """(architecture spec, or the loaded model of an official file, or None; state dict; class names)."""
+    """Read a yolov7lib or an official checkpoint: (architecture spec, or the loaded model of an official
+    file, or None for a bare state dict; state dict; class names). A file that is neither raises
+    WeightsError naming what each reader found wrong."""
     try:
         ckpt = load_checkpoint(path)
     except CheckpointError as ours:
@@ -76,7 +78,7 @@ def load_model(
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"weights file {str(path)!r} not found")
-        cfg, state, names = _read(path, prefer_ema)
+        cfg, state, names = read_weights(path, prefer_ema)
         nc = len(names) if names else nc
     if model is not None:
         cfg = model
