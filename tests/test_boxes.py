@@ -71,3 +71,17 @@ def test_scale_boxes_inverts_letterbox_geometry_and_clips() -> None:
     expected = clip_boxes(original, img0)
     torch.testing.assert_close(back, expected)
     assert back[1, 2] == 640 and back[1, 3] == 480  # clipped to the image
+
+
+def test_integer_boxes_give_the_float_results() -> None:
+    """Integer inputs (pixel boxes) are converted to floating point, not truncated into their dtype."""
+    ints = [[10, 10, 5, 5], [0, 3, 7, 9]]
+    for make in (np.array, torch.tensor):
+        as_int, as_float = make(ints), make([[float(v) for v in row] for row in ints])
+        for fn in (xywh2xyxy, xyxy2xywh, lambda b: xyxy2xywhn(b, 20, 20), lambda b: xywhn2xyxy(b, 20, 20)):
+            got, want = fn(as_int), fn(as_float)
+            assert np.allclose(np.asarray(got), np.asarray(want)) and np.asarray(got).dtype.kind == "f"
+    scaled = scale_boxes((640, 640), torch.tensor([[100, 100, 200, 200]]), (480, 640))
+    torch.testing.assert_close(
+        scaled, scale_boxes((640, 640), torch.tensor([[100.0, 100, 200, 200]]), (480, 640))
+    )

@@ -108,3 +108,39 @@ def test_yolov7_tiny_cli_export_with_end2end_and_dynamic(tmp_path: Path, capsys)
     assert main(["export", "--weights", str(weights), "--img", "128", "--end2end", "--conf", "0.1"]) == 0
     out = capsys.readouterr().out
     assert "best-end2end.onnx" in out and "differ" not in out
+
+
+def test_export_and_verify_leave_the_callers_model_as_it_was(tmp_path: Path) -> None:
+    model = reparameterize(small_model(nc=3, objectness_shift=3.0)).double().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    path = export_onnx(model, tmp_path / "m.onnx", img_size=64)
+    report = verify_onnx(path, model, probe_images(1, 64, 64))
+    assert report["scores_max_abs_diff"] < 1e-4  # checked as float32, against the float32 export
+    assert model.training and all(p.dtype == torch.float64 for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class _FixedPredictions(torch.nn.Module):
+    """Returns given decoded predictions (B, N, 5 + nc), whatever the images."""
+
+    def __init__(self, pred: torch.Tensor) -> None:
+        super().__init__()
+        self.pred = pred
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.pred,)
+
+
+def test_end2end_in_half_precision_keeps_classes_apart_like_float32() -> None:
+    """Class offsets (4096 per class) overflow float16 beyond class 15; NMS runs in float32 instead."""
+    gen = torch.Generator().manual_seed(0)
+    n, nc = 60, 40
+    xy = torch.rand(1, n, 2, generator=gen) * 60 + 20
+    wh = torch.rand(1, n, 2, generator=gen) * 20 + 10
+    scores = torch.rand(1, n, 1 + nc, generator=gen)
+    pred = torch.cat((xy, wh, scores), 2)
+    full = End2End(_FixedPredictions(pred.half().float()), 0.1, 0.45, 50)(torch.zeros(1))
+    half = End2End(_FixedPredictions(pred.half()), 0.1, 0.45, 50)(torch.zeros(1))
+    assert int(full[0]) > 10 and int(half[0]) == int(full[0])
+    torch.testing.assert_close(half[3], full[3])  # the same boxes of the same classes kept
+    torch.testing.assert_close(half[1].float(), full[1], rtol=0, atol=0.07)  # float16 corners near 100 px

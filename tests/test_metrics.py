@@ -230,3 +230,8 @@ def test_confusion_matrix_equals_naive_counting() -> None:
         expected += _naive_confusion(det, labels, 4, 0.25, 0.45)
     np.testing.assert_array_equal(cm.matrix, expected)
     assert cm.matrix[:4, :4].trace() > 10 and cm.matrix[4].sum() > 0 and cm.matrix[:, 4].sum() > 0
+
+
+def test_compute_ap_of_an_empty_curve_is_zero_by_every_method() -> None:
+    empty = np.zeros(0)
+    assert [compute_ap(empty, empty, m) for m in ("interp", "continuous", "coco")] == [0.0, 0.0, 0.0]

@@ -218,6 +218,7 @@ def test_coco_category_ids_and_image_ids() -> None:
     (rec,) = detections_to_coco(det, image_id_from_path("/data/val/000000000139.jpg"), COCO80_TO_COCO91)
     assert rec == {"image_id": 139, "category_id": 13, "bbox": [10.0, 20.0, 40.0, 60.0], "score": 0.12346}
     assert image_id_from_path("img_7.png") == "img_7"
+    assert image_id_from_path("½.jpg") == "½" and image_id_from_path("²3.jpg") == "²3"  # numeric, not decimal
     with pytest.raises(ValueError, match="n, 6"):
         detections_to_coco(torch.zeros(3, 4), 1)
 

@@ -70,8 +70,12 @@ class End2End(nn.Module):
         boxes = torch.cat((xy - wh / 2, xy + wh / 2), -1)
         scores = pred[..., 4:5] if pred.shape[-1] == 6 else pred[..., 5:] * pred[..., 4:5]
         conf, cls = scores.max(-1)  # (B, N): best class, first index on ties
-        offset = cls.unsqueeze(-1).to(boxes.dtype) * CLASS_OFFSET
-        sel = nms_indices(boxes + offset, conf, self.max_det, self.iou_thres, self.conf_thres)
+        # class offsets of up to 4096 * nc overflow float16: NMS works in at least float32
+        work = torch.promote_types(boxes.dtype, torch.float32)
+        offset = cls.unsqueeze(-1).to(work) * CLASS_OFFSET
+        sel = nms_indices(
+            boxes.to(work) + offset, conf.to(work), self.max_det, self.iou_thres, self.conf_thres
+        )
         image, box = sel[:, 0], sel[:, 2]
         kept_scores = conf[image, box]
         # rank of each kept box within its image: boxes of the same image ahead of it in score order

@@ -12,6 +12,7 @@ the target and renamed, so an interrupted export leaves no partial file.
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import warnings
@@ -62,7 +63,7 @@ def export_onnx(
     if path.exists():
         raise FileExistsError(f"{path} exists; not overwriting it (choose another --out)")
     h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
-    model = model.float().cpu().eval()
+    model = _float32_cpu_copy(model)
     wrapped = (End2End(model, conf_thres, iou_thres, max_det) if end2end else DecodedOutput(model)).eval()
     outputs = list(END2END_OUTPUTS) if end2end else ["output"]
     axes = None
@@ -114,6 +115,12 @@ def _differences(
 
 
 @torch.no_grad()
+def _float32_cpu_copy(model: nn.Module) -> nn.Module:
+    """The model as exported and checked (float32, CPU, eval mode), leaving the caller's model as it was."""
+    return copy.deepcopy(model).float().cpu().eval()
+
+
+@torch.no_grad()
 def verify_onnx(
     path: str | Path,
     model: nn.Module,
@@ -134,7 +141,7 @@ def verify_onnx(
     side = max(images.shape[2:])
     session = onnx_session(path)
     got = session.run(None, {"images": images.cpu().numpy()})
-    model = model.float().cpu().eval()
+    model = _float32_cpu_copy(model)
     if not end2end:
         want = DecodedOutput(model)(images.cpu()).numpy()
         return _differences(got[0][..., :4], want[..., :4], got[0][..., 4:], want[..., 4:], side)

@@ -16,7 +16,10 @@ Array = torch.Tensor | np.ndarray
 
 
 def _empty_like(x: Array) -> Array:
-    return x.clone() if isinstance(x, torch.Tensor) else np.copy(x)
+    """A floating-point copy of `x` (integer boxes give fractional centres and normalised values)."""
+    if isinstance(x, torch.Tensor):
+        return x.clone() if x.is_floating_point() else x.to(torch.get_default_dtype())
+    return np.copy(x) if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
 
 
 def xywh2xyxy(x: Array) -> Array:

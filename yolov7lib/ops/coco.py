@@ -35,7 +35,7 @@ def coco80_to_coco91_class() -> list[int]:
 def image_id_from_path(path: str | Path) -> int | str:
     """COCO image id of an image file: its stem, as an integer when numeric (000000000139.jpg -> 139)."""
     stem = Path(path).stem
-    return int(stem) if stem.isnumeric() else stem
+    return int(stem) if stem.isascii() and stem.isdecimal() else stem
 
 
 def detections_to_coco(

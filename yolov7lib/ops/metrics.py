@@ -69,14 +69,14 @@ def compute_ap(
     recall points and integrated by the trapezoid rule. `continuous`: the exact area under the envelope.
     `coco`: as pycocotools, the envelope sampled at 101 recall points (0 beyond the last recall), averaged.
     """
+    if not len(recall):  # no detections: no area (the sentinels alone would give interp 0.005)
+        return 0.0
     if method == "coco":
-        if not len(recall):
-            return 0.0
         envelope = np.maximum.accumulate(precision[::-1])[::-1]
         at = np.searchsorted(recall, RECALL_POINTS, side="left")
         sampled = np.where(at < len(recall), envelope[np.minimum(at, len(recall) - 1)], 0.0)
         return float(sampled.mean())
-    end = 1.0 if v5_metric else (recall[-1] if len(recall) else 0.0) + 0.01
+    end = 1.0 if v5_metric else recall[-1] + 0.01
     mrec = np.concatenate(([0.0], recall, [end]))
     mpre = np.concatenate(([1.0], precision, [0.0]))
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]
