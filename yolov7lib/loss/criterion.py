@@ -190,12 +190,16 @@ class YOLOv7Loss:
                 raise ValueError(f"target classes must be integers in [0, {self.nc})")
 
     # -- assignment and terms -------------------------------------------------------------------
-    def assigner(self, has_aux: bool) -> LabelAssigner:
-        """The label assigner for this head, with or without auxiliary maps."""
+    def assigner_config(self, has_aux: bool) -> AssignerConfig:
+        """The assignment settings for this head, with or without auxiliary maps (read once)."""
         config = self._configs.get(has_aux)
         if config is None:
             config = self._configs[has_aux] = AssignerConfig.from_hyp(self.hyp, has_aux)
-        return LabelAssigner(self.strides, self.head.anchors, config)
+        return config
+
+    def assigner(self, has_aux: bool) -> LabelAssigner:
+        """The label assigner for this head, with or without auxiliary maps."""
+        return LabelAssigner(self.strides, self.head.anchors, self.assigner_config(has_aux))
 
     def assign(
         self, preds: Sequence[torch.Tensor], targets: torch.Tensor, imgs: torch.Tensor | None = None
@@ -217,7 +221,7 @@ class YOLOv7Loss:
         lead_labels, aux_labels = self.assign(preds, targets, imgs)
         heads, weights = [(list(preds[: self.nl]), lead_labels, True)], (1.0,)
         if aux_labels is not None:
-            heads.append((list(preds[self.nl :]), aux_labels, self.assigner(True).config.aux_constrained))
+            heads.append((list(preds[self.nl :]), aux_labels, self.assigner_config(True).aux_constrained))
             weights = (1.0, self.aux_weight)
         return heads, weights
 
