@@ -71,3 +71,23 @@ def test_report_tables_readme_and_counts(tmp_path) -> None:
     order = [x for x in text.splitlines() if x.startswith("- [figure")]
     assert order == ["- [figure1](figures/figure1.png)", "- [figure2](figures/figure2.png)",
                      "- [figure10](figures/figure10.png)"]  # fmt: skip
+
+
+def test_readme_summary_counts_cells_as_the_table_pages_do(tmp_path) -> None:
+    """A derived cell (an improvement row from two reproduced ones) counts in both, the same way."""
+    import re
+
+    metrics, figures = _inputs(tmp_path)
+    arch = Reproductions()
+    arch.add(1, "yolov7", "params", 36.905341, "exact (architecture, nc=80)")
+    arch.add(1, "yolor-csp", "params", 52.9, "exact (architecture, nc=80)")
+    arch.to_json(metrics / "architecture.json")
+    tables, readme = tmp_path / "tables", tmp_path / "README.md"
+    build_report(metrics, tables, readme, figures, profile="default")
+    t1 = read_table_csv(tables / "table1.csv")
+    assert (t1["status"] == "derived").sum() == 1  # improvement@yolov7 from yolov7 and yolor-csp
+    for n in range(1, 11):
+        page = (tables / f"table{n}.md").read_text()
+        reproduced, agree = re.search(r"(\d+) of \d+ cells reproduced; (\d+) of", page).groups()
+        line = next(x for x in readme.read_text().splitlines() if x.startswith(f"| [Table {n}]"))
+        assert [c.strip() for c in line.split("|")][4:6] == [reproduced, agree], n

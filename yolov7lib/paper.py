@@ -1207,7 +1207,9 @@ class OfficialCount:
     implicit knowledge folded ("fused"); GFLOPs of the fused deploy graph at `size`. Baselines have one
     graph (deploy fields), P5/P6 YOLOv7 models a training graph and a deploy graph.
 
-    Source: official-figures.md of this project (measured from WongKinYiu/yolov7). `training_gflops`
+    Source: official-figures.md, the parameter counts and FLOPs measured from WongKinYiu/yolov7 that
+    this project was given as its specification (it is not in the repository; "official-figures.md"
+    elsewhere in the code and the reports means these numbers, transcribed here once). `training_gflops`
     (YOLOv7-D6 only, to explain the paper's 806.8G) was counted with
     `torch.utils.flop_counter.FlopCounterMode` on the official training graph at 1280 px, unfused (the
     same count of its deploy graph gives the 701.7 above)."""
