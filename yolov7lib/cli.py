@@ -7,12 +7,24 @@ implementation lazily, so that `yolov7 --help` answers at once without loading t
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from yolov7lib import __version__
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def positive_int(text: str) -> int:
+    """argparse type of sizes and counts: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="parameters and GFLOPs of a model (training and deploy graphs)")
     info.add_argument("--model", required=True, help="registry name (e.g. yolov7) or cfg YAML path")
-    info.add_argument("--img", type=int, default=None, help="square input size (default: 640, 1280 for P6)")
+    info.add_argument(
+        "--img", type=positive_int, default=None, help="square input size (default: 640, 1280 for P6)"
+    )
     info.add_argument("--nc", type=int, default=None, help="number of classes (default: 80 / the cfg's)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(handler=_info)
@@ -90,11 +104,16 @@ def _data_synth(args: argparse.Namespace) -> int:
 def _data_check(args: argparse.Namespace) -> int:
     from yolov7lib.data.check import check_dataset, format_reports
 
+    scan_log = logging.getLogger("yolov7lib.data")
+    level = scan_log.level
+    scan_log.setLevel(logging.ERROR)  # the report printed below says it all; the scan's log would repeat it
     try:
         reports = check_dataset(args.data)
     except (FileNotFoundError, ValueError) as e:
         print(f"yolov7 data check: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        scan_log.setLevel(level)
     for line in format_reports(reports):
         print(line)
     usable = sum(r.usable for r in reports.values())
@@ -117,10 +136,10 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
     add = train.add_argument
     add("--model", help="registry name (e.g. yolov7-tiny, yolov7) or cfg YAML path")
     add("--data", help="data.yaml (the reference's format; `yolov7 data synth` writes one)")
-    add("--hyp", help="hyperparameters: p5, p6, tiny, custom or a YAML file")
+    add("--hyp", help="hyperparameters: cpu (the default), p5, p6, tiny, custom or a YAML file")
     add("--epochs", type=int)
-    add("--batch", type=int, help="total batch size over all processes")
-    add("--img", type=int, help="training and validation image size (pixels)")
+    add("--batch", type=positive_int, help="total batch size over all processes")
+    add("--img", type=positive_int, help="training and validation image size (pixels)")
     add("--device", help="cpu, 0, or 0,1,... (several GPUs: run under torchrun)")
     add("--weights", help="initialise from a checkpoint (yolov7lib or official)")
     add("--resume", nargs="?", const="latest", help="continue a run folder (default: the latest run)")
@@ -141,7 +160,6 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import logging
     from dataclasses import fields
 
     from yolov7lib.engine.checkpoint import CheckpointError
@@ -203,6 +221,7 @@ def _model_errors() -> tuple[type[BaseException], ...]:
     return (
         FileNotFoundError,
         FileExistsError,
+        NotADirectoryError,
         ValueError,
         CheckpointError,
         UnsafeCheckpointError,
@@ -236,15 +255,19 @@ def _add_val_command(commands: argparse._SubParsersAction) -> None:
     _add_model_arguments(val)
     add = val.add_argument
     add("--data", required=True, help="data.yaml")
-    add("--img", type=int, default=640, help="inference size (long side, pixels; default 640)")
-    add("--batch", type=int, default=32, help="batch size (default 32)")
+    add("--img", type=positive_int, default=640, help="inference size (long side, pixels; default 640)")
+    add("--batch", type=positive_int, default=32, help="batch size (default 32)")
     add("--conf", type=float, default=0.001, help="confidence threshold (default 0.001)")
     add("--iou", type=float, default=0.65, help="NMS IoU threshold (default 0.65; Table 10 also 0.70)")
     add("--half", action="store_true", help="FP16 inference (CUDA only; Table 10)")
     add("--task", choices=["val", "test"], default="val", help="which split (default val)")
     add("--reparameterize", action=argparse.BooleanOptionalAction, default=True,
         help="evaluate the fused deploy graph (default) or the training graph as it is")  # fmt: skip
-    add("--save-json", action="store_true", help="keep the COCO predictions json in the run folder")
+    add(
+        "--save-json",
+        action="store_true",
+        help="write predictions.json (always written when the data set has COCO annotations)",
+    )
     add("--json", action="store_true", help="print the metrics as JSON instead of a table")
     add("--device", default="cpu", help="cpu or a CUDA index (default cpu)")
     add("--workers", type=int, default=0, help="data loader processes (default 0)")
@@ -280,7 +303,7 @@ def _add_detect_command(commands: argparse._SubParsersAction) -> None:
     _add_model_arguments(detect)
     add = detect.add_argument
     add("--source", required=True, help="an image, a video, a folder or a glob (quote it)")
-    add("--img", type=int, default=640, help="inference size (long side, pixels; default 640)")
+    add("--img", type=positive_int, default=640, help="inference size (long side, pixels; default 640)")
     add("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
     add("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
     add("--classes", type=int, nargs="+", help="keep only these class indices")
@@ -329,8 +352,8 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
     add = export.add_argument
     add("--format", choices=["onnx"], default="onnx", help="export format (default onnx)")
     add("--out", help="output file (default: the weights path, or the model name, with .onnx)")
-    add("--img", type=int, default=640, help="square input size (default 640)")
-    add("--batch", type=int, default=1, help="batch size of the exported input (default 1)")
+    add("--img", type=positive_int, default=640, help="square input size (default 640)")
+    add("--batch", type=positive_int, default=1, help="batch size of the exported input (default 1)")
     add("--dynamic", action="store_true", help="free batch, height and width")
     add("--end2end", action="store_true", help="NMS in the graph: num_dets, boxes, scores, classes")
     add("--opset", type=int, default=17, help="ONNX opset (17 or later; default 17)")
@@ -389,8 +412,8 @@ def _add_bench_command(commands: argparse._SubParsersAction) -> None:
     )
     _add_model_arguments(bench)
     add = bench.add_argument
-    add("--img", type=int, default=640, help="square input size (default 640)")
-    add("--batch", type=int, nargs="+", default=[1, 32], help="batch sizes (default 1 32)")
+    add("--img", type=positive_int, default=640, help="square input size (default 640)")
+    add("--batch", type=positive_int, nargs="+", default=[1, 32], help="batch sizes (default 1 32)")
     add("--device", default="cpu", help="cpu or a CUDA index (default cpu)")
     add("--backend", default="eager,onnxruntime", help="comma list of eager, compile, onnxruntime")
     add("--half", action="store_true", help="FP16 (CUDA only)")

@@ -1,0 +1,67 @@
+"""`yolov7` on bad arguments: sizes and counts checked by the parser, an output path that is a file,
+and `data check` saying each problem once."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from yolov7lib.cli import main
+from yolov7lib.data import synthesize
+
+
+@pytest.fixture(scope="module")
+def data_yaml(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth") / "data"
+    return synthesize(root, n_train=2, n_val=2, img_size=64, seed=2, workers=1, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["val", "--model", "yolov7-tiny", "--img", "0"], "--img: must be at least 1, got 0"),
+        (["val", "--model", "yolov7-tiny", "--batch", "-1"], "--batch: must be at least 1, got -1"),
+        (
+            ["detect", "--model", "yolov7-tiny", "--source", ".", "--img", "big"],
+            "'big' is not a whole number",
+        ),
+        (["export", "--model", "yolov7-tiny", "--img", "0"], "must be at least 1"),
+        (["bench", "--model", "yolov7-tiny", "--batch", "1", "0"], "must be at least 1"),
+        (["train", "--batch", "0"], "must be at least 1"),
+        (["info", "--model", "yolov7", "--img", "-640"], "must be at least 1"),
+    ],
+)
+def test_sizes_and_counts_below_one_are_usage_errors(args: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["val", "detect"])
+def test_a_project_path_that_is_a_file_is_an_error_and_the_file_stays(
+    command: str, data_yaml: Path, tmp_path: Path, capsys
+) -> None:
+    mine = tmp_path / "notes.txt"
+    mine.write_text("a user's file")
+    where = ["--data", str(data_yaml)] if command == "val" else ["--source", str(data_yaml.parent / "images")]
+    code = main([command, "--model", "yolov7-tiny", *where, "--img", "64", "--project", str(mine)])
+    err = capsys.readouterr().err
+    assert code == 1 and str(mine) in err and "Traceback" not in err
+    assert mine.read_text() == "a user's file"
+
+
+def test_data_check_reports_each_problem_once(data_yaml: Path, caplog, capsys) -> None:
+    bad = data_yaml.parent / "labels" / "val"
+    label = sorted(bad.glob("*.txt"))[0]
+    original = label.read_text()
+    try:
+        label.write_text(original + "0 0.5 0.5 nan 0.1\n")
+        with caplog.at_level(logging.INFO, logger="yolov7lib.data"):
+            assert main(["data", "check", str(data_yaml)]) == 0
+    finally:
+        label.write_text(original)
+    out = capsys.readouterr().out
+    assert out.count(label.name) == 1 and "NaN or infinite" in out  # printed once, in the report
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # and not logged again
