@@ -145,12 +145,21 @@ def test_data_yaml_with_a_coco_json_split(tmp_path: Path) -> None:
     assert [cfg.category_id(i) for i in range(3)] == [5, 44, 90]
 
 
+def test_names_as_a_mapping_are_listed_by_class_index(tmp_path: Path) -> None:
+    _image(tmp_path / "images" / "train" / "a.jpg")
+    (tmp_path / "data.yaml").write_text("train: images/train\nnames: {2: bird, 0: cat, 1: dog}\n")
+    cfg = load_data_config(tmp_path / "data.yaml")
+    assert cfg.nc == 3 and cfg.names == ["cat", "dog", "bird"]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("train: [unclosed\n", "not valid YAML"),
         ("train: images/train\nnames: circle\n", "names must be a list"),
         ("train: images/train\nnames: {a: x, 1: y}\n", "keys 0..1"),
+        ("train: images/train\nnames: {0: x, 2: y}\n", "keys 0..1"),
+        ("train: images/train\nnames: {'0': x, '1': y}\n", "keys 0..1"),
         ("train: images/train\nnc: abc\n", "nc must be a whole number"),
         ("train: images/train\nnc: 0\nnames: []\n", "nc must be at least 1"),
     ],

@@ -8,6 +8,7 @@ Training runs go through the `yolov7` command in subprocesses, as users run them
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from yolov7lib.cli import main
 from yolov7lib.data import synthesize
-from yolov7lib.engine.checkpoint import load_checkpoint
+from yolov7lib.engine.checkpoint import load_checkpoint, save_checkpoint
 from yolov7lib.engine.runs import read_results
 
 IMG = 64
@@ -164,11 +166,6 @@ def test_val_final_only_validates_after_the_last_epoch_only(
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch, before it refuses
 def test_train_refuses_bad_weights_and_a_missing_run_with_a_message(data_yaml, tmp_path, capsys) -> None:
     """Checked before any training: a clear one-line error naming the file, no traceback, no run folder."""
-    import pickle
-
-    from yolov7lib.cli import main
-    from yolov7lib.engine.checkpoint import save_checkpoint
-
     good = save_checkpoint({"model": {"w": torch.arange(4096.0)}}, tmp_path / "good.pt")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])

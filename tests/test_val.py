@@ -131,6 +131,16 @@ def test_bad_weights_fail_clearly(command, data_yaml, weights, tmp_path: Path, c
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
     assert not (tmp_path / "truncated.onnx").exists()
+    assert not (tmp_path / "runs").exists()  # no empty run folder is left behind
+
+
+def test_a_failed_val_leaves_no_run_folder(tmp_path: Path, capsys) -> None:
+    (tmp_path / "set" / "images" / "val").mkdir(parents=True)  # a split without images
+    (tmp_path / "set" / "data.yaml").write_text("val: images/val\nnames: [a, b]\n")
+    args = ["val", "--model", "yolov7-tiny", "--data", str(tmp_path / "set" / "data.yaml"), "--img", "64"]
+    assert main([*args, "--project", str(tmp_path / "runs")]) != 0
+    assert "no images found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_category_ids_follow_the_json_else_cocos_80_to_91_mapping(tmp_path: Path) -> None:

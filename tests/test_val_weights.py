@@ -14,7 +14,7 @@ from test_models_official import save_official
 
 from yolov7lib.deploy import probe_images
 from yolov7lib.engine.checkpoint import save_checkpoint
-from yolov7lib.engine.weights import WeightsError, load_model
+from yolov7lib.engine.weights import WeightsError, load_model, read_weights
 from yolov7lib.models.heads import Detect, IDetect
 
 
@@ -66,6 +66,8 @@ def test_no_source_and_damaged_files_are_clear_errors(tmp_path: Path) -> None:
         load_model()
     with pytest.raises(FileNotFoundError, match="not found"):
         load_model(tmp_path / "nope.pt")
+    with pytest.raises(FileNotFoundError, match="not found"):  # the reader the trainer shares
+        read_weights(tmp_path / "nope.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00" * 100)
     with pytest.raises(WeightsError, match="neither a yolov7lib checkpoint"):

@@ -232,7 +232,7 @@ def load_data_config(path: str | Path) -> DataConfig:
         category_ids = [c["id"] for c in cats]
         names = names or [c["name"] for c in cats]
     if isinstance(names, dict):  # {0: name, 1: name}
-        if sorted(names, key=str) != sorted(range(len(names)), key=str):
+        if set(names) != set(range(len(names))):
             raise ValueError(
                 f"{path}: names as a mapping needs the keys 0..{len(names) - 1}, got {list(names)}"
             )

@@ -249,8 +249,6 @@ class Trainer:
         """Initialise from a checkpoint (ours or an official one): each tensor whose name and shape match."""
         from yolov7lib.engine.weights import read_weights
 
-        if not Path(weights).is_file():
-            raise FileNotFoundError(f"weights file {weights!r} not found")
         _, state, _ = read_weights(Path(weights), prefer_ema=True)  # ours or official, EMA preferred
         own = model.state_dict()
         matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}

@@ -93,12 +93,13 @@ def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
     if img != opts.img:
         logger.warning("--img %d is not a multiple of the stride %d; using %d", opts.img, grid, img)
 
-    run_dir = increment_run_dir(opts.project, opts.name, opts.exist_ok)
-    run_dir.mkdir(parents=True, exist_ok=True)
     loader, _ = create_dataloader(
         data.splits[opts.task], img, opts.batch, grid, rect=True, pad=0.5, workers=opts.workers,
         nc=data.nc, prefix=f"{opts.task}: ", progress=opts.progress,
     )  # fmt: skip
+    # the run folder is made once the model and the images are known good: a failed run leaves none
+    run_dir = increment_run_dir(opts.project, opts.name, opts.exist_ok)
+    run_dir.mkdir(parents=True, exist_ok=True)
     coco_json = data.json.get(opts.task) or find_coco_annotations(data.splits[opts.task])
     category_ids = class_category_ids(data, coco_json)
     # with --exist-ok the folder may hold earlier results: new files take free names, never theirs
