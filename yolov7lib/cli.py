@@ -80,7 +80,12 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--train", type=int, default=2000, help="number of training images (default 2000)")
     synth.add_argument("--val", type=int, default=500, help="number of validation images (default 500)")
     synth.add_argument("--img-size", type=int, default=320, help="long image side in pixels (default 320)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
+    synth.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed; same seed, same bytes on the same CPU model (others may differ in a few pixels)",
+    )
     synth.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, max 8)")
     synth.set_defaults(handler=_data_synth)
 
