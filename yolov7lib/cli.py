@@ -84,7 +84,7 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
         "--seed",
         type=int,
         default=0,
-        help="random seed; same seed, same bytes on the same CPU model (others may differ in a few pixels)",
+        help="random seed (default 0); same seed, same bytes on one CPU model (see README on others)",
     )
     synth.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, max 8)")
     synth.set_defaults(handler=_data_synth)
