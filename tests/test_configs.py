@@ -9,6 +9,8 @@ import yaml
 
 from yolov7lib.configs import HYP_NAMES, load_hyp
 
+HYP_FILES = Path(__file__).resolve().parents[1] / "yolov7lib" / "configs"
+
 REFERENCE_KEYS = {
     "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr",
     "box", "cls", "cls_pw", "obj", "obj_pw", "iou_t", "anchor_t", "fl_gamma", "hsv_h", "hsv_s", "hsv_v",
@@ -32,10 +34,45 @@ def test_profiles_differ_where_the_reference_does() -> None:
 
 def test_user_file_overrides_and_defaults_fill(tmp_path: Path) -> None:
     f = tmp_path / "hyp.yaml"
-    f.write_text(yaml.safe_dump({"lr0": 0.02, "mosaic": 0.0}))
+    reference = yaml.safe_load((Path(HYP_FILES) / "hyp.scratch.p5.yaml").read_text())
+    f.write_text(yaml.safe_dump({**reference, "lr0": 0.02, "mosaic": 0.0}))
     hyp = load_hyp(f)
     assert hyp["lr0"] == 0.02 and hyp["mosaic"] == 0.0
-    assert load_hyp({"lr0": 0.5})["lr0"] == 0.5
+    assert hyp["aux_weight"] == load_hyp("p5")["aux_weight"]  # a kit key the reference's files lack
+    assert load_hyp({"lr0": 0.5})["lr0"] == 0.5  # a dict (from code) is taken as it is
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train: [unclosed\n", r"not valid YAML \(.* at line \d\)"),
+        ("lr0: 0.01\nmosaic: 0.0\n", "missing hyperparameter\\(s\\) lrf, momentum, weight_decay"),
+        ("lr0: abc\n", "missing hyperparameter"),
+    ],
+)
+def test_incomplete_or_unparsable_user_file_is_refused_by_name(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """A hyp file is the whole recipe, as the reference's are: a missing key would otherwise surface as a
+    KeyError deep inside the optimizer or the data pipeline."""
+    f = tmp_path / "hyp.yaml"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=message) as err:
+        load_hyp(f)
+    assert str(f) in str(err.value)
+
+
+@pytest.mark.parametrize(("key", "value"), [("lr0", "abc"), ("mosaic", True), ("box", None)])
+def test_a_value_that_is_not_a_number_is_refused_by_name(tmp_path: Path, key: str, value: object) -> None:
+    hyp = load_hyp("cpu")
+    hyp[key] = value
+    f = tmp_path / "hyp.yaml"
+    f.write_text(yaml.safe_dump(hyp))
+    with pytest.raises(ValueError, match=f"hyperparameter {key} must be a number"):
+        load_hyp(f)
+    hyp[key] = load_hyp("cpu")[key]
+    f.write_text(yaml.safe_dump(hyp))
+    assert load_hyp(f) == load_hyp("cpu")  # the packaged profile written out loads back unchanged
 
 
 def test_missing_or_malformed_file_gives_clear_error(tmp_path: Path) -> None:

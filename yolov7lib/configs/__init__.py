@@ -13,20 +13,45 @@ import yaml
 
 HYP_NAMES = ("p5", "p6", "tiny", "custom", "cpu")
 REFERENCE_HYPS = ("p5", "p6", "tiny", "custom")
+TEXT_KEYS = ("optimizer", "aux_assign")  # the hyperparameters whose values are words, not numbers
 
 
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ValueError(f"{origin}: not valid YAML ({problem}{where})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{origin}: expected a mapping of hyperparameters, got {type(data).__name__}")
     return data
+
+
+def _check_hyp(hyp: dict[str, Any], origin: str) -> None:
+    """A hyperparameter file must set every key of the reference's files, each to a number (the packaged
+    defaults only add the kit's keys; a missing key would otherwise fail deep inside training)."""
+    reference = _read_yaml(resources.files(__package__).joinpath("hyp.scratch.p5.yaml").read_text(), "p5")
+    missing = [k for k in reference if k not in hyp]
+    if missing:
+        raise ValueError(
+            f"{origin}: missing hyperparameter(s) {', '.join(missing)}; start from a copy of a complete file "
+            f"such as {resources.files(__package__).joinpath('hyp.scratch.p5.yaml')}"
+        )
+    for key, value in hyp.items():
+        if key in TEXT_KEYS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{origin}: hyperparameter {key} must be a number, got {value!r}")
 
 
 def load_hyp(name_or_path: str | Path | dict[str, Any] = "p5") -> dict[str, Any]:
     """Return the hyperparameters of a packaged profile (p5, p6, tiny, custom, cpu), a YAML file or a dict.
 
     The packaged defaults (hyp.defaults.yaml) fill keys that the chosen source does not set, so the
-    reference implementation's hyp files load unchanged.
+    reference implementation's hyp files load unchanged. A YAML file must set every key the reference's
+    files set, each to a number (ValueError naming the key otherwise); a dict is taken as it is.
     """
     pkg = resources.files(__package__)
     hyp = _read_yaml(pkg.joinpath("hyp.defaults.yaml").read_text(), "hyp.defaults.yaml")
@@ -46,4 +71,6 @@ def load_hyp(name_or_path: str | Path | dict[str, Any] = "p5") -> dict[str, Any]
         origin = str(path)
         chosen = _read_yaml(path.read_text(), origin)
     hyp.update(chosen)
+    if not isinstance(name_or_path, dict):
+        _check_hyp(hyp, origin)
     return hyp
