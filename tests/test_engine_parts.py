@@ -62,14 +62,32 @@ def test_failed_write_keeps_previous_checkpoint_and_leaves_no_temp_file(tmp_path
     assert sorted(os.listdir(tmp_path)) == ["last.pt"]
 
 
+def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path) -> None:
+    """mkstemp makes its file private (0600); the renamed checkpoint follows the umask like open() does."""
+    old = os.umask(0o027)
+    try:
+        path = save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o640
+
+
 def test_damaged_checkpoints_give_clear_errors(tmp_path) -> None:
     good = save_checkpoint({"w": torch.arange(1000.0)}, tmp_path / "good.pt")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
-    with pytest.raises(CheckpointError, match="cannot be read"):
-        load_checkpoint(truncated)
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n" * 20)
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "module.pt")
+    for damaged in (truncated, text):
+        with pytest.raises(CheckpointError, match=r"cannot be read: not a complete torch\.save archive"):
+            load_checkpoint(damaged)
+    with pytest.raises(CheckpointError, match="it pickles Python objects") as err:
+        load_checkpoint(tmp_path / "module.pt")
+    assert "weights_only=False" not in str(err.value) and "\n" not in str(err.value)  # no advice to run it
     with pytest.raises(CheckpointError, match="empty"):
         load_checkpoint(empty)
     with pytest.raises(CheckpointError, match="not found"):

@@ -173,14 +173,35 @@ def test_train_refuses_bad_weights_and_a_missing_run_with_a_message(data_yaml, t
     plain_pickle.write_bytes(pickle.dumps({"model": [1, 2, 3]}))
     project = tmp_path / "runs"
     common = ["train", "--data", str(data_yaml), *COMMON, "--epochs", "1", "--project", str(project)]
+    unparsable, incomplete = tmp_path / "unparsable.yaml", tmp_path / "incomplete.yaml"
+    unparsable.write_text("lr0: [0.01\n")
+    incomplete.write_text("lr0: 0.01\n")
     cases = [
         (["--resume"], "no run with weights/last.pt"),
         (["--weights", str(tmp_path / "missing.pt")], "not found"),
-        (["--weights", str(truncated)], "neither a yolov7lib checkpoint"),
+        (["--weights", str(truncated)], "not a complete torch.save archive"),
         (["--weights", str(plain_pickle)], str(plain_pickle)),
+        (["--hyp", str(unparsable)], "not valid YAML"),
+        (["--hyp", str(incomplete)], "missing hyperparameter(s) lrf, momentum, weight_decay"),
+        (["--model", "yolov7-nosuch"], "yolov7-nosuch"),
     ]
     for flags, message in cases:
         assert main([*common, *flags]) == 1, flags
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (flags, err)
-    assert not project.exists() or not any(project.rglob("*.pt"))
+        assert not project.exists(), (flags, sorted(project.rglob("*")))  # no run folder left behind
+
+
+def test_a_refused_resume_leaves_the_finished_run_as_it_was(data_yaml, tmp_path, capsys) -> None:
+    """Resuming a run that already finished is refused before anything in its folder is written."""
+    project = tmp_path / "runs"
+    args = ["train", "--data", str(data_yaml), *COMMON, "--epochs", "1", "--batch", "4", "--max-batches", "1",
+            "--noval", "--project", str(project), "--name", "done"]  # fmt: skip
+    assert main(args) == 0
+    run = project / "done"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert {p.name for p in before} >= {"opt.yaml", "hyp.yaml", "last.pt", "results.csv"}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--workers", "2"]) == 1
+    assert "already finished its 1 epochs" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

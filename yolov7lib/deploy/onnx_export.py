@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from yolov7lib.deploy.end2end import End2End
+from yolov7lib.engine.checkpoint import new_file_mode
 
 __all__ = ["MIN_OPSET", "export_onnx", "onnx_session", "verify_onnx"]
 
@@ -84,6 +85,7 @@ def export_onnx(
                 wrapped, (images,), tmp, dynamo=False, opset_version=opset, input_names=["images"],
                 output_names=outputs, dynamic_axes=axes, do_constant_folding=True,
             )  # fmt: skip
+        os.chmod(tmp, new_file_mode())  # mkstemp's file is private; the export is an ordinary new file
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -3,7 +3,8 @@
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so `torch.load(...,
 weights_only=True)` reads it: nothing in the file can run code. It is written to a temporary file in the
 target folder, flushed to disk and renamed over the destination, so a crash (even SIGKILL) leaves either
-the old file or the new one, never a truncated file.
+the old file or the new one, never a truncated file. The file gets the permissions any new file of the
+user's gets (the temporary file's private 0600 is widened per the umask before the rename).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
+            os.fchmod(f.fileno(), new_file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -53,14 +56,35 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle, ...
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        hint = ""
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            hint = " (a pickled module, e.g. an official YOLOv7 .pt? load it with yolov7lib.load_official)"
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {msg}{hint}") from e
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {unreadable_reason(path, e)}") from e
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a dict")
     return state
+
+
+def unreadable_reason(path: Path, err: Exception) -> str:
+    """Why torch.load with weights_only=True failed on `path`, in one line (torch's own messages run to
+    paragraphs and suggest weights_only=False, which would run the file's code)."""
+    text = str(err)
+    archive = zipfile.is_zipfile(path)
+    with open(path, "rb") as f:
+        pickled = f.read(1) == b"\x80"  # a bare pickle (protocol 2+), as the pre-1.6 format also was
+    if not (archive or pickled):
+        return "not a complete torch.save archive (truncated, damaged, or another kind of file)"
+    if "weights_only" in text or "Unsupported global" in text:
+        return (
+            "it pickles Python objects, which are not unpickled here (a pickled module, e.g. an official "
+            "YOLOv7 .pt? load it with yolov7lib.load_official)"
+        )
+    first = text.splitlines()[0] if text else ""
+    return f"a damaged archive ({type(err).__name__}: {first[:200]})"
+
+
+def new_file_mode() -> int:
+    """The permissions open() would give a new file: 0o666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def rng_state() -> dict[str, Any]:

@@ -11,6 +11,7 @@ auxiliary head dropped: Sections 3.2 and 4.3), which computes the same function.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import torch
@@ -38,6 +39,8 @@ def read_weights(
     try:
         ckpt = load_checkpoint(path)
     except CheckpointError as ours:
+        if not zipfile.is_zipfile(path):  # official checkpoints are torch.save archives too
+            raise WeightsError(str(ours)) from ours
         try:
             official = load_official(path, prefer_ema=prefer_ema)
         except UnsafeCheckpointError:
@@ -57,6 +60,15 @@ def read_weights(
     if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         return None, ckpt, None  # a bare state dict: the architecture must come from --model
     raise WeightsError(f"{path}: a dict without a 'model' entry; not a yolov7lib checkpoint")
+
+
+def mismatch_summary(err: RuntimeError, lines: int = 3, width: int = 240) -> str:
+    """The first `lines` reasons of a load_state_dict error (missing keys, unexpected keys, size
+    mismatches), each cut to `width` characters: torch's header line alone says nothing."""
+    reasons = [r.strip() for r in str(err).splitlines()[1:] if r.strip()] or [str(err).strip()]
+    shown = [r if len(r) <= width else r[: width - 3] + "..." for r in reasons[:lines]]
+    more = f"; and {len(reasons) - lines} more" if len(reasons) > lines else ""
+    return "; ".join(shown) + more
 
 
 def load_model(
@@ -95,9 +107,8 @@ def load_model(
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as err:
-            first = str(err).splitlines()[0]
             raise WeightsError(
-                f"{weights} does not fit the architecture {model or 'it names'}: {first}"
+                f"{weights} does not fit the architecture {model or 'it names'}: {mismatch_summary(err)}"
             ) from err
     if names is not None and len(names) == net.head.nc:
         net.names = [str(n) for n in names]
