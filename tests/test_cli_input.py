@@ -30,10 +30,16 @@ def data_yaml(tmp_path_factory) -> Path:
         (["export", "--model", "yolov7-tiny", "--img", "0"], "must be at least 1"),
         (["bench", "--model", "yolov7-tiny", "--batch", "1", "0"], "must be at least 1"),
         (["train", "--batch", "0"], "must be at least 1"),
+        (["train", "--epochs", "0"], "--epochs: must be at least 1, got 0"),
+        (["detect", "--model", "yolov7-tiny", "--source", ".", "--conf", "2"], "must be between 0 and 1"),
+        (["val", "--model", "yolov7-tiny", "--data", "d.yaml", "--iou", "-0.1"], "must be between 0 and 1"),
+        (["export", "--model", "yolov7-tiny", "--conf", "x"], "'x' is not a number"),
         (["info", "--model", "yolov7", "--img", "-640"], "must be at least 1"),
     ],
 )
-def test_sizes_and_counts_below_one_are_usage_errors(args: list[str], message: str, capsys) -> None:
+def test_out_of_range_sizes_counts_and_thresholds_are_usage_errors(
+    args: list[str], message: str, capsys
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
@@ -65,3 +71,30 @@ def test_data_check_reports_each_problem_once(data_yaml: Path, caplog, capsys) -
     out = capsys.readouterr().out
     assert out.count(label.name) == 1 and "NaN or infinite" in out  # printed once, in the report
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # and not logged again
+
+
+def test_ctrl_c_in_train_is_one_line_naming_resume(monkeypatch, capsys) -> None:
+    from yolov7lib.engine import trainer
+
+    def interrupted(**options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted)
+    assert main(["train", "--data", "data.yaml"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_a_training_status_line_is_shown_once(progress: bool, caplog, capsys) -> None:
+    """With progress bars the line goes to the terminal beside them, without them to the log; not both."""
+    from types import SimpleNamespace
+
+    from yolov7lib.engine.trainer import Trainer
+
+    fake = SimpleNamespace(ctx=SimpleNamespace(is_main=True), opts=SimpleNamespace(progress=progress))
+    with caplog.at_level(logging.INFO, logger="yolov7lib.engine.trainer"):
+        Trainer.log(fake, "epoch 1: a status line")
+    shown = capsys.readouterr().out.count("epoch 1: a status line")
+    logged = sum(r.getMessage() == "epoch 1: a status line" for r in caplog.records)
+    assert (shown, logged) == ((1, 0) if progress else (0, 1))

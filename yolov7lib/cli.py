@@ -27,6 +27,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def unit_interval(text: str) -> float:
+    """argparse type of thresholds: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `yolov7` command with all its subcommands."""
     parser = argparse.ArgumentParser(
@@ -142,7 +153,7 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
     add("--model", help="registry name (e.g. yolov7-tiny, yolov7) or cfg YAML path")
     add("--data", help="data.yaml (the reference's format; `yolov7 data synth` writes one)")
     add("--hyp", help="hyperparameters: cpu (the default), p5, p6, tiny, custom or a YAML file")
-    add("--epochs", type=int)
+    add("--epochs", type=positive_int)
     add("--batch", type=positive_int, help="total batch size over all processes")
     add("--img", type=positive_int, help="training and validation image size (pixels)")
     add("--device", help="cpu, 0, or 0,1,... (several GPUs: run under torchrun)")
@@ -181,6 +192,13 @@ def _train(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, TrainingDiverged, CheckpointError, UnsafeCheckpointError) as err:
         print(f"yolov7 train: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            "\nyolov7 train: interrupted; the run keeps weights/last.pt of its last finished epoch, if "
+            "any: continue with `yolov7 train --resume RUN_FOLDER`",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 
@@ -207,7 +225,8 @@ def _pipeline(args: argparse.Namespace) -> int:
     try:
         return run_stage(args.stage, args.item, params=args.params, profile=args.profile)
     except (KeyError, FileNotFoundError) as err:
-        print(f"yolov7 pipeline: error: {err}", file=sys.stderr)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err  # no KeyError quotes
+        print(f"yolov7 pipeline: error: {message}", file=sys.stderr)
         return 2
 
 
@@ -262,8 +281,8 @@ def _add_val_command(commands: argparse._SubParsersAction) -> None:
     add("--data", required=True, help="data.yaml")
     add("--img", type=positive_int, default=640, help="inference size (long side, pixels; default 640)")
     add("--batch", type=positive_int, default=32, help="batch size (default 32)")
-    add("--conf", type=float, default=0.001, help="confidence threshold (default 0.001)")
-    add("--iou", type=float, default=0.65, help="NMS IoU threshold (default 0.65; Table 10 also 0.70)")
+    add("--conf", type=unit_interval, default=0.001, help="confidence threshold (default 0.001)")
+    add("--iou", type=unit_interval, default=0.65, help="NMS IoU threshold (default 0.65; Table 10: 0.70)")
     add("--half", action="store_true", help="FP16 inference (CUDA only; Table 10)")
     add("--task", choices=["val", "test"], default="val", help="which split (default val)")
     add("--reparameterize", action=argparse.BooleanOptionalAction, default=True,
@@ -309,8 +328,8 @@ def _add_detect_command(commands: argparse._SubParsersAction) -> None:
     add = detect.add_argument
     add("--source", required=True, help="an image, a video, a folder or a glob (quote it)")
     add("--img", type=positive_int, default=640, help="inference size (long side, pixels; default 640)")
-    add("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    add("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
+    add("--conf", type=unit_interval, default=0.25, help="confidence threshold (default 0.25)")
+    add("--iou", type=unit_interval, default=0.45, help="NMS IoU threshold (default 0.45)")
     add("--classes", type=int, nargs="+", help="keep only these class indices")
     add("--agnostic-nms", dest="agnostic", action="store_true", help="NMS across classes")
     add("--max-det", type=int, default=300, help="detections per image at most (default 300)")
@@ -362,8 +381,8 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
     add("--dynamic", action="store_true", help="free batch, height and width")
     add("--end2end", action="store_true", help="NMS in the graph: num_dets, boxes, scores, classes")
     add("--opset", type=int, default=17, help="ONNX opset (17 or later; default 17)")
-    add("--conf", type=float, default=0.25, help="--end2end confidence threshold (default 0.25)")
-    add("--iou", type=float, default=0.45, help="--end2end NMS IoU threshold (default 0.45)")
+    add("--conf", type=unit_interval, default=0.25, help="--end2end confidence threshold (default 0.25)")
+    add("--iou", type=unit_interval, default=0.45, help="--end2end NMS IoU threshold (default 0.45)")
     add("--max-det", type=int, default=100, help="--end2end detections per image (default 100)")
     add("--json", action="store_true", help="print the report as JSON")
     export.set_defaults(handler=_export)

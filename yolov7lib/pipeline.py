@@ -73,8 +73,8 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
         raise FileNotFoundError(f"{path} not found: run the pipeline from the repository root")
     params = yaml.safe_load(path.read_text()) or {}
     name = profile or params.get("profile", "default")
-    if name not in params:
-        known = [k for k, v in params.items() if isinstance(v, dict)]
+    known = [k for k, v in params.items() if isinstance(v, dict) and k != "ablation_catalogue"]
+    if name not in known:
         raise KeyError(f"profile {name!r} is not in {path}; known profiles: {', '.join(known)}")
     settings = dict(params[name])
     settings["_lists"] = {k: params.get(k, []) for k in ("models", "ablation_variants")}
