@@ -91,8 +91,12 @@ def test_split_item_and_unknown_names() -> None:
         split_item("t6-base")
     with pytest.raises(KeyError, match="unknown stage"):
         run_stage("nope")
-    with pytest.raises(KeyError, match="profile 'nope'"):
+    with pytest.raises(KeyError, match="profile 'nope'") as err:
         load_params(ROOT / "params.yaml", "nope")
+    listed = str(err.value).split("known profiles: ")[1].rstrip("'\"").split(", ")
+    assert sorted(listed) == sorted(PROFILES)  # the catalogue of ablation variants is not a profile
+    with pytest.raises(KeyError, match="profile 'ablation_catalogue'"):
+        load_params(ROOT / "params.yaml", "ablation_catalogue")
 
 
 def test_items_outside_the_profile_write_skip_markers(tmp_path, monkeypatch) -> None:
