@@ -33,6 +33,8 @@ def test_our_checkpoint_prefers_the_ema_weights_and_deploys(tmp_path: Path) -> N
     torch.testing.assert_close(_outputs(loaded, x), _outputs(ema, x), rtol=1e-4, atol=1e-3)
     raw = load_model(path, reparameterize=False, prefer_ema=False)
     assert type(raw.head) is IDetect
+    _, from_text, names = read_weights(str(path))  # a path given as text reads the same
+    assert names == ["a", "b", "c"] and all(torch.equal(from_text[k], v) for k, v in ema.state_dict().items())
     torch.testing.assert_close(_outputs(raw, x), _outputs(model, x))
 
 

@@ -256,7 +256,7 @@ class Trainer:
         """Initialise from a checkpoint (ours or an official one): each tensor whose name and shape match."""
         from yolov7lib.engine.weights import read_weights
 
-        _, state, _ = read_weights(Path(weights), prefer_ema=True)  # ours or official, EMA preferred
+        _, state, _ = read_weights(weights, prefer_ema=True)  # ours or official, EMA preferred
         own = model.state_dict()
         matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(matched, strict=False)

@@ -29,12 +29,13 @@ class WeightsError(ValueError):
 
 
 def read_weights(
-    path: Path, prefer_ema: bool = True
+    path: str | Path, prefer_ema: bool = True
 ) -> tuple[dict | Model | None, dict[str, torch.Tensor], list[str] | None]:
     """Read a yolov7lib or an official checkpoint: (architecture spec, or the loaded model of an official
     file, or None for a bare state dict; state dict; class names). A file that is neither raises
     WeightsError naming what each reader found wrong; a missing file raises FileNotFoundError."""
-    if not Path(path).is_file():
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} not found")
     try:
         ckpt = load_checkpoint(path)
@@ -89,7 +90,7 @@ def load_model(
         raise WeightsError("give --weights (a checkpoint) or --model (an architecture name), or both")
     cfg, state, names = None, None, None
     if weights is not None:
-        cfg, state, names = read_weights(Path(weights), prefer_ema)
+        cfg, state, names = read_weights(weights, prefer_ema)
         nc = len(names) if names else nc
     if model is not None:
         cfg = model
