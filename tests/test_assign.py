@@ -69,6 +69,23 @@ def test_candidates_worked_example() -> None:
     assert cells == [(5, 7), (4, 7), (5, 6), (6, 7), (5, 8)]  # centre + 4 neighbours
 
 
+@pytest.mark.parametrize("side", ["w", "h"])
+def test_a_box_exactly_anchor_t_times_its_anchor_is_not_a_candidate(side: str) -> None:
+    """The reference keeps an anchor when the worst side ratio is strictly below anchor_t (4.0): a box 4
+    times its anchor (exact in binary) has no candidate there, a hair smaller has its 3 fine cells."""
+    head = FakeHead(anchors_px=[[16, 24]], strides=[8.0])  # anchor 2 x 3 cells on a 16 x 16 level
+    sizes = {"w": (8 / 16, 3 / 16), "h": (2 / 16, 12 / 16)}[side]  # 4x the anchor along one side
+    for scale, expected in ((1.0, 0), (1 - 2**-20, 3)):
+        w, h = sizes[0] * (scale if side == "w" else 1), sizes[1] * (scale if side == "h" else 1)
+        targets = torch.tensor([[0, 0, 5.3 / 16, 7.8 / 16, w, h]], dtype=torch.float64)
+        cand = find_candidates(targets, [(16, 16)], head.anchors, 4.0, FINE_BIAS, batch=1)
+        assert cand.size == expected, (side, scale)
+    small = torch.tensor(
+        [[0, 0, 5.3 / 16, 7.8 / 16, 0.5 / 16, 3 / 16]], dtype=torch.float64
+    )  # 1/4 the anchor
+    assert find_candidates(small, [(16, 16)], head.anchors, 4.0, FINE_BIAS, batch=1).size == 0
+
+
 def _loss_and_cfg(head: FakeHead, **hyp_over) -> tuple:
     hyp = load_hyp("p6" if head.nl == 4 else "p5") | hyp_over
     loss = build_loss(head, hyp, img_size=IMG)

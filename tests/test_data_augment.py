@@ -134,6 +134,20 @@ def test_letterbox_and_scale_boxes_round_trip() -> None:
         np.testing.assert_allclose(back, labels[:, 1:], atol=1e-6)
 
 
+@pytest.mark.parametrize(("h", "w"), [(9, 16), (16, 9)])
+def test_letterbox_splits_an_odd_padding_one_pixel_more_below_and_right(h: int, w: int) -> None:
+    """7 pixels of padding at 16 px: the reference puts round(3.5 - 0.1) = 3 above (left) and 4 below
+    (right), and reports 3.5, which scale_boxes subtracts; a half-pixel shift of every label otherwise."""
+    out, ratio, pad = letterbox(np.full((h, w, 3), 255, np.uint8), 16, auto=False)
+    assert ratio == (1.0, 1.0) and pad == ((3.5, 0.0) if w == 9 else (0.0, 3.5))
+    image = (out == 255).all(2)
+    rows, cols = np.nonzero(image.any(1))[0], np.nonzero(image.any(0))[0]
+    assert (rows.min(), 15 - rows.max(), cols.min(), 15 - cols.max()) == (
+        (3, 4, 0, 0) if h == 9 else (0, 0, 3, 4)
+    )
+    assert (out[~image] == 114).all()
+
+
 def _write_set(root: Path, n_images: int, per_image: int, h: int = 48, w: int = 64) -> Path:
     """PNG images of coloured rectangles, class = colour, each colour used once in the whole set."""
     img_dir = root / "images" / "train"

@@ -129,6 +129,19 @@ def test_gradients_reach_every_lead_and_auxiliary_map(case: str) -> None:
         assert sum(m.grad[..., 5:].abs().sum() for m in h) > 0
 
 
+@pytest.mark.parametrize("case", ["p5_simota", "p5_smoothing_focal_weights", "p6_coarse_to_fine"])
+def test_objectness_soft_labels_send_no_gradient_to_the_boxes(case: str) -> None:
+    """The soft label (1 - gr) + gr x IoU is a target, detached as in the reference: with the box and class
+    gains at 0 the loss reaches the box channels only through it, so their gradient must be exactly 0."""
+    head, hyp, maps, targets = _setup(case, seed=6, counts=[5, 3])
+    maps = [m.requires_grad_() for m in maps]
+    loss, items = build_loss(head, hyp | {"box": 0.0, "cls": 0.0}, img_size=IMG)(maps, targets)
+    loss.backward()
+    assert items[1] > 0 and items[0] == items[2] == 0
+    assert all(m.grad[..., 4].abs().sum() > 0 for m in maps)
+    assert all(torch.count_nonzero(m.grad[..., :4]) == 0 for m in maps)
+
+
 def test_gains_are_scaled_once_in_build_loss_and_hyp_is_left_alone() -> None:
     hyp = load_hyp("p6")
     before = dict(hyp)

@@ -75,6 +75,16 @@ def test_match_detections_equals_naive_rule(seed: int) -> None:
     assert n_true > 20
 
 
+def test_a_detection_at_exactly_the_first_threshold_does_not_claim_the_label() -> None:
+    """test.py takes candidates with IoU strictly above 0.5: a more confident detection at IoU exactly 0.5
+    (a 2 x 1 box on a 1 x 1 label) must leave the label to the later detection at IoU 0.8."""
+    labels = torch.tensor([[0.0, 0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    det = torch.tensor([[0.0, 0.0, 2.0, 1.0, 0.9, 0.0], [0.0, 0.0, 1.0, 0.8, 0.7, 0.0]], dtype=torch.float64)
+    correct = match_detections(det, labels, IOU_THRESHOLDS.double())
+    assert correct[0].tolist() == [False] * 10
+    assert correct[1].tolist() == [t < 0.8 for t in IOU_THRESHOLDS.double().tolist()]  # 0.5 to 0.75
+
+
 def _coco_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     """COCO's definition: mean over r in 0:0.01:1 of the best precision at any recall >= r (0 if none)."""
     total = 0.0

@@ -154,3 +154,36 @@ def test_half_precision_input_keeps_classes_apart_without_overflow() -> None:
         assert 1 <= len(mine) < 30  # without separate classes nothing would be suppressed
         iou = torchvision.ops.box_iou(mine[:, :4], mine[:, :4]).fill_diagonal_(0)
         assert (iou <= 0.45).all()
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_a_confidence_equal_to_the_threshold_is_dropped(multi_label: bool) -> None:
+    """The reference keeps rows strictly above conf_thres, both for objectness and for obj x class (0.5 x 0.5
+    is exactly 0.25 in binary floating point, so the boundary is exact)."""
+    pred = torch.zeros(1, 4, 7)
+    pred[0, :, :4] = torch.tensor(
+        [[50.0, 50, 20, 20], [150, 50, 20, 20], [250, 50, 20, 20], [350, 50, 20, 20]]
+    )
+    pred[0, :, 4:] = torch.tensor(
+        [
+            [0.25, 1.0, 0.0],  # objectness exactly at the threshold: out at step 1
+            [0.5, 0.5, 0.0],  # objectness x class exactly at the threshold: out at step 3
+            [0.5, 0.5, 0.5 + 2**-20],  # the second class just above it: in (class 1)
+            [0.25 + 2**-20, 1.0, 0.0],  # objectness just above: in (class 0)
+        ]
+    )
+    det = non_max_suppression(pred, conf_thres=0.25, multi_label=multi_label)[0]
+    assert sorted((round(d[0].item()), int(d[5])) for d in det) == [(240, 1), (340, 0)]
+
+
+def test_classes_stay_apart_in_images_up_to_4000_pixels() -> None:
+    """The batched NMS moves each class by a fixed offset; boxes anywhere in a 4000 px image, of any of 8
+    classes, must be suppressed exactly as the class-by-class loop does (the reference's max_wh is 4096)."""
+    gen = torch.Generator().manual_seed(7)
+    n, nc = 500, 8
+    xy = torch.rand(1, n, 2, generator=gen, dtype=torch.float64) * 4000
+    wh = torch.rand(1, n, 2, generator=gen, dtype=torch.float64) * 500 + 300
+    pred = torch.cat([xy, wh, torch.rand(1, n, 1 + nc, generator=gen, dtype=torch.float64)], 2)
+    det = non_max_suppression(pred, conf_thres=0.05)[0]
+    expected = _naive_nms(pred[0].tolist(), 0.05, 0.45, None, False, False, 300)
+    torch.testing.assert_close(det, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-9)

@@ -205,3 +205,38 @@ def test_a_refused_resume_leaves_the_finished_run_as_it_was(data_yaml, tmp_path,
     assert main(["train", "--resume", str(run), "--workers", "2"]) == 1
     assert "already finished its 1 epochs" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_resume_restores_the_global_random_states_of_the_checkpoint(data_yaml, tmp_path, monkeypatch) -> None:
+    """Python's, NumPy's and torch's global generators continue from the checkpoint, whatever ran before.
+
+    The trainer's own draws are functions of (seed, epoch, sample); the saved states matter for anything
+    else that draws from the global generators during an epoch, which the wrapped epoch below stands for."""
+    import random
+
+    import numpy as np
+    import yaml
+
+    from yolov7lib.engine.trainer import Trainer, TrainOptions, train
+
+    real_epoch = Trainer.train_one_epoch
+
+    def epoch_that_also_draws(self, epoch):
+        out = real_epoch(self, epoch)
+        random.random(), np.random.rand(), torch.rand(1)  # noqa: NPY002 - a library's global draws
+        return out
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", epoch_that_also_draws)
+    train(data=str(data_yaml), model="yolov7-tiny", img=IMG, batch=4, epochs=1, max_batches=1, workers=0,
+          noval=True, project=str(tmp_path), name="r", progress=False, plots=False)  # fmt: skip
+    run = tmp_path / "r"
+    opt = yaml.safe_load((run / "opt.yaml").read_text())
+    (run / "opt.yaml").write_text(yaml.safe_dump({**opt, "epochs": 2}))  # one epoch left to resume
+    saved = load_checkpoint(run / "weights" / "last.pt")["rng"]
+    random.seed(123)  # states the resume must replace
+    np.random.seed(123)  # noqa: NPY002
+    torch.manual_seed(123)
+    Trainer(TrainOptions(resume=str(run), workers=0, progress=False))
+    assert torch.equal(torch.get_rng_state(), saved["torch"])
+    assert random.getstate()[1] == tuple(int(x) for x in saved["python"][1].tolist())
+    assert np.random.get_state()[1].tolist() == saved["numpy"][1].tolist()  # noqa: NPY002
