@@ -73,6 +73,33 @@ def test_data_check_reports_each_problem_once(data_yaml: Path, caplog, capsys) -
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # and not logged again
 
 
+def test_data_check_counts_an_image_whose_every_row_was_dropped_as_a_background(
+    data_yaml: Path, capsys
+) -> None:
+    """Such an image trains without a box, exactly like one without a label file."""
+    labelled = [
+        p for p in sorted((data_yaml.parent / "labels" / "val").glob("*.txt")) if p.read_text().strip()
+    ]
+    emptied, mixed = labelled[:2]
+    originals = {p: p.read_text() for p in (emptied, mixed)}
+
+    def background_counts() -> tuple[int, int]:
+        assert main(["data", "check", str(data_yaml)]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("val:") and "usable" in x)
+        total = int(line.split(" backgrounds (")[0].rsplit(" ", 1)[1])
+        return total, int(line.split(" with every row dropped")[0].rsplit(" ", 1)[1])
+
+    before = background_counts()
+    try:
+        emptied.write_text("0 0.5 0.5 nan 0.1\n9 0.5 0.5 0.2 0.2\n")  # two bad rows, nothing left
+        mixed.write_text(originals[mixed] + "0 0.5 0.5 nan 0.1\n")  # one bad row among good ones
+        after = background_counts()
+    finally:
+        for p, text in originals.items():
+            p.write_text(text)
+    assert before[1] == 0 and after == (before[0] + 1, 1)
+
+
 def test_ctrl_c_in_train_is_one_line_naming_resume(monkeypatch, capsys) -> None:
     from yolov7lib.engine import trainer
 

@@ -11,8 +11,8 @@ from yolov7lib.data.scan import ScanReport, scan_source
 def check_dataset(data: str | Path, progress: bool = False) -> dict[str, ScanReport]:
     """Scan each split of a data.yaml without writing anything; return split -> report.
 
-    Reports images found, backgrounds (no label file), empty label files, label files with duplicate
-    rows, every corrupt image with its reason and every dropped label row by reason.
+    Reports images found, backgrounds (no label file, an empty one, or every row dropped), label files
+    with duplicate rows, every corrupt image with its reason and every dropped label row by reason.
     """
     cfg = load_data_config(data)
     reports = {}
@@ -30,9 +30,9 @@ def format_reports(reports: dict[str, ScanReport]) -> list[str]:
     for split, r in reports.items():
         lines.append(f"{split}: {r.line()}")
         lines.append(
-            f"{split}: {r.images} images, {r.usable} usable, {r.missing + r.empty} backgrounds "
-            f"({r.missing} without label file, {r.empty} with an empty one), {r.duplicate_files} label files "
-            f"with duplicate rows, {len(r.corrupt)} corrupt"
+            f"{split}: {r.images} images, {r.usable} usable, {r.backgrounds} backgrounds "
+            f"({r.missing} without label file, {r.empty} with an empty one, {r.emptied} with every row "
+            f"dropped), {r.duplicate_files} label files with duplicate rows, {len(r.corrupt)} corrupt"
         )
         lines += [f"{split}:   {d}" for d in r.details()]
     return lines

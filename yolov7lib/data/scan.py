@@ -33,7 +33,7 @@ from yolov7lib.data.formats import (
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: non-JPEG images checked and sized by OpenCV, the loader's decoder
+CACHE_VERSION = 3  # 2: non-JPEG images checked and sized by OpenCV, the loader's decoder; 3: `emptied`
 CACHE_SUFFIX = ".yolov7lib.cache"
 MIN_IMAGE_SIDE = 10
 EXIF_ORIENTATION = 0x0112
@@ -48,6 +48,7 @@ class ScanReport:
     labelled: int = 0  # label files found
     missing: int = 0  # images without a label file: backgrounds
     empty: int = 0  # label files without any row: backgrounds
+    emptied: int = 0  # label files whose every row was dropped: backgrounds as well
     non_images: int = 0  # other files skipped for their suffix
     corrupt: list[tuple[str, str]] = field(default_factory=list)  # (image, reason): image skipped
     dropped_rows: Counter = field(default_factory=Counter)  # reason -> rows dropped
@@ -58,6 +59,11 @@ class ScanReport:
     def usable(self) -> int:
         """Images kept for training or evaluation."""
         return self.images - len(self.corrupt)
+
+    @property
+    def backgrounds(self) -> int:
+        """Usable images that train without a box: no label file, an empty one, or every row dropped."""
+        return self.missing + self.empty + self.emptied
 
     @property
     def duplicate_files(self) -> int:
@@ -356,6 +362,7 @@ def scan_source(
             report.missing += not has_label
             report.empty += empty
             if parsed.dropped:
+                report.emptied += not len(parsed.labels)
                 report.dropped_rows.update(parsed.dropped)
                 report.row_problems.append((label_files[i], _problem_text(parsed.dropped)))
             kept_files.append(img_files[i])
