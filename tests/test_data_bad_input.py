@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ from PIL import Image
 from yolov7lib.cli import main
 from yolov7lib.data import create_dataloader, load_data_config
 from yolov7lib.data import scan as scan_module
+from yolov7lib.data.dataset import DetectionDataset
 from yolov7lib.data.formats import img2label_path, parse_label_text
 from yolov7lib.data.scan import CACHE_SUFFIX, scan_source
 
@@ -301,6 +303,9 @@ def test_data_check_cli_reports_and_exits_by_what_is_usable(
         p.write_bytes(b"broken")
     assert main(["data", "check", str(tmp_path / "data.yaml")]) == 1
     assert "no usable image" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"no usable image in {re.escape(str(img_dir))}: ") as err:
+        DetectionDataset([img_dir], img_size=64, cache_labels=False)  # a list of folders, named as paths
+    assert "PosixPath" not in str(err.value)
     (tmp_path / "data.yaml").write_text("train: images/gone\nnc: 1\n")
     assert main(["data", "check", str(tmp_path / "data.yaml")]) == 1
     assert "images/gone" in capsys.readouterr().err

@@ -204,3 +204,11 @@ def test_detect_errors_are_clear(weights, tmp_path: Path, capsys) -> None:
     assert "does not exist" in capsys.readouterr().err
     assert main(["detect", "--source", str(tmp_path)]) == 2
     assert "--weights or --model" in capsys.readouterr().err
+
+
+def test_the_printed_report_counts_skipped_inputs_in_words() -> None:
+    from yolov7lib.engine.detect import DetectReport, format_report
+
+    one = format_report(DetectReport("runs/detect/exp", skipped=[("a.txt", "not an image")]))
+    two = format_report(DetectReport("runs/detect/exp", skipped=[("a.txt", "x"), ("b.avi", "y")]))
+    assert "1 input skipped:\n  a.txt: not an image" in one and "2 inputs skipped:" in two

@@ -99,7 +99,8 @@ class DetectionDataset(Dataset):
         self.seed = seed
         scan = scan_source(path, nc, cache_labels, images_dir, progress, prefix)
         if not scan.img_files:
-            raise ValueError(f"{prefix}no usable image in {path}: {scan.report.line()}")
+            where = ", ".join(map(str, path)) if isinstance(path, list | tuple) else str(path)
+            raise ValueError(f"{prefix}no usable image in {where}: {scan.report.line()}")
         self.report: ScanReport = scan.report
         self.img_files = scan.img_files
         self.labels = [lb.copy() for lb in scan.labels]

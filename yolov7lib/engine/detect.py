@@ -329,7 +329,8 @@ def format_report(report: DetectReport) -> str:
         )
     ]
     if report.skipped:
-        lines.append(f"{len(report.skipped)} inputs skipped:")
+        n = len(report.skipped)
+        lines.append(f"{n} input{'s' * (n != 1)} skipped:")
         lines += [f"  {p}: {why}" for p, why in report.skipped]
     lines.append(f"results in {report.run_dir}")
     return "\n".join(lines)
