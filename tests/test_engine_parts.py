@@ -228,3 +228,15 @@ def test_adam_option_keeps_the_groups_and_uses_momentum_as_beta1() -> None:
     assert opt.param_groups[0]["betas"] == (hyp["momentum"], 0.999)
     with pytest.raises(ValueError, match="sgd' or 'adam"):
         build_optimizer(model, {**hyp, "optimizer": "rmsprop"}, total_batch_size=16)
+
+
+def test_a_checkpoint_without_read_permission_is_reported_by_the_reason(tmp_path, monkeypatch) -> None:
+    """Permission denied (faked: the tests run as root) is a CheckpointError in the OS's words."""
+    path = save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(CheckpointError, match=r"cannot be read: Permission denied$"):
+        load_checkpoint(path)

@@ -65,10 +65,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def unreadable_reason(path: Path, err: Exception) -> str:
     """Why torch.load with weights_only=True failed on `path`, in one line (torch's own messages run to
     paragraphs and suggest weights_only=False, which would run the file's code)."""
+    if isinstance(err, PermissionError):  # (a truncated archive can raise other OSErrors: classified below)
+        return err.strerror or str(err)
     text = str(err)
     archive = zipfile.is_zipfile(path)
-    with open(path, "rb") as f:
-        pickled = f.read(1) == b"\x80"  # a bare pickle (protocol 2+), as the pre-1.6 format also was
+    try:
+        with open(path, "rb") as f:
+            pickled = f.read(1) == b"\x80"  # a bare pickle (protocol 2+), as the pre-1.6 format also was
+    except OSError:
+        pickled = False
     if not (archive or pickled):
         return "not a complete torch.save archive (truncated, damaged, or another kind of file)"
     if "weights_only" in text or "Unsupported global" in text:
