@@ -106,6 +106,30 @@ def test_improvement_rows_are_derived_from_reproduced_rows() -> None:
     assert ap["status"] == "not reproduced" and "derived from yolov7 and yolor-csp" in ap["how"]
 
 
+def test_improvement_rows_carry_the_spread_of_their_two_rows() -> None:
+    """Difference: the spreads add in quadrature. Relative (% of the candidate): checked against a Monte
+    Carlo estimate of the same quantity, which needs no derivative."""
+    reps = Reproductions()
+    reps.add(6, "coarse-to-fine lead guided", "ap_val", 0.30, SMALL, spread=0.04, seeds=2)
+    reps.add(6, "base (v7-E6)", "ap_val", 0.20, SMALL, spread=0.03, seeds=3)
+    reps.add(1, "yolov7", "params", 30.0, ARCH, spread=0.3, seeds=4)
+    reps.add(1, "yolor-csp", "params", 45.0, ARCH, spread=0.9, seeds=4)
+    reps.add(1, "yolov7x", "params", 70.0, ARCH)  # no spreads: none derived
+    reps.add(1, "yolor-d6", "params", 151.7, ARCH)
+    t6 = compare_table(6, reps).set_index(["row", "column"])
+    ap = t6.loc[("improvement@coarse-to-fine-lead-guided", "ap_val")]
+    assert (
+        ap["reproduced"] == pytest.approx(0.10) and ap["spread"] == pytest.approx(0.05) and ap["seeds"] == 2
+    )
+    assert "| 0.10 ± 0.05, 2 seeds |" in render_markdown(6, compare_table(6, reps))
+    t1 = compare_table(1, reps).set_index(["row", "column"])
+    rel = t1.loc[("improvement@yolov7", "params")]
+    rng = np.random.default_rng(0)
+    c, b = rng.normal(30.0, 0.3, 400_000), rng.normal(45.0, 0.9, 400_000)
+    assert rel["spread"] == pytest.approx(np.std(100 * (c - b) / c), rel=0.02)
+    assert math.isnan(t1.loc[("improvement@yolov7x", "params")]["spread"])
+
+
 def test_missing_cells_are_marked_with_what_it_takes() -> None:
     frame = compare_table(2, Reproductions(), Commands(accuracy="train {model} on COCO"))
     assert (frame["status"].isin(["not reproduced", "paper prints -"])).all()

@@ -65,6 +65,23 @@ def improvement(rule: paper.ImprovementRule, candidate: float, baseline: float) 
     return candidate - baseline
 
 
+def improvement_spread(
+    rule: paper.ImprovementRule,
+    candidate: float,
+    baseline: float,
+    candidate_spread: float | None,
+    baseline_spread: float | None,
+) -> float | None:
+    """The spread of an improvement cell from the spreads over seeds of its two rows, taken as independent:
+    first-order propagation through `improvement` (exact for the AP difference). None if neither has one."""
+    if candidate_spread is None and baseline_spread is None:
+        return None
+    sc, sb = candidate_spread or 0.0, baseline_spread or 0.0
+    if rule == "relative":  # d/dc and d/db of 100 (c - b) / c
+        return 100.0 * math.hypot(baseline / candidate**2 * sc, sb / candidate)
+    return math.hypot(sc, sb)
+
+
 def _setting(r: paper.Row) -> str:
     parts = []
     for c in r.columns:
@@ -133,6 +150,13 @@ def compare_table(
                     rec["reproduced"] = improvement(col.improvement, cand.value, base.value)
                     rec["scale"] = "; ".join(dict.fromkeys((cand.scale, base.scale)))
                     rec["status"] = STATUS_DERIVED
+                    spread = improvement_spread(
+                        col.improvement, cand.value, base.value, cand.spread, base.spread
+                    )
+                    if spread is not None:
+                        rec["spread"] = spread
+                        seeds = [n for n in (cand.seeds, base.seeds) if n is not None]
+                        rec["seeds"] = min(seeds) if seeds else pd.NA
             else:
                 rep = reps.get((number, r.id, column))
                 if rep is not None:
@@ -184,9 +208,9 @@ def render_markdown(number: int, frame: pd.DataFrame) -> str:
         f"# Table {number}: {t.title}\n\n"
         f"The paper's Table {number} (Section {t.section}) beside this kit's reproduced values. Units: "
         "#Param. in M, FLOPs in G, AP in %, FPS in frames per second; improvement rows as the paper "
-        "computes them (#Param and FLOPs in % of the YOLOv7 model's own value, AP in points). "
-        "Difference = reproduced - paper; *agrees* compares at the paper's rounding; *scale* says at what "
-        "scale a value was reproduced.\n\n"
+        "computes them (#Param and FLOPs in % of the YOLOv7 model's own value, AP in points), with the "
+        "two rows' spreads over seeds combined as independent (±). Difference = reproduced - paper; "
+        "*agrees* compares at the paper's rounding; *scale* says at what scale a value was reproduced.\n\n"
         f"{summary}\n\n"
     )
     headers = ("model", "setting", "column", "paper", "reproduced", "difference", "agrees", "scale", "status",
