@@ -85,3 +85,12 @@ def test_integer_boxes_give_the_float_results() -> None:
     torch.testing.assert_close(
         scaled, scale_boxes((640, 640), torch.tensor([[100.0, 100, 200, 200]]), (480, 640))
     )
+
+
+def test_box_iou_is_scale_free() -> None:
+    """IoU is a ratio of areas: the same boxes in normalised units (0.01 wide) or in pixels give the same
+    value, with no epsilon that matters at small sizes (the loss and metrics see both kinds)."""
+    pixels = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0]], dtype=torch.float64)
+    for scale in (1.0, 1e-3):
+        iou = box_iou(pixels * scale, pixels * scale)
+        torch.testing.assert_close(iou, torch.tensor([[1.0, 1 / 3], [1 / 3, 1.0]], dtype=torch.float64))

@@ -301,3 +301,29 @@ def test_hsv_gains_match_a_per_pixel_computation() -> None:
             min(int(vv * gains[2]), 255),
         )
     np.testing.assert_array_equal(out, cv2.cvtColor(expected.astype(np.uint8), cv2.COLOR_HSV2BGR))
+
+
+def test_perspective_shears_about_the_image_centre() -> None:
+    """Translation is applied last (translation @ shear @ rotation @ centring): with no translation the image
+    centre stays put, so a box centred on it stays centred, whatever shear and scale are drawn."""
+    for seed in range(6):
+        _, out = random_perspective(
+            np.zeros((200, 200, 3), np.uint8), np.array([[0.0, 70, 80, 130, 120]]), degrees=0, translate=0,
+            scale=0.0, shear=15, perspective=0, rng=np.random.default_rng(seed),
+        )  # fmt: skip
+        assert len(out) == 1
+        np.testing.assert_allclose(out[0, 1:3] + out[0, 3:5], [200.0, 200.0], atol=1e-6)  # centre (100, 100)
+
+
+def test_a_box_shrunk_with_the_image_is_kept() -> None:
+    """box_candidates compares a box's area with its area before the warp times the drawn scale squared, so
+    zooming out never drops a box that is still a few pixels wide (only cropping or shearing does)."""
+    sides = []
+    for seed in range(40):
+        _, out = random_perspective(
+            np.zeros((200, 200, 3), np.uint8), np.array([[0.0, 60, 60, 140, 140]]), degrees=0, translate=0,
+            scale=0.9, shear=0, perspective=0, rng=np.random.default_rng(seed),
+        )  # fmt: skip
+        assert len(out) == 1, seed
+        sides.append(out[0, 3] - out[0, 1])
+    assert min(sides) < 0.3 * 80  # some draws shrank the box below a tenth of its area

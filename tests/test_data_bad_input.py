@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -250,6 +251,16 @@ def test_label_cache_is_reused_and_invalidated_by_a_changed_file(
     img2label_path(img_dir / "good0.png").write_text("1 0.5 0.5 0.25 0.25\n1 0.2 0.2 0.1 0.1\n")
     changed = scan_source(img_dir, nc=2, progress=False)
     assert changed.labels[0][:, 0].tolist() == [1.0, 1.0]
+    # an edit that keeps the file's size (class 1 -> 0) is seen through its modification time
+    label = img2label_path(img_dir / "good0.png")
+    stamp = label.stat().st_mtime_ns
+    label.write_text("0 0.5 0.5 0.25 0.25\n0 0.2 0.2 0.1 0.1\n")
+    os.utime(label, ns=(stamp + 10**9, stamp + 10**9))
+    assert scan_source(img_dir, nc=2, progress=False).labels[0][:, 0].tolist() == [0.0, 0.0]
+    # the class count is part of the key: rows of class 1 are dropped when the data set has one class
+    label.write_text("1 0.5 0.5 0.25 0.25\n0 0.2 0.2 0.1 0.1\n")
+    assert scan_source(img_dir, nc=2, progress=False).labels[0][:, 0].tolist() == [1.0, 0.0]
+    assert scan_source(img_dir, nc=1, progress=False).labels[0][:, 0].tolist() == [0.0]
 
 
 def test_cache_never_overwrites_a_user_file_nor_needs_a_writable_data_folder(

@@ -126,3 +126,18 @@ def test_plot_batch_draws_boxes_where_the_targets_are(tmp_path: Path) -> None:
     preds = torch.tensor([[0, 0, 0.5, 0.5, 0.5, 0.5, 0.1]])  # a low-confidence prediction is not drawn
     blank = plot_batch(imgs[:1], preds, fname=tmp_path / "preds.jpg")
     assert blank.max() == 255 and (blank[10:54, 10:54] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("wh", "expected"),
+    [
+        ([[320, 640], [256, 640]], [672, 352]),  # tall: the least tall image (h/w 2) sets the width
+        ([[640, 320], [640, 256]], [352, 672]),  # wide: the least wide one (h/w 0.5) sets the height
+        ([[300, 400], [400, 300]], [672, 672]),  # mixed: square
+    ],
+)
+def test_rect_batch_shape_follows_the_least_extreme_image_of_the_batch(wh: list, expected: list) -> None:
+    """640 px, stride 32, pad 0.5: ceil(side x 640 / 32 + 0.5) x 32, side 1 or the ratio bound."""
+    from yolov7lib.data.dataset import rect_batch_shapes
+
+    assert rect_batch_shapes(np.array(wh, float), 2, 640, 32, 0.5).tolist() == [expected]

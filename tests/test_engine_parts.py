@@ -215,6 +215,14 @@ def test_nominal_batch_sets_accumulation_and_weight_decay() -> None:
     assert Schedule({**hyp, "nbs": 64}, 3, 10, 16).accumulate(5000) == 4
 
 
+def test_accumulation_rounds_nominal_over_total_batch_to_the_nearest_step() -> None:
+    """The reference's max(round(nbs / total batch), 1): 64 / 48 -> 1, 64 / 28 -> 2, 64 / 20 -> 3."""
+    from yolov7lib.engine.optim import accumulation_steps
+
+    assert [accumulation_steps(b) for b in (48, 28, 20, 64, 200)] == [1, 2, 3, 1, 1]
+    assert accumulation_steps(6, nominal=16) == 3  # 2.67
+
+
 def test_adam_option_keeps_the_groups_and_uses_momentum_as_beta1() -> None:
     model = _toy()
     hyp = {**load_hyp("tiny"), "optimizer": "adam", "lr0": 0.001}

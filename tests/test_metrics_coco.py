@@ -283,3 +283,21 @@ def test_json_files_and_empty_ground_truth(tmp_path) -> None:
     empty = {"images": [], "annotations": [], "categories": gt["categories"]}
     _assert_same(evaluate_coco(empty, []), evaluate_pycocotools(empty, []))
     assert evaluate_coco(empty, []).ap == -1.0
+
+
+def test_the_80_classes_map_to_cocos_category_ids() -> None:
+    """COCO's instances files number the 80 categories 1..90 with ten ids unused: 12, 26, 29, 30, 45, 66, 68,
+    69, 71 and 83 (person = 1, ..., toothbrush = 90)."""
+    assert COCO80_TO_COCO91[:12] == (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13)
+    assert COCO80_TO_COCO91[23:28] == (25, 27, 28, 31, 32)  # backpack, umbrella, handbag, tie, suitcase
+    assert COCO80_TO_COCO91[39:41] == (44, 46)  # bottle, wine glass
+    assert COCO80_TO_COCO91[58:64] == (
+        64,
+        65,
+        67,
+        70,
+        72,
+        73,
+    )  # potted plant, bed, dining table, toilet, tv, laptop
+    assert COCO80_TO_COCO91[70:] == (80, 81, 82, 84, 85, 86, 87, 88, 89, 90)  # toaster ... toothbrush
+    assert len(COCO80_TO_COCO91) == 80 and list(COCO80_TO_COCO91) == sorted(set(COCO80_TO_COCO91))

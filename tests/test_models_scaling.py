@@ -81,6 +81,19 @@ def test_depth_only_and_width_only_scaling() -> None:
     assert wider.outputs == tuple(c * 5 // 4 for c in base.outputs)
 
 
+def test_scaled_depths_and_widths_round_as_the_reference() -> None:
+    """Depth: Python's round of stacks x factor (2 x 1.25 = 2.5 -> 2, 2 x 1.75 = 3.5 -> 4), at least 1.
+    Width: up to the next multiple of 8 (64 x 1.05 = 67.2 -> 72)."""
+    base = v7x_light(arch("yolov7"))
+    assert {b.stacks for b in base.stages} == {2}
+    assert {b.stacks for b in scale_depth(base, 1.25).stages} == {2}
+    assert {b.stacks for b in scale_depth(base, 1.75).stages} == {4}
+    assert {b.stacks for b in scale_depth(base, 0.1).stages} == {1}
+    wider = scale_width(base, 1.05)
+    assert [b.hidden for b in wider.stages] == [-(-b.hidden * 105 // 800) * 8 for b in base.stages]
+    assert 72 in [b.hidden for b in wider.stages]  # 64 x 1.05 is among them
+
+
 def test_stack_scaling_on_the_neck_keeps_the_concatenation_width() -> None:
     base = arch("yolov7")
     light = stack_neck(base)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -157,3 +158,77 @@ def test_category_ids_follow_the_json_else_cocos_80_to_91_mapping(tmp_path: Path
     gt.write_text(json.dumps({"images": [], "categories": [{"id": 9, "name": "b"}, {"id": 4, "name": "a"}]}))
     two = SimpleNamespace(category_ids=None, nc=2, path=tmp_path / "d.yaml")
     assert class_category_ids(two, gt) == [4, 9]
+
+
+class _BrightBoxDetector(torch.nn.Module):
+    """A stand-in model that finds the one white rectangle of each input image: its pixel box, in the
+    letterboxed frame the network sees, with objectness and class score 1 (one class)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # the evaluator reads device and dtype from it
+
+    def forward(self, x: torch.Tensor):
+        rows = []
+        for mask in x.mean(1) > 0.75:  # white object; black background and grey (114) padding below
+            ys, xs = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+            x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+            rows.append(torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]).float())
+        boxes = torch.stack(rows)[:, None]
+        return torch.cat([boxes, torch.ones_like(boxes[..., :2])], 2), None
+
+
+def test_detections_come_back_to_each_images_own_pixels(tmp_path: Path) -> None:
+    """Rectangular batches letterbox images of several shapes with padding; a detector that is exact in the
+    network's frame must score mAP@0.5 = 1 in the images' own frame (labels and pycocotools alike)."""
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    rng = np.random.default_rng(0)
+    img_dir, lbl_dir = tmp_path / "images" / "val", tmp_path / "labels" / "val"
+    img_dir.mkdir(parents=True), lbl_dir.mkdir(parents=True)
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "box"}]}
+    for i, (w, h) in enumerate([(200, 120), (120, 200), (160, 160), (300, 100), (90, 250), (220, 150)]):
+        bw, bh = int(rng.integers(w // 4, w // 2)), int(rng.integers(h // 4, h // 2))
+        x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+        img = np.zeros((h, w, 3), np.uint8)
+        img[y0 : y0 + bh, x0 : x0 + bw] = 255
+        cv2.imwrite(str(img_dir / f"{i}.png"), img)
+        (lbl_dir / f"{i}.txt").write_text(f"0 {(x0 + bw / 2) / w} {(y0 + bh / 2) / h} {bw / w} {bh / h}\n")
+        coco["images"].append({"id": i, "file_name": f"{i}.png", "width": w, "height": h})
+        coco["annotations"].append({"id": i + 1, "image_id": i, "category_id": 1, "bbox": [x0, y0, bw, bh],
+                                    "area": bw * bh, "iscrowd": 0})  # fmt: skip
+    (tmp_path / "val.json").write_text(json.dumps(coco))
+    loader, _ = create_dataloader(img_dir, 128, 3, 32, rect=True, pad=0.5, workers=0, nc=1, progress=False)
+    shapes = {tuple(imgs.shape[2:]) for imgs, *_ in loader}
+    assert len(shapes) > 1  # the batches really are letterboxed to different shapes
+    result = evaluate(_BrightBoxDetector(), loader, ["box"], coco_json=tmp_path / "val.json",
+                      category_ids=[1], progress=False)  # fmt: skip
+    assert result.map50 == pytest.approx(1.0) and result.coco["ap50"] == pytest.approx(1.0)
+    assert result.coco["ap"] > 0.8  # resizing blurs the edges by a pixel or so, no more
+
+
+def test_val_batches_images_as_the_reference_test_protocol(data_yaml, weights, tmp_path: Path, monkeypatch,
+                                                            capsys) -> None:  # fmt: skip
+    """test.py's loader: rectangular batches padded by half a stride, at the largest stride's multiple."""
+    import yolov7lib.data as data_module
+
+    real, seen = data_module.create_dataloader, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data_module, "create_dataloader", spy)
+    _val(
+        capsys,
+        "--weights",
+        str(weights),
+        "--data",
+        str(data_yaml),
+        "--img",
+        str(IMG),
+        "--project",
+        str(tmp_path),
+    )
+    assert [(k["rect"], k["pad"], k.get("augment", False)) for k in seen] == [(True, 0.5, False)]
