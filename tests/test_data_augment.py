@@ -327,3 +327,40 @@ def test_a_box_shrunk_with_the_image_is_kept() -> None:
         assert len(out) == 1, seed
         sides.append(out[0, 3] - out[0, 1])
     assert min(sides) < 0.3 * 80  # some draws shrank the box below a tenth of its area
+
+
+def _flat_tiles(sizes: list[tuple[int, int]]):
+    """A tile loader whose k-th call returns a (h, w) image of grey level 10 (k + 1) with one label covering
+    it all (class k), so that every tile's pixels and label can be told apart on the canvas."""
+    calls = iter(range(len(sizes)))
+
+    def load(index: int):
+        k = next(calls)
+        h, w = sizes[k]
+        return np.full((h, w, 3), 10 * (k + 1), np.uint8), np.array([[k, 0.5, 0.5, 1.0, 1.0]]), []
+
+    return load
+
+
+def test_mosaic9_tiles_of_unequal_sizes_neither_overlap_nor_leave_their_labels() -> None:
+    """Each tile sits beside the one placed before it (its height and width, not the centre tile's): inside
+    every label box on the returned canvas all pixels are that tile's."""
+    s = 64
+    sizes = [(30, 40), (20, 64), (64, 24), (50, 36), (28, 64), (40, 20), (64, 30), (36, 48), (22, 26)]
+    for seed in range(8):
+        canvas, labels, _ = mosaic9(_flat_tiles(sizes), 0, 9, s, np.random.default_rng(seed))
+        assert canvas.shape == (2 * s, 2 * s, 3)
+        for k, x1, y1, x2, y2 in labels:
+            region = canvas[int(y1) : int(y2), int(x1) : int(x2), 0]
+            assert (region == 10 * (k + 1)).all(), (seed, int(k))
+
+
+def test_mosaic4_centre_lies_in_the_middle_half_of_the_canvas() -> None:
+    """The reference draws the mosaic centre uniformly in [s/2, 3s/2) on each axis; the top-left tile ends
+    there (its full-image label's bottom-right corner)."""
+    s = 64
+    centres = []
+    for seed in range(60):
+        _, labels, _ = mosaic4(_flat_tiles([(s, s)] * 4), 0, 4, s, np.random.default_rng(seed))
+        centres += [labels[labels[:, 0] == 0][0, 3], labels[labels[:, 0] == 0][0, 4]]
+    assert s / 2 <= min(centres) < s / 2 + s / 8 and 3 * s / 2 - s / 8 < max(centres) < 3 * s / 2
