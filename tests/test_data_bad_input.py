@@ -369,3 +369,30 @@ def test_the_scan_judges_and_sizes_images_as_the_loader_reads_them(tmp_path: Pat
         if decoded is not None:
             assert kept[str(path)] == [decoded.shape[1], decoded.shape[0]]  # width, height
     assert str(rotated) in kept  # a valid PNG, rotated or not
+
+
+def test_a_training_set_without_any_label_file_is_refused_but_evaluation_may_run(tmp_path: Path) -> None:
+    """As the reference: with no label file at all (labels/ missing or misplaced), nothing to train on."""
+    img_dir = _good_set(tmp_path)
+    for label in (tmp_path / "labels").rglob("*.txt"):
+        label.unlink()
+    with pytest.raises(
+        ValueError, match=r"no label file for any of the 3 images in .*images/train: training"
+    ):
+        create_dataloader(img_dir, 64, 2, 32, hyp=HYP, augment=True, progress=False)
+    _, ds = create_dataloader(img_dir, 64, 2, 32, progress=False)
+    assert len(ds) == 3 and ds.report.missing == 3  # backgrounds, to evaluate a detector's false positives
+
+
+def test_a_missing_coco_tree_is_named_with_its_layout(tmp_path: Path) -> None:
+    """Nothing is downloaded: a data.yaml naming COCO's absent split lists says what goes where."""
+    (tmp_path / "coco.yaml").write_text("train: ./coco/train2017.txt\nval: ./coco/val2017.txt\nnc: 80\n")
+    with pytest.raises(FileNotFoundError, match=r"train path './coco/train2017.txt' does not exist") as err:
+        load_data_config(tmp_path / "coco.yaml")
+    assert "labels/{train2017,val2017}" in str(err.value) and "annotations/instances_val2017.json" in str(
+        err.value
+    )
+    (tmp_path / "mine.yaml").write_text("train: images/mine\nnc: 1\n")
+    with pytest.raises(FileNotFoundError) as err:
+        load_data_config(tmp_path / "mine.yaml")
+    assert "COCO" not in str(err.value)  # other data sets are not told about COCO

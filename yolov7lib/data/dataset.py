@@ -98,9 +98,15 @@ class DetectionDataset(Dataset):
         self.stride = stride
         self.seed = seed
         scan = scan_source(path, nc, cache_labels, images_dir, progress, prefix)
+        where = ", ".join(map(str, path)) if isinstance(path, list | tuple) else str(path)
         if not scan.img_files:
-            where = ", ".join(map(str, path)) if isinstance(path, list | tuple) else str(path)
             raise ValueError(f"{prefix}no usable image in {where}: {scan.report.line()}")
+        if augment and not scan.report.labelled:  # as the reference: no label file at all, no training set
+            raise ValueError(
+                f"{prefix}no label file for any of the {len(scan.img_files)} images in {where}: training "
+                "needs YOLO txt labels in the labels/ folder beside images/ (images/train/a.jpg -> "
+                "labels/train/a.txt)"
+            )
         self.report: ScanReport = scan.report
         self.img_files = scan.img_files
         self.labels = [lb.copy() for lb in scan.labels]

@@ -26,6 +26,12 @@ logger = logging.getLogger(__name__)
 
 IMG_FORMATS = ("bmp", "jpg", "jpeg", "png", "tif", "tiff", "dng", "webp", "mpo")
 SPLITS = ("train", "val", "test")
+COCO_LAYOUT = (
+    "COCO 2017 in the reference's layout: images/{train2017,val2017}, labels/{train2017,val2017} (YOLO txt), "
+    "train2017.txt, val2017.txt and annotations/instances_val2017.json in one folder, which the data.yaml's "
+    "relative paths (the official coco.yaml's ./coco/...) reach from the yaml's folder or the working folder"
+)
+"""What to put where for COCO: nothing is downloaded (README, Paper scale)."""
 
 
 def img2label_path(img_path: str | Path) -> Path:
@@ -178,7 +184,8 @@ def _resolve(entry: str, bases: list[Path], key: str, origin: Path) -> Path:
         if c.exists():
             return c
     tried = ", ".join(repr(str(c)) for c in candidates)
-    raise FileNotFoundError(f"{origin}: {key} path {entry!r} does not exist (tried {tried})")
+    hint = f"; put {COCO_LAYOUT}" if "2017" in Path(entry).name else ""  # the COCO split names
+    raise FileNotFoundError(f"{origin}: {key} path {entry!r} does not exist (tried {tried}){hint}")
 
 
 def load_data_config(path: str | Path) -> DataConfig:

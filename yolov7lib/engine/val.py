@@ -161,7 +161,10 @@ def format_result(record: dict[str, Any]) -> str:
         if per_class:
             rows.append("  AP per class: " + ", ".join(f"{k} {v:.3f}" for k, v in per_class.items()))
     else:
-        rows.append("no COCO annotations for this split: pycocotools not run (direct metrics above)")
+        rows.append(
+            "no COCO annotations for this split (annotations/instances_<split>.json beside its list or image "
+            "folder, or <split>_json in the data.yaml): pycocotools not run (direct metrics above)"
+        )
     rows.append(f"results in {record['run_dir']}")
     return "\n".join(rows)
 
