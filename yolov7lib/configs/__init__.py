@@ -5,6 +5,7 @@ p5, p6, tiny and custom are the reference's files; cpu is the kit's CPU default 
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import yaml
 HYP_NAMES = ("p5", "p6", "tiny", "custom", "cpu")
 REFERENCE_HYPS = ("p5", "p6", "tiny", "custom")
 TEXT_KEYS = ("optimizer", "aux_assign")  # the hyperparameters whose values are words, not numbers
+_REFERENCE_FILE = resources.files(__package__).joinpath("hyp.scratch.p5.yaml")  # sets every reference key
 
 
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:
@@ -29,15 +31,20 @@ def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     return data
 
 
+@functools.cache
+def _reference_keys() -> tuple[str, ...]:
+    """The keys every reference hyp file sets, in its order (read once from hyp.scratch.p5.yaml)."""
+    return tuple(_read_yaml(_REFERENCE_FILE.read_text(), _REFERENCE_FILE.name))
+
+
 def _check_hyp(hyp: dict[str, Any], origin: str) -> None:
     """A hyperparameter file must set every key of the reference's files, each to a number (the packaged
     defaults only add the kit's keys; a missing key would otherwise fail deep inside training)."""
-    reference = _read_yaml(resources.files(__package__).joinpath("hyp.scratch.p5.yaml").read_text(), "p5")
-    missing = [k for k in reference if k not in hyp]
+    missing = [k for k in _reference_keys() if k not in hyp]
     if missing:
         raise ValueError(
             f"{origin}: missing hyperparameter(s) {', '.join(missing)}; start from a copy of a complete file "
-            f"such as {resources.files(__package__).joinpath('hyp.scratch.p5.yaml')}"
+            f"such as {_REFERENCE_FILE}"
         )
     for key, value in hyp.items():
         if key in TEXT_KEYS:
@@ -70,7 +77,6 @@ def load_hyp(name_or_path: str | Path | dict[str, Any] = "p5") -> dict[str, Any]
             )
         origin = str(path)
         chosen = _read_yaml(path.read_text(), origin)
+        _check_hyp({**hyp, **chosen}, origin)  # packaged profiles are complete (tests check them)
     hyp.update(chosen)
-    if not isinstance(name_or_path, dict):
-        _check_hyp(hyp, origin)
     return hyp

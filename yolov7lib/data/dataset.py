@@ -32,6 +32,7 @@ from yolov7lib.data.augment import (
     random_perspective,
     sample_objects,
 )
+from yolov7lib.data.formats import LABEL_LAYOUT
 from yolov7lib.data.mosaic import mosaic4, mosaic9
 from yolov7lib.data.scan import ScanReport, scan_source
 from yolov7lib.ops.boxes import xywhn2xyxy, xyxy2xywhn
@@ -104,8 +105,7 @@ class DetectionDataset(Dataset):
         if augment and not scan.report.labelled:  # as the reference: no label file at all, no training set
             raise ValueError(
                 f"{prefix}no label file for any of the {len(scan.img_files)} images in {where}: training "
-                "needs YOLO txt labels in the labels/ folder beside images/ (images/train/a.jpg -> "
-                "labels/train/a.txt)"
+                f"needs YOLO txt labels in {LABEL_LAYOUT}"
             )
         self.report: ScanReport = scan.report
         self.img_files = scan.img_files

@@ -34,6 +34,10 @@ COCO_LAYOUT = (
 """What to put where for COCO: nothing is downloaded (README, Paper scale)."""
 
 
+LABEL_LAYOUT = "the labels/ folder beside images/ (images/train/a.jpg -> labels/train/a.txt)"
+"""Where a YOLO image's label file is (`img2label_path`), in words for error messages."""
+
+
 def img2label_path(img_path: str | Path) -> Path:
     """The YOLO label file of an image: the last `/images/` becomes `/labels/`, the suffix `.txt`.
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from yolov7lib.data.formats import (
     IMG_FORMATS,
+    LABEL_LAYOUT,
     img2label_path,
     list_image_files,
     parse_label_text,
@@ -91,8 +92,8 @@ class ScanReport:
         lines = []
         if self.usable and not self.labelled and self.missing:  # more likely a wrong folder than backgrounds
             lines.append(
-                f"no label file for any of the {self.missing} images: YOLO labels are read from the labels/"
-                " folder beside images/ (images/train/a.jpg -> labels/train/a.txt)"
+                f"no label file for any of the {self.missing} images: YOLO labels are read from "
+                + LABEL_LAYOUT
             )
         lines += [f"corrupt image skipped: {path}: {reason}" for path, reason in self.corrupt]
         lines += [f"label rows dropped: {path}: {what}" for path, what in self.row_problems]
