@@ -231,7 +231,7 @@ def architecture_counts(
     counted: dict[str, dict[str, object]] = {}
     names = list(sizes)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # text bars, as elsewhere (tqdm.auto wants ipywidgets in Jupyter)
 
         names = tqdm(names, desc="counting", unit="model")
     for m in names:
