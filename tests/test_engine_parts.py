@@ -21,7 +21,7 @@ from yolov7lib.engine.checkpoint import (
     set_rng_state,
 )
 from yolov7lib.engine.ema import ModelEMA
-from yolov7lib.engine.optim import Schedule, build_optimizer, parameter_groups
+from yolov7lib.engine.optim import Schedule, build_optimizer, lr_factor, parameter_groups
 
 
 class _Implicit(nn.Module):
@@ -248,3 +248,92 @@ def test_a_checkpoint_without_read_permission_is_reported_by_the_reason(tmp_path
     monkeypatch.setattr(torch, "load", refuse)
     with pytest.raises(CheckpointError, match=r"cannot be read: Permission denied$"):
         load_checkpoint(path)
+
+
+def _net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+
+
+def test_ema_model_is_in_inference_mode_and_forwards_leave_its_average_alone() -> None:
+    """Section 4.3 (3): the EMA model is the inference model. In eval mode a forward pass uses, and does not
+    update, BatchNorm's running statistics, which belong to the average."""
+    torch.manual_seed(0)
+    model = _net().train()
+    ema = ModelEMA(model)
+    assert not ema.ema.training
+    before = {k: v.clone() for k, v in ema.ema.state_dict().items()}
+    x = torch.randn(4, 3, 8, 8) * 3 + 1
+    with torch.no_grad():
+        out = ema.ema(x)
+    for k, v in ema.ema.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    twin = _net()
+    twin.load_state_dict(before)
+    with torch.no_grad():
+        torch.testing.assert_close(out, twin.eval()(x))  # the running statistics, not the batch's
+
+
+def test_ema_resumed_from_its_state_dict_continues_the_same_decay_schedule() -> None:
+    """d = decay (1 - exp(-updates / tau)) depends on the update count, which a resumed EMA must restore:
+    an EMA loaded after 3 updates and one that never stopped give the same weights after the next update."""
+    torch.manual_seed(1)
+    model = _net()
+    running = ModelEMA(model, decay=0.9, tau=3.0)
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        running.update(model)
+    resumed = ModelEMA(_net(), decay=0.9, tau=3.0)
+    resumed.load_state_dict(running.state_dict())
+    assert resumed.updates == 3
+    assert resumed.current_decay() == pytest.approx(0.9 * (1 - math.exp(-1.0)))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    running.update(model)
+    resumed.update(model)
+    for k, v in running.ema.state_dict().items():
+        torch.testing.assert_close(resumed.ema.state_dict()[k], v, rtol=0, atol=0)
+
+
+# --- optimizer and schedule ----------------------------------------------------------------------------
+
+
+def test_only_the_decay_group_is_shrunk_by_weight_decay() -> None:
+    """With zero gradients one SGD step moves only the decay group: Nesterov SGD's first step is
+    p -= lr (g + wd p)(1 + momentum) with g = 0. Biases and BatchNorm weights have no decay (reference)."""
+    torch.manual_seed(2)
+    model = _net()
+    hyp = load_hyp("p5")
+    opt = build_optimizer(model, hyp, total_batch_size=16)  # accumulate 4: decay scaled by 16 x 4 / 64 = 1
+    assert [g["weight_decay"] for g in opt.param_groups] == [0, pytest.approx(hyp["weight_decay"]), 0]
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    shrink = 1 - hyp["lr0"] * hyp["weight_decay"] * (1 + hyp["momentum"])
+    for name, p in model.named_parameters():
+        if name in ("0.weight", "2.weight"):  # convolution weights
+            torch.testing.assert_close(p, before[name] * shrink)
+        else:  # BatchNorm weight, BatchNorm bias, convolution bias
+            assert torch.equal(p, before[name]), name
+
+
+def test_linear_lr_factor_reaches_lrf_in_the_last_epoch() -> None:
+    """The reference's linear schedule: lf(x) = (1 - x / (epochs - 1)) (1 - lrf) + lrf, so 1 in epoch 0 and
+    lrf in the last epoch (epochs - 1)."""
+    lf = lr_factor({"lrf": 0.1}, epochs=10, linear=True)
+    assert lf(0) == pytest.approx(1.0)
+    assert lf(9) == pytest.approx(0.1)
+    assert lf(4.5) == pytest.approx(0.55)
+
+
+def test_warmup_length_rounds_epochs_times_batches_to_the_nearest_iteration() -> None:
+    """The reference: nw = max(round(warmup_epochs * nb), min_iters). 0.7 x 11 = 7.7 -> 8 iterations, so at
+    iteration 7 the weight lr is still 7/8 of the way from 0 to its target."""
+    hyp = {**load_hyp("p5"), "warmup_epochs": 0.7, "warmup_min_iters": 0}
+    sched = Schedule(hyp, epochs=3, batches_per_epoch=11, total_batch_size=16)
+    assert sched.warmup_iters == 8
+    target = hyp["lr0"] * sched.lf(0)
+    assert sched.lr(1, 7, 0) == pytest.approx(target * 7 / 8, rel=1e-12)

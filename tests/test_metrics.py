@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from yolov7lib.ops.metrics import (
+    CONFIDENCE_GRID,
     IOU_THRESHOLDS,
     ConfusionMatrix,
     DetectionMetrics,
@@ -245,3 +246,63 @@ def test_confusion_matrix_equals_naive_counting() -> None:
 def test_compute_ap_of_an_empty_curve_is_zero_by_every_method() -> None:
     empty = np.zeros(0)
     assert [compute_ap(empty, empty, m) for m in ("interp", "continuous", "coco")] == [0.0, 0.0, 0.0]
+
+
+def test_a_true_positive_at_iou_exactly_on_a_threshold_is_not_counted_there() -> None:
+    """test.py: `correct[pi[j]] = ious[j] > iouv`, strictly. A 3 x 1 box inside a 4 x 1 label has IoU 3/4,
+    exactly the 0.75 threshold (0.75 is exact in float32): true at 0.50 to 0.70, false from 0.75 on."""
+    labels = torch.tensor([[0.0, 0.0, 0.0, 4.0, 1.0]], dtype=torch.float64)
+    det = torch.tensor([[0.0, 0.0, 3.0, 1.0, 0.9, 0.0]], dtype=torch.float64)
+    assert float(IOU_THRESHOLDS[5]) == 0.75
+    assert match_detections(det, labels).tolist() == [[True] * 5 + [False] * 5]
+
+
+def test_interp_ap_starts_the_envelope_at_precision_one() -> None:
+    """The reference's compute_ap puts a sentinel (recall 0, precision 1) in front of the curve. For the
+    one-point curve (recall 0.5, precision 0.5) the envelope is 1 - r on [0, 0.5] (area 0.375), then falls
+    linearly from 0.5 to the sentinel 0 at recall 0.51 (trapezoid 0.01 x 0.25 = 0.0025): 0.3775 in all."""
+    assert compute_ap(np.array([0.5]), np.array([0.5]), "interp") == pytest.approx(0.3775, abs=1e-9)
+
+
+def test_precision_and_recall_curves_above_every_confidence_and_the_best_f1_point() -> None:
+    """One class, two labels, detections TP (0.9), FP (0.6), TP (0.3). Above every confidence nothing is kept:
+    recall 0 and (the reference's convention, `left=1`) precision 1. At or below 0.3 all three are kept:
+    P = 2/3, R = 1, F1 = 2PR/(P+R) = 0.8, the best mean F1, first reached at confidence 0."""
+    res = ap_per_class(
+        tp=np.array([[1.0], [0.0], [1.0]]),
+        conf=np.array([0.9, 0.6, 0.3]),
+        pred_cls=np.array([0, 0, 0]),
+        target_cls=np.array([0, 0]),
+    )
+    above = CONFIDENCE_GRID > 0.9
+    assert above.any()
+    assert (res.r_curve[0, above] == 0).all()
+    assert (res.p_curve[0, above] == 1).all()
+    low = CONFIDENCE_GRID <= 0.3
+    np.testing.assert_allclose(res.r_curve[0, low], 1.0)
+    np.testing.assert_allclose(res.p_curve[0, low], 2 / 3)
+    assert res.confidence == 0.0
+    assert (res.p[0], res.r[0], res.f1[0]) == (pytest.approx(2 / 3), pytest.approx(1.0), pytest.approx(0.8))
+
+
+def test_confusion_matrix_needs_iou_strictly_above_the_threshold() -> None:
+    """The reference's ConfusionMatrix matches on `iou > iou_thres`. A 1 x 1 box on a 2 x 1 label has IoU
+    exactly 0.5: with iou_thres 0.5 the label is missed ([background, 0]) and the detection is a false alarm
+    ([0, background])."""
+    cm = ConfusionMatrix(nc=2, conf=0.25, iou_thres=0.5)
+    cm.update(torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.9, 0.0]]), torch.tensor([[0.0, 0.0, 0.0, 2.0, 1.0]]))
+    expected = np.zeros((3, 3), np.int64)
+    expected[2, 0] = expected[0, 2] = 1
+    np.testing.assert_array_equal(cm.matrix, expected)
+
+
+def test_confusion_matrix_drops_detections_at_exactly_the_confidence_threshold() -> None:
+    """The reference keeps detections with `conf > self.conf`: a perfect detection at confidence exactly
+    0.25 is dropped, so its label counts as missed; one at 0.5 on the same label is a match."""
+    cm = ConfusionMatrix(nc=2, conf=0.25, iou_thres=0.45)
+    labels = torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0]])
+    cm.update(torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.25, 1.0]]), labels)
+    cm.update(torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.5, 1.0]]), labels)
+    expected = np.zeros((3, 3), np.int64)
+    expected[2, 1] = expected[1, 1] = 1
+    np.testing.assert_array_equal(cm.matrix, expected)

@@ -301,3 +301,35 @@ def test_the_80_classes_map_to_cocos_category_ids() -> None:
     )  # potted plant, bed, dining table, toilet, tv, laptop
     assert COCO80_TO_COCO91[70:] == (80, 81, 82, 84, 85, 86, 87, 88, 89, 90)  # toaster ... toothbrush
     assert len(COCO80_TO_COCO91) == 80 and list(COCO80_TO_COCO91) == sorted(set(COCO80_TO_COCO91))
+
+
+def test_per_class_ap_uses_one_hundred_detections_per_image() -> None:
+    """Per-class AP is the AP@0.5:0.95 of the `ap` stat (maxDets 100). Two objects found exactly score 1; with
+    a single detection per image it would be 51/101 (recall 0.5)."""
+    gt = {
+        "images": [{"id": 1}],
+        "categories": [{"id": 1}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100.0, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "area": 100.0, "iscrowd": 0},
+        ],
+    }
+    dets = [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "score": 0.8},
+    ]
+    m = evaluate_coco(gt, dets)
+    assert m.ap == pytest.approx(1.0) and m.ar1 == pytest.approx(0.5)
+    assert m.per_class_ap == {1: pytest.approx(1.0)}
+
+
+def test_missing_ground_truth_area_defaults_to_the_box_area() -> None:
+    """`area` defaults to w x h: a 20 x 60 box (1200 px, between 32^2 and 96^2) is medium, not small."""
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [5.0, 5.0, 20.0, 60.0]}
+    gt = {"images": [{"id": 1}], "categories": [{"id": 1}], "annotations": [ann]}
+    dets = [{"image_id": 1, "category_id": 1, "bbox": [5.0, 5.0, 20.0, 60.0], "score": 0.9}]
+    m = evaluate_coco(gt, dets)
+    assert (m.ap_medium, m.ap_small, m.ap_large) == (pytest.approx(1.0), -1.0, -1.0)
+    explicit = evaluate_coco({**gt, "annotations": [{**ann, "area": 1200.0}]}, dets)
+    np.testing.assert_array_equal(m.stats, explicit.stats)
+    np.testing.assert_allclose(m.stats, evaluate_pycocotools(gt, dets).stats, rtol=0, atol=1e-12)
