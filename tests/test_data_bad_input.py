@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -18,8 +19,8 @@ from yolov7lib.cli import main
 from yolov7lib.data import create_dataloader, load_data_config
 from yolov7lib.data import scan as scan_module
 from yolov7lib.data.dataset import DetectionDataset
-from yolov7lib.data.formats import img2label_path, parse_label_text
-from yolov7lib.data.scan import CACHE_SUFFIX, scan_source
+from yolov7lib.data.formats import img2label_path, parse_label_text, read_coco_json
+from yolov7lib.data.scan import CACHE_SUFFIX, scan_source, verify_image
 
 HYP = {  # every augmentation on, small geometric ranges, so an epoch exercises every path
     "hsv_h": 0.015, "hsv_s": 0.7, "hsv_v": 0.4, "degrees": 5.0, "translate": 0.1, "scale": 0.3,
@@ -396,3 +397,118 @@ def test_a_missing_coco_tree_is_named_with_its_layout(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as err:
         load_data_config(tmp_path / "mine.yaml")
     assert "COCO" not in str(err.value)  # other data sets are not told about COCO
+
+
+def test_polygon_box_takes_its_height_from_the_y_extent() -> None:
+    """A polygon wider than tall: its box spans its x and y extents (0.6 wide, 0.2 tall), centred on them."""
+    parsed = parse_label_text("1 0.1 0.3 0.7 0.3 0.7 0.5 0.1 0.5\n", nc=2)
+    np.testing.assert_allclose(parsed.labels, [[1, 0.4, 0.4, 0.6, 0.2]], atol=1e-6)
+
+
+def test_a_box_row_among_polygons_becomes_its_own_rectangle() -> None:
+    """The rectangle of a box row (x 0.5, y 0.5, w 0.4, h 0.2) is its four corners (top left, top right,
+    bottom right, bottom left), so the box of that polygon is the row itself."""
+    parsed = parse_label_text("0 0.1 0.1 0.3 0.1 0.2 0.3\n1 0.5 0.5 0.4 0.2\n", nc=2)
+    rect = parsed.segments[1]
+    np.testing.assert_allclose(rect, [[0.3, 0.4], [0.7, 0.4], [0.7, 0.6], [0.3, 0.6]], atol=1e-6)
+    (x1, y1), (x2, y2) = rect.min(0), rect.max(0)
+    np.testing.assert_allclose(
+        [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], parsed.labels[1, 1:], atol=1e-6
+    )
+
+
+def test_two_classes_on_the_same_box_are_both_kept() -> None:
+    """Only a repeated row (class included) is a duplicate; another class on the same box is an object."""
+    parsed = parse_label_text("0 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n", nc=2)
+    assert parsed.labels[:, 0].tolist() == [0.0, 1.0]
+    assert dict(parsed.dropped) == {"duplicate row": 1}
+
+
+def _image_with_label(img_dir: Path, name: str, label: str, h: int = 40, w: int = 48) -> Path:
+    img_dir.mkdir(parents=True, exist_ok=True)
+    path = img_dir / name
+    cv2.imwrite(str(path), np.full((h, w, 3), 120, np.uint8))
+    lf = img2label_path(path)
+    lf.parent.mkdir(parents=True, exist_ok=True)
+    lf.write_text(label)
+    return path
+
+
+def test_blank_line_label_file_is_counted_as_empty(tmp_path: Path) -> None:
+    """A label file holding only blank lines has no row: an empty label file, a background."""
+    img_dir = tmp_path / "images" / "train"
+    _image_with_label(img_dir, "a.png", "\n\n")
+    _image_with_label(img_dir, "b.png", "0 0.5 0.5 0.2 0.2\n")
+    report = scan_source(img_dir, nc=1, cache=False, progress=False).report
+    assert (report.labelled, report.empty, report.missing, report.emptied) == (2, 1, 0, 0)
+    assert report.backgrounds == 1
+
+
+def test_polygons_survive_the_label_cache(tmp_path: Path) -> None:
+    """A box-only image before a polygon image: the cached polygons come back on the right image and row."""
+    img_dir = tmp_path / "images" / "train"
+    _image_with_label(img_dir, "a.png", "0 0.5 0.5 0.2 0.2\n0 0.3 0.3 0.1 0.1\n")
+    _image_with_label(img_dir, "b.png", "1 0.1 0.1 0.5 0.1 0.3 0.4\n0 0.6 0.6 0.2 0.2\n")
+    first = scan_source(img_dir, nc=2, progress=False)
+    assert first.cache_file is not None and first.cache_file.is_file()
+    again = scan_source(img_dir, nc=2, progress=False)
+    assert again.cache_file == first.cache_file  # read back from the cache
+    assert again.segments[0] == [] and len(again.segments[1]) == 2
+    for got, want in zip(again.segments[1], first.segments[1], strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(again.segments[1][0], [[0.1, 0.1], [0.5, 0.1], [0.3, 0.4]], atol=1e-6)
+
+
+def test_jpeg_sizes_follow_every_exif_rotation_as_the_loader_decodes_it(tmp_path: Path) -> None:
+    """EXIF orientations 5-8 turn the image by 90 degrees (with or without a mirror): the displayed size,
+    which OpenCV's decoder (the loader's) also gives, has its sides swapped; 1-4 keep them."""
+    stored = np.random.default_rng(0).integers(0, 255, (40, 64, 3), dtype=np.uint8)
+    for orientation in range(1, 9):
+        path = tmp_path / f"o{orientation}.jpg"
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(stored).save(path, quality=90, exif=exif.tobytes())
+        decoded = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        assert verify_image(str(path)) == (decoded.shape[1], decoded.shape[0]), orientation
+        assert verify_image(str(path)) == ((40, 64) if orientation >= 5 else (64, 40)), orientation
+
+
+def _coco(tmp_path: Path, images: list[dict], annotations: list[dict]) -> Path:
+    doc = {"images": images, "annotations": annotations, "categories": [{"id": 3, "name": "box"}]}
+    path = tmp_path / "annotations" / "instances_val.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_coco_image_without_a_height_has_its_boxes_counted_not_a_crash(tmp_path: Path) -> None:
+    """An image entry with a width but no height: its box cannot be normalised, so it is dropped and counted
+    by the row rules; the other image's box is normalised by its own width and height."""
+    images = [
+        {"id": 1, "file_name": "a.jpg", "width": 64},
+        {"id": 2, "file_name": "b.jpg", "width": 64, "height": 32},
+    ]
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 8, 8], "iscrowd": 0},
+        {"id": 2, "image_id": 2, "category_id": 3, "bbox": [8, 4, 16, 8], "iscrowd": 0},
+    ]
+    split = read_coco_json(_coco(tmp_path, images, anns), images_dir=tmp_path)
+    parsed = [parse_label_text(t, nc=1) for t in split.label_texts]
+    assert len(parsed[0].labels) == 0 and sum(parsed[0].dropped.values()) == 1
+    np.testing.assert_allclose(parsed[1].labels, [[0, 16 / 64, 8 / 32, 16 / 64, 8 / 32]], atol=1e-6)
+
+
+def test_coco_image_ids_stay_with_their_images_when_one_is_corrupt(tmp_path: Path) -> None:
+    """The first image (by file name) is unreadable and skipped: the kept images keep their own COCO ids."""
+    img_dir = tmp_path / "images"
+    img_dir.mkdir()
+    (img_dir / "a.png").write_bytes(b"")
+    for name in ("b.png", "c.png"):
+        cv2.imwrite(str(img_dir / name), np.full((32, 48, 3), 120, np.uint8))
+    images = [{"id": i, "file_name": n, "width": 48, "height": 32} for i, n in ((10, "a.png"), (20, "b.png"),
+                                                                                (30, "c.png"))]  # fmt: skip
+    anns = [{"id": 1, "image_id": 30, "category_id": 3, "bbox": [12, 8, 24, 16], "iscrowd": 0}]
+    res = scan_source(_coco(tmp_path, images, anns), nc=1, cache=False, images_dir=img_dir, progress=False)
+    assert [Path(f).name for f in res.img_files] == ["b.png", "c.png"]
+    assert res.image_ids == [20, 30]
+    assert [len(lb) for lb in res.labels] == [0, 1]  # c.png's box is on c.png, id 30

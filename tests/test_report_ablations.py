@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,33 @@ def test_results_without_a_catalogue_entry_or_coco_metrics_are_errors(tmp_path) 
     (tmp_path / "t6-base-s0.json").write_text(json.dumps({"name": "t6-base-s0"}))
     with pytest.raises(ValueError, match="no COCO metrics"):
         collect_runs(tmp_path)
+
+
+def _write_run(folder: Path, name: str, ap: float) -> None:
+    coco = {"ap": ap, "ap50": ap, "ap75": ap, "ap_small": ap, "ap_medium": ap, "ap_large": ap}
+    (folder / f"{name}.json").write_text(json.dumps({"name": name, "coco": coco}))
+
+
+def test_ablation_mean_and_spread_over_three_seeds(tmp_path: Path) -> None:
+    """The mean (not the median) over seeds, the sample standard deviation as the cell's spread, and an
+    AP of exactly 0 (defined, unlike -1) counted as a seed."""
+    for seed, ap in enumerate((0.0, 0.11, 0.31)):
+        _write_run(tmp_path, f"t6-base-s{seed}", ap)
+    summary = summarise(collect_runs(tmp_path))
+    values = [0.0, 11.0, 31.0]
+    ap = summary["t6-base"]["ap"]
+    assert ap["seeds"] == 3
+    assert ap["mean"] == pytest.approx(sum(values) / 3)
+    assert ap["std"] == pytest.approx(statistics.stdev(values))
+    rep = reproductions(summary, {"t6-base": {"rows": [[6, "base-v7-e6"]]}}, scale="test scale")
+    cell = rep[(6, "base-v7-e6", "ap_val")]
+    assert cell.value == pytest.approx(14.0) and cell.seeds == 3
+    assert cell.spread == pytest.approx(statistics.stdev(values))
+
+
+def test_ablation_variant_names_may_contain_dash_s(tmp_path: Path) -> None:
+    """The seed is what follows the last '-s': 'w6-small-s1' is variant 'w6-small', seed 1."""
+    _write_run(tmp_path, "t5-w6-small-s1", 0.2)
+    _write_run(tmp_path, "t5-w6-small-s12", 0.4)
+    runs = collect_runs(tmp_path)
+    assert set(runs) == {"t5-w6-small"} and set(runs["t5-w6-small"]) == {1, 12}

@@ -198,3 +198,34 @@ def test_frame_and_lookup() -> None:
         }
     ]
     assert reps.lookup() == {(2, "yolov7", "fps"): 3.5}
+
+
+def test_a_cell_reproduced_again_at_another_scale_is_an_error() -> None:
+    """Only an identical record may be added twice: same value, another scale or source is a conflict."""
+    reps = Reproductions()
+    reps.add(1, "yolov7", "params", 36.9, SCALE)
+    with pytest.raises(ValueError, match="already reproduced"):
+        reps.add(1, "yolov7", "params", 36.9, "another scale")
+    with pytest.raises(ValueError, match="already reproduced"):
+        reps.add(1, "yolov7", "params", 36.9, SCALE, source="elsewhere")
+    assert reps[(1, "yolov7", "params")].scale == SCALE and reps[(1, "yolov7", "params")].source == ""
+
+
+def test_a_size_keeps_the_rows_that_print_no_size() -> None:
+    """YOLOR-CSP's rows are all at 640 px except Table 5's, which prints no size: size=640 fills them all."""
+    expected = {(r.table, r.id) for r in paper.rows_for_model("yolor-csp") if "ap_val" in r.columns}
+    assert (5, "base-yolor-csp") in expected
+    with_size = Reproductions().add_model("yolor-csp", "ap_val", 40.0, SCALE, size=640)
+    without = Reproductions().add_model("yolor-csp", "ap_val", 40.0, SCALE)
+    assert {(a.table, a.row) for a in with_size} == {(a.table, a.row) for a in without} == expected
+
+
+def test_zero_values_survive_the_json_round_trip(tmp_path: Path) -> None:
+    """An AP of 0.0 (a proxy that learned nothing) and a spread of 0.0 are values, not missing ones."""
+    reps = Reproductions()
+    reps.add(4, "base (3-S ELAN)", "ap_val", 0.0, SCALE, spread=0.0, seeds=2)
+    reps.add(1, "yolov7", "params", 36.9, SCALE)
+    back = Reproductions.from_json(reps.to_json(tmp_path / "values.json"))
+    assert dict(back) == dict(reps)
+    assert back[(4, "base-3-s-elan", "ap_val")].value == 0.0
+    assert back[(4, "base-3-s-elan", "ap_val")].spread == 0.0

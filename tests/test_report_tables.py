@@ -271,3 +271,33 @@ def test_write_claims(tmp_path: Path) -> None:
     head, rows = _parse_markdown_table(md.read_text())
     assert len(rows) == len(paper.CLAIMS) and head[0] == "claim"
     assert list(pd.read_csv(csv, keep_default_na=False)["claim"]) == [c.id for c in paper.CLAIMS]
+
+
+def test_summary_compares_only_cells_the_paper_prints() -> None:
+    """A reproduced cell where the paper prints "-" is reproduced but not compared."""
+    reps = Reproductions()
+    reps.add(2, "yolox-s", "ap50_test", 50.0, ARCH)  # the paper prints "-" here
+    reps.add(2, "yolov7", "params", 36.9, ARCH)
+    frame = compare_table(2, reps)
+    assert frame.loc[(frame["row"] == "yolox-s") & (frame["column"] == "ap50_test"), "paper"].isna().all()
+    text = render_markdown(2, frame)
+    assert f"2 of {len(frame)} cells reproduced; 1 of 1 compared cells agree" in text
+
+
+def test_a_value_half_a_unit_from_the_printed_one_agrees() -> None:
+    """The paper prints 36.9: anything within half a unit of its last digit, both ends included, agrees."""
+    for value, expected in ((36.95, "yes"), (36.85, "yes"), (36.951, "no"), (36.849, "no")):
+        reps = Reproductions()
+        reps.add(1, "yolov7", "params", value, ARCH)
+        frame = compare_table(1, reps).set_index(["row", "column"])
+        assert frame.loc[("yolov7", "params"), "agrees"] == expected, value
+
+
+def test_a_claim_on_kit_models_only_is_plainly_reproduced() -> None:
+    """Both cells of the YOLOR-CSP #Param claim are kit models: reproduced, not against cited values."""
+    reps = Reproductions()
+    reps.add(1, "yolov7", "params", 30.0, ARCH)
+    reps.add(1, "yolor-csp", "params", 45.0, ARCH)
+    row = compare_claims(reps).set_index("claim").loc["s5.2-yolor-csp-params"]
+    assert row["status"] == "reproduced"
+    assert row["reproduced"] == pytest.approx(100 * (45.0 - 30.0) / 30.0)
