@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from yolov7lib.configs import load_hyp
+from yolov7lib.engine import checkpoint as checkpoint_module
 from yolov7lib.engine.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -337,3 +338,101 @@ def test_warmup_length_rounds_epochs_times_batches_to_the_nearest_iteration() ->
     assert sched.warmup_iters == 8
     target = hyp["lr0"] * sched.lf(0)
     assert sched.lr(1, 7, 0) == pytest.approx(target * 7 / 8, rel=1e-12)
+
+
+def test_a_checkpoint_is_written_beside_the_destination_then_renamed(tmp_path, monkeypatch) -> None:
+    """While the new checkpoint is written, the old one is intact and the data go to a temporary file in
+    the same folder (a rename within one file system is atomic)."""
+    path = save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    old = path.read_bytes()
+    seen = []
+    real_save = torch.save
+
+    def spy(obj, f, *args, **kwargs):
+        seen.append((path.read_bytes() == old, sorted(p.name for p in tmp_path.iterdir())))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", spy)
+    save_checkpoint({"epoch": 2}, path)
+    assert len(seen) == 1
+    intact, names = seen[0]
+    assert intact
+    temps = [n for n in names if n != "last.pt"]
+    assert len(temps) == 1 and temps[0].startswith(".last.pt.") and temps[0].endswith(".tmp")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+    assert load_checkpoint(path) == {"epoch": 2}
+
+
+def test_a_checkpoint_reaches_the_disk_before_the_rename(tmp_path, monkeypatch) -> None:
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    assert events == ["fsync", "replace"]
+
+
+def test_an_interrupted_write_keeps_the_old_checkpoint_and_leaves_no_temp_file(tmp_path) -> None:
+    """Ctrl-C (KeyboardInterrupt, not an Exception) during torch.save cleans up like any failure."""
+    path = save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+
+    class Interrupted:
+        def __reduce__(self):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"epoch": 2, "x": Interrupted()}, path)
+    assert sorted(os.listdir(tmp_path)) == ["last.pt"] and load_checkpoint(path) == {"epoch": 1}
+
+
+def test_a_checkpoint_that_is_not_a_dict_is_refused(tmp_path) -> None:
+    path = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(CheckpointError, match="holds a list, not a dict"):
+        load_checkpoint(path)
+
+
+def test_an_empty_checkpoint_is_reported_as_empty(tmp_path) -> None:
+    path = tmp_path / "last.pt"  # a name without the word 'empty' in it
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\)"):
+        load_checkpoint(path)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+def test_a_bare_pickle_is_reported_as_pickled_objects(tmp_path) -> None:
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(pickle.dumps({"model": nn.Linear(2, 2)}, protocol=2))
+    with pytest.raises(CheckpointError, match="it pickles Python objects"):
+        load_checkpoint(path)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_pickled_code_is_refused_when_the_environment_disables_weights_only(tmp_path, monkeypatch) -> None:
+    """torch's default (weights_only=True) can be overridden by the environment; the explicit one is not."""
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": Evil()}, evil)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(CheckpointError, match="it pickles Python objects"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_rng_state_keeps_the_cached_gaussians(tmp_path) -> None:
+    """random.gauss and NumPy's legacy normal draw in pairs and cache the second value: it is state too."""
+    random.seed(5)
+    np.random.seed(6)  # noqa: NPY002
+    random.gauss(0.0, 1.0)
+    np.random.standard_normal()  # noqa: NPY002
+    path = save_checkpoint({"rng": rng_state()}, tmp_path / "rng.pt")
+    first = (random.gauss(0.0, 1.0), np.random.standard_normal())  # noqa: NPY002
+    random.seed(99)
+    np.random.seed(99)  # noqa: NPY002
+    set_rng_state(load_checkpoint(path)["rng"])
+    assert (random.gauss(0.0, 1.0), np.random.standard_normal()) == first  # noqa: NPY002

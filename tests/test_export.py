@@ -17,8 +17,10 @@ import torch
 from inference_models import small_model, tiny_model
 
 from yolov7lib.deploy import End2End, export_onnx, onnx_session, probe_images, verify_onnx
+from yolov7lib.deploy.end2end import nms_indices
 from yolov7lib.models import reparameterize
 from yolov7lib.ops import non_max_suppression
+from yolov7lib.ops.nms import CLASS_OFFSET
 
 
 def _close(got: np.ndarray, want: torch.Tensor, side: int) -> None:
@@ -144,3 +146,50 @@ def test_end2end_in_half_precision_keeps_classes_apart_like_float32() -> None:
     assert int(full[0]) > 10 and int(half[0]) == int(full[0])
     torch.testing.assert_close(half[3], full[3])  # the same boxes of the same classes kept
     torch.testing.assert_close(half[1].float(), full[1], rtol=0, atol=0.07)  # float16 corners near 100 px
+
+
+def _rows(*rows: list[float]) -> torch.Tensor:
+    return torch.tensor([list(r) for r in rows], dtype=torch.float32).unsqueeze(0)
+
+
+def test_end2end_drops_a_score_equal_to_the_threshold() -> None:
+    """Strict `>` on the confidence, as ops.non_max_suppression and ONNX NonMaxSuppression."""
+    pred = _rows(  # disjoint boxes; confidence = objectness x class score = 0.5 exactly for the first
+        [20, 20, 10, 10, 1.0, 0.5, 0.1],
+        [60, 60, 10, 10, 1.0, 0.1, 0.75],
+        [100, 100, 10, 10, 0.5, 0.25, 1.0],
+    )
+    num, _, scores, classes = End2End(_FixedPredictions(pred), conf_thres=0.5)(torch.zeros(1))
+    reference = non_max_suppression(pred, 0.5, 0.45, multi_label=False)[0]
+    assert int(num[0, 0]) == len(reference) == 1
+    assert scores[0, 0].item() == 0.75 and classes[0, 0].item() == 1 and classes[0, 1].item() == -1
+
+
+def test_end2end_single_class_confidence_is_the_objectness() -> None:
+    gen = torch.Generator().manual_seed(0)
+    n = 40
+    xy, wh = torch.rand(1, n, 2, generator=gen) * 80 + 10, torch.rand(1, n, 2, generator=gen) * 20 + 5
+    obj_cls = torch.rand(1, n, 2, generator=gen)
+    pred = torch.cat((xy, wh, obj_cls), 2)
+    num, boxes, scores, classes = End2End(_FixedPredictions(pred), 0.3, 0.45, 100)(torch.zeros(1))
+    reference = non_max_suppression(pred, 0.3, 0.45, multi_label=False)[0]
+    n_ref = len(reference)
+    assert int(num[0, 0]) == n_ref > 5
+    torch.testing.assert_close(scores[0, :n_ref], reference[:, 4])
+    torch.testing.assert_close(boxes[0, :n_ref], reference[:, :4])
+    assert (classes[0, :n_ref] == 0).all()
+
+
+def test_end2end_orders_equal_scores_as_nms_returned_them() -> None:
+    """Equal scores keep the order of the NMS rows (the earlier row first), as the module documents."""
+    tied = [[20 + 30 * i, 20, 10, 10, 1.0, 0.6, 0.0] for i in range(4)]  # disjoint, same class and score
+    pred = _rows(*tied, [200, 200, 10, 10, 1.0, 0.0, 0.9])
+    num, boxes, scores, _ = End2End(_FixedPredictions(pred), 0.25, 0.45, 10)(torch.zeros(1))
+    xy, wh = pred[..., :2], pred[..., 2:4]
+    conf, cls = (pred[..., 5:] * pred[..., 4:5]).max(-1)
+    xyxy = torch.cat((xy - wh / 2, xy + wh / 2), -1) + cls.unsqueeze(-1) * CLASS_OFFSET
+    order = nms_indices(xyxy, conf, 10, 0.45, 0.25)[:, 2]
+    tied = order[conf[0, order] == 0.6]
+    assert len(tied) == 4
+    assert int(num[0, 0]) == 5 and scores[0, 0].item() == pytest.approx(0.9)
+    torch.testing.assert_close(boxes[0, 1:5], torch.cat((xy - wh / 2, xy + wh / 2), -1)[0, tied])

@@ -30,7 +30,7 @@ from yolov7lib.models import (
 )
 from yolov7lib.models.heads import Detect, IAuxDetect, IDetect
 from yolov7lib.models.info import model_flops
-from yolov7lib.models.layers import Conv, RepConv, RepConvN
+from yolov7lib.models.layers import Conv, RepConv, RepConvN, fuse_conv_bn
 from yolov7lib.models.spec import resolve_from, spec_rows
 from yolov7lib.paper import OFFICIAL_COUNTS
 
@@ -446,3 +446,105 @@ def test_conv_fuse_keeps_the_function() -> None:
         expected = layer(x)
         assert _relative_error(expected, layer.fuse_()(x)) < 1e-5
     assert layer.bn is None and layer.conv.bias is not None
+
+
+REPN_CFG = {  # one level with a RepConvN (no identity) and a RepConv (identity) before an IDetect
+    "nc": 2,
+    "anchors": [[10, 13, 16, 30, 33, 23]],
+    "backbone": [
+        [-1, 1, "Conv", [8, 3, 2]],
+        [-1, 1, "RepConvN", [8, 3, 1]],
+        [-1, 1, "RepConv", [8, 3, 1]],
+    ],
+    "head": [[[2], 1, "IDetect", ["nc", "anchors"]]],
+}
+
+
+def _eval_model(cfg: dict, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
+    torch.manual_seed(seed)
+    return randomize_batchnorm(create_model(cfg), seed=seed).to(dtype).eval()
+
+
+@torch.no_grad()
+def test_fuse_conv_bn_scales_the_convolutions_own_bias() -> None:
+    """fuse_conv_bn(conv, bn) == bn(conv(x)) also for a convolution with a bias; bn=None keeps that bias."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, padding=1, bias=True).double()
+    nn.init.normal_(conv.bias)
+    bn = randomize_batchnorm(nn.BatchNorm2d(6, eps=0.1), seed=4).double().eval()
+    x = torch.randn(2, 4, 7, 7, dtype=torch.float64)
+    w, b = fuse_conv_bn(conv, bn)
+    torch.testing.assert_close(nn.functional.conv2d(x, w, b, padding=1), bn(conv(x)), rtol=1e-12, atol=1e-12)
+    w0, b0 = fuse_conv_bn(conv, None)
+    assert torch.equal(w0, conv.weight) and torch.equal(b0, conv.bias)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("g", [1, 2])
+def test_repconv_fusion_is_exact_in_float64_with_a_large_epsilon(g: int) -> None:
+    """All three branches (3x3, 1x1, identity BN) divide by sqrt(var + eps): visible with eps = 0.1."""
+    layer = RepConv(8, 8, 3, 1, g=g)
+    assert layer.rbr_identity is not None
+    randomize_batchnorm(layer, seed=5)
+    for m in layer.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = 0.1
+    layer = layer.double().eval()
+    x = torch.randn(2, 8, 10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    expected = layer(x)
+    assert _relative_error(expected, layer.fuse_()(x)) < 1e-12
+
+
+@torch.no_grad()
+def test_reparameterize_fuses_repconvn_layers() -> None:
+    model = _eval_model(REPN_CFG, seed=1)
+    deploy = reparameterize(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in deploy.modules())
+    assert type(deploy.head) is Detect
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    assert _relative_error(model(x)[0], deploy(x)[0]) < 1e-4
+    assert create_model(REPN_CFG, deploy=True).load_state_dict(deploy.state_dict(), strict=True)
+
+
+@torch.no_grad()
+def test_unfused_deploy_graph_keeps_the_batchnorm_epsilon() -> None:
+    """reparameterize(fuse=False) keeps the BatchNorms: with their own eps, not the default 1e-3."""
+    model = _eval_model(REPN_CFG, seed=2, dtype=torch.float64)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = 0.25
+    deploy = reparameterize(model, fuse=False)
+    bns = [m for m in deploy.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(m.eps == 0.25 for m in bns)
+    x = torch.rand(1, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    assert _relative_error(model(x)[0], deploy(x)[0]) < 1e-12
+
+
+@torch.no_grad()
+def test_an_already_fused_model_drops_its_head_extras_without_fuse() -> None:
+    """A fused training graph is fused whatever `fuse` says: its deploy graph is the fused one."""
+    model = _eval_model(REPN_CFG, seed=3)
+    fused_training = reparameterize(model, drop_aux=False, fold_implicit=False)
+    deploy = reparameterize(fused_training, fuse=False)
+    assert type(deploy.head) is Detect and not any(isinstance(m, nn.BatchNorm2d) for m in deploy.modules())
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    assert _relative_error(model(x)[0], deploy(x)[0]) < 1e-4
+
+
+@torch.no_grad()
+def test_reparameterize_leaves_the_argument_names_alone() -> None:
+    model = _eval_model(REPN_CFG)
+    model.names = ["cat", "dog"]
+    deploy = reparameterize(model)
+    deploy.names[0] = "renamed"
+    deploy.names.append("extra")
+    assert model.names == ["cat", "dog"]
+
+
+def test_randomize_batchnorm_gives_non_trivial_reproducible_statistics() -> None:
+    """The helper every fusion test relies on: no statistic is left at its fresh value."""
+    a, b = (randomize_batchnorm(nn.BatchNorm2d(64), seed=7) for _ in range(2))
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert a.running_mean.abs().min() > 0 and a.running_mean.std() > 0.05
+    assert (a.running_var != 1).all() and (a.running_var >= 0.5).all()
+    assert (a.weight != 1).all() and (a.bias != 0).all()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,13 @@ import torch
 import yaml
 from inference_models import SMALL_CFG, checkpoint_of, small_model
 from test_models_official import save_official
+from torch import nn
 
 from yolov7lib.deploy import probe_images
-from yolov7lib.engine.checkpoint import save_checkpoint
-from yolov7lib.engine.weights import WeightsError, load_model, read_weights
+from yolov7lib.engine.checkpoint import load_checkpoint, save_checkpoint
+from yolov7lib.engine.weights import WeightsError, load_model, mismatch_summary, read_weights
 from yolov7lib.models.heads import Detect, IDetect
+from yolov7lib.models.official import UnsafeCheckpointError
 
 
 def _outputs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -81,3 +84,77 @@ def test_no_source_and_damaged_files_are_clear_errors(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00" * 100)
     with pytest.raises(WeightsError, match=r"not a complete torch\.save archive"):
         load_model(junk)
+
+
+def test_checkpoint_names_set_the_class_count_of_a_named_architecture(tmp_path: Path) -> None:
+    """--weights with --model: the checkpoint's class count wins over the cfg's nc (3 here)."""
+    model = small_model(nc=2, seed=6)
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL_CFG))
+    path = save_checkpoint(checkpoint_of(model, ["a", "b"]), tmp_path / "last.pt")
+    loaded = load_model(path, model=str(cfg), reparameterize=False)
+    assert loaded.head.nc == 2 and loaded.names == ["a", "b"]
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(_outputs(loaded, x), _outputs(model, x))
+
+
+def test_a_bare_state_dict_missing_a_tensor_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL_CFG))
+    state = small_model(seed=7).state_dict()
+    missing = next(k for k in state if k.endswith("running_var"))
+    del state[missing]
+    path = tmp_path / "state.pt"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=f'Missing key.*"{missing}"'):
+        load_model(path, model=str(cfg), nc=3)
+
+
+def test_class_names_that_do_not_fit_the_head_are_not_used(tmp_path: Path) -> None:
+    model = small_model(nc=3, seed=8)
+    path = save_checkpoint(checkpoint_of(model, ["a", "b", "c"]), tmp_path / "last.pt")
+    ckpt = load_checkpoint(path)
+    ckpt["names"] = ["a", "b"]
+    save_checkpoint(ckpt, path)
+    loaded = load_model(path, reparameterize=False)
+    assert loaded.head.nc == 3 and len(loaded.names) == 3
+
+
+def test_an_unsafe_archive_is_refused_as_unsafe_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": Evil()}, evil)
+    with pytest.raises(UnsafeCheckpointError):
+        read_weights(evil)
+    assert not marker.exists()
+
+
+def test_mismatch_summary_gives_the_reasons_without_torchs_header() -> None:
+    with pytest.raises(RuntimeError) as err:
+        nn.Linear(2, 2).load_state_dict({"weight": torch.zeros(3, 2), "extra": torch.zeros(1)})
+    summary = mismatch_summary(err.value)
+    assert "Error(s) in loading" not in summary
+    assert summary.startswith('Missing key(s) in state_dict: "bias"')
+    assert 'Unexpected key(s) in state_dict: "extra"' in summary and "size mismatch for weight" in summary
+
+
+def test_an_empty_dict_is_not_taken_for_a_bare_state_dict(tmp_path: Path) -> None:
+    path = save_checkpoint({}, tmp_path / "empty_dict.pt")
+    with pytest.raises(WeightsError, match="without a 'model' entry"):
+        read_weights(path)
+
+
+@pytest.mark.parametrize("ema", [None, {"updates": 0}, {"model": None, "updates": 0}])
+def test_a_checkpoint_without_ema_weights_falls_back_to_the_model(tmp_path: Path, ema) -> None:
+    model = small_model(seed=9)
+    ckpt = {**checkpoint_of(model, ["a", "b", "c"]), "ema": copy.deepcopy(ema)}
+    path = save_checkpoint(ckpt, tmp_path / "last.pt")
+    _, state, names = read_weights(path)
+    assert names == ["a", "b", "c"]
+    assert state.keys() == model.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
