@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -94,3 +96,94 @@ def test_box_iou_is_scale_free() -> None:
     for scale in (1.0, 1e-3):
         iou = box_iou(pixels * scale, pixels * scale)
         torch.testing.assert_close(iou, torch.tensor([[1.0, 1 / 3], [1 / 3, 1.0]], dtype=torch.float64))
+
+
+def _naive_iou(b1: torch.Tensor, b2: torch.Tensor, kind: str, eps: float = 1e-7) -> torch.Tensor:
+    """One pair of (x, y, w, h) boxes, the published IoU / GIoU / DIoU / CIoU formulas written out per box
+    (eps only where a ratio could be 0 / 0; CIoU's alpha held constant, as in the CIoU paper's gradient)."""
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = b1, b2
+    iw = (torch.minimum(x1 + w1 / 2, x2 + w2 / 2) - torch.maximum(x1 - w1 / 2, x2 - w2 / 2)).clamp(min=0)
+    ih = (torch.minimum(y1 + h1 / 2, y2 + h2 / 2) - torch.maximum(y1 - h1 / 2, y2 - h2 / 2)).clamp(min=0)
+    inter = iw * ih
+    union = w1 * h1 + w2 * h2 - inter + eps
+    iou = inter / union
+    if kind == "iou":
+        return iou
+    cw = torch.maximum(x1 + w1 / 2, x2 + w2 / 2) - torch.minimum(x1 - w1 / 2, x2 - w2 / 2)
+    ch = torch.maximum(y1 + h1 / 2, y2 + h2 / 2) - torch.minimum(y1 - h1 / 2, y2 - h2 / 2)
+    if kind == "giou":
+        c_area = cw * ch + eps
+        return iou - (c_area - union) / c_area
+    diou_term = ((x2 - x1) ** 2 + (y2 - y1) ** 2) / (cw**2 + ch**2 + eps)  # centre distance / diagonal
+    if kind == "diou":
+        return iou - diou_term
+    v = 4 / math.pi**2 * (torch.atan(w2 / (h2 + eps)) - torch.atan(w1 / (h1 + eps))) ** 2
+    alpha = (v / ((1 - iou) + v + eps)).detach()
+    return iou - diou_term - alpha * v
+
+
+def _random_xywh(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.cat([torch.rand(n, 2, generator=gen) * 300, torch.rand(n, 2, generator=gen) * 150 + 1], 1)
+    b = torch.cat([torch.rand(n, 2, generator=gen) * 300, torch.rand(n, 2, generator=gen) * 150 + 1], 1)
+    b[: n // 2] = a[: n // 2] + (torch.rand(n // 2, 4, generator=gen) - 0.5) * 20  # overlapping pairs
+    return a.double(), b.double()
+
+
+@pytest.mark.parametrize("kind", ["iou", "giou", "diou", "ciou"])
+def test_bbox_iou_values_and_gradient_match_a_per_box_loop_at_the_default_eps(kind: str) -> None:
+    """Loss-style use (xywh, default eps, gradient into the predicted boxes): the vectorised function
+    equals the per-box formula, and for CIoU alpha carries no gradient (the reference's no_grad)."""
+    pred, target = _random_xywh(24, seed=3)
+    pred.requires_grad_(True)
+    ours = bbox_iou(pred, target, xywh=True, kind=kind)
+    (1 - ours).sum().backward()
+    grad_ours = pred.grad.clone()
+
+    pred_naive = pred.detach().clone().requires_grad_(True)
+    naive = torch.stack([_naive_iou(p, t, kind) for p, t in zip(pred_naive, target, strict=True)])
+    (1 - naive).sum().backward()
+    torch.testing.assert_close(ours.detach(), naive.detach(), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(grad_ours, pred_naive.grad, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["iou", "giou", "diou", "ciou"])
+def test_bbox_iou_of_zero_area_boxes_is_finite(kind: str) -> None:
+    """A predicted box can collapse to zero width (or both sides); the union's eps keeps the IoU and every
+    variant finite (0 / 0 would make the loss NaN), with the per-box formula's value."""
+    pairs = torch.tensor(
+        [
+            [[50.0, 50.0, 0.0, 20.0], [50.0, 50.0, 0.0, 20.0]],  # the same zero-width box
+            [[50.0, 50.0, 0.0, 0.0], [50.0, 50.0, 0.0, 0.0]],  # the same point
+            [[10.0, 10.0, 0.0, 10.0], [30.0, 40.0, 0.0, 10.0]],  # two distant zero-width boxes
+        ],
+        dtype=torch.float64,
+    )
+    ours = bbox_iou(pairs[:, 0], pairs[:, 1], xywh=True, kind=kind)
+    assert torch.isfinite(ours).all(), ours
+    naive = torch.stack([_naive_iou(a, b, kind) for a, b in pairs])
+    torch.testing.assert_close(ours, naive, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (640, 480)])
+def test_clip_boxes_clips_x_to_width_and_y_to_height_for_numpy_and_torch(shape: tuple[int, int]) -> None:
+    h, w = shape
+    boxes = np.random.default_rng(0).uniform(-100, 800, (60, 4))
+    original = boxes.copy()
+    expected = np.array(
+        [[min(max(v, 0.0), w if k % 2 == 0 else h) for k, v in enumerate(row)] for row in boxes]
+    )
+    np.testing.assert_array_equal(clip_boxes(boxes, shape), expected)
+    np.testing.assert_array_equal(clip_boxes(torch.from_numpy(boxes), shape).numpy(), expected)
+    np.testing.assert_array_equal(boxes, original)  # input untouched
+
+
+def test_scale_boxes_with_ratio_pad_divides_both_axes_by_the_first_ratio_as_the_reference() -> None:
+    """test.py passes the loader's ((h / h0, w / w0), (pad_w, pad_h)); the reference's scale_coords removes
+    the padding and divides x and y by the first (height) ratio. Integer resizing makes the two ratios
+    differ a little; the evaluation must follow the reference's rule to give its numbers."""
+    boxes = torch.tensor([[13.0, 17.0, 55.0, 41.0]], dtype=torch.float64)
+    ratio_pad = ((0.5, 0.52), (3.0, 7.0))
+    out = scale_boxes((64, 64), boxes, (200, 200), ratio_pad)
+    expected = [(13 - 3) / 0.5, (17 - 7) / 0.5, (55 - 3) / 0.5, (41 - 7) / 0.5]
+    torch.testing.assert_close(out, torch.tensor([expected], dtype=torch.float64))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from yolov7lib.data import SeededSampler, create_dataloader, plot_batch, synthesize
+from yolov7lib.data.dataset import DetectionDataset
 from yolov7lib.data.plot import PALETTE
 from yolov7lib.ops.boxes import scale_boxes, xywhn2xyxy
 
@@ -141,3 +143,55 @@ def test_rect_batch_shape_follows_the_least_extreme_image_of_the_batch(wh: list,
     from yolov7lib.data.dataset import rect_batch_shapes
 
     assert rect_batch_shapes(np.array(wh, float), 2, 640, 32, 0.5).tolist() == [expected]
+
+
+def _image_folder(root: Path, sizes: list[tuple[int, int]]) -> Path:
+    """One image per (w, h), each a different flat colour with one labelled box; returns the image folder."""
+    img_dir, lbl_dir = root / "images" / "val", root / "labels" / "val"
+    img_dir.mkdir(parents=True)
+    lbl_dir.mkdir(parents=True)
+    for i, (w, h) in enumerate(sizes):
+        cv2.imwrite(str(img_dir / f"{i}.png"), np.full((h, w, 3), (30 * i, 200 - 20 * i, 90), np.uint8))
+        (lbl_dir / f"{i}.txt").write_text(f"{i % 2} 0.5 0.5 0.4 0.3\n")
+    return img_dir
+
+
+def test_rect_loader_turns_shuffle_off_and_keeps_each_batch_its_shape(tmp_path: Path, caplog) -> None:
+    """Rect batches are built from images sorted by aspect ratio: shuffling would mix shapes in a batch."""
+    img_dir = _image_folder(tmp_path, [(64, 32), (32, 64), (60, 40), (40, 60), (64, 64), (50, 30)])
+    with caplog.at_level(logging.WARNING):
+        shuffled, ds = create_dataloader(img_dir, 64, 2, 32, rect=True, pad=0.5, shuffle=True, progress=False)
+    assert "shuffle turned off" in caplog.text
+    ordered, _ = create_dataloader(img_dir, 64, 2, 32, rect=True, pad=0.5, progress=False)
+    for k, (a, b) in enumerate(zip(shuffled, ordered, strict=True)):
+        assert tuple(a[0].shape[2:]) == tuple(ds.batch_shapes[k])
+        assert a[2] == b[2] and torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_cached_images_are_each_samples_own_and_served_from_memory(tmp_path: Path) -> None:
+    img_dir = _image_folder(tmp_path, [(64, 32), (40, 60), (50, 50), (30, 20)])
+    plain = DetectionDataset(img_dir, 64, 2, progress=False)
+    cached = DetectionDataset(img_dir, 64, 2, cache_images=True, progress=False)
+    before = [cached[i] for i in range(len(cached))]
+    for i in range(len(plain)):
+        img, targets, path, shapes = plain[i]
+        assert torch.equal(before[i][0], img) and torch.equal(before[i][1], targets)
+        assert before[i][2:] == (path, shapes)
+    for p in img_dir.iterdir():  # the cache is what is read: the files are not needed any more
+        p.unlink()
+    for i, item in enumerate(before):
+        assert torch.equal(cached[i][0], item[0]) and cached[i][2] == item[2]
+
+
+def test_eval_sample_reports_each_axis_own_resize_ratio(tmp_path: Path) -> None:
+    """shapes = ((h0, w0), ((h / h0, w / w0), pad)) as the reference's loader: per-axis ratios of the
+    integer resize (here 61 x 97 -> 40 x 64, so they differ), then the letterbox padding."""
+    img_dir = _image_folder(tmp_path, [(97, 61)])
+    ds = DetectionDataset(img_dir, 64, 1, progress=False)
+    img, _, _, shapes = ds[0]
+    _, (h0, w0), (h, w), _ = ds.load_image(0)
+    assert (h0, w0) == cv2.imread(str(img_dir / "0.png")).shape[:2] == (61, 97)
+    assert h / h0 != w / w0  # the case that tells the two ratios apart
+    assert shapes[0] == (h0, w0) and shapes[1][0] == (h / h0, w / w0)
+    pad_w, pad_h = shapes[1][1]
+    assert tuple(img.shape[1:]) == (64, 64) and (pad_w, pad_h) == ((64 - w) / 2, (64 - h) / 2)

@@ -24,7 +24,7 @@ from inference_models import checkpoint_of
 from yolov7lib.cli import main
 from yolov7lib.data.augment import letterbox
 from yolov7lib.engine.checkpoint import save_checkpoint
-from yolov7lib.engine.detect import postprocess, preprocess
+from yolov7lib.engine.detect import DetectOptions, postprocess, preprocess, run_detect
 from yolov7lib.models import create_model
 
 FIRE_CFG = {
@@ -212,3 +212,60 @@ def test_the_printed_report_counts_skipped_inputs_in_words() -> None:
     one = format_report(DetectReport("runs/detect/exp", skipped=[("a.txt", "not an image")]))
     two = format_report(DetectReport("runs/detect/exp", skipped=[("a.txt", "x"), ("b.avi", "y")]))
     assert "1 input skipped:\n  a.txt: not an image" in one and "2 inputs skipped:" in two
+
+
+def _model() -> torch.nn.Module:
+    model = _fire_model()
+    model.names = ["red", "green"]
+    return model
+
+
+def _write_video(path: Path, frames: int) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (W0, H0))
+    for i in range(frames):
+        writer.write(_scene(seed=i))
+    writer.release()
+
+
+def test_save_conf_appends_each_detections_score_to_its_label_row(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "scene.png"), _scene())
+    opts = DetectOptions(source=str(src), img=IMG, project=str(tmp_path / "runs"), save_txt=True,
+                         save_conf=True, save_json=True, nosave=True, progress=False)  # fmt: skip
+    report = run_detect(opts, model=_model())
+    rows = np.loadtxt(Path(report.run_dir) / "labels" / "scene.txt", ndmin=2)
+    assert rows.shape == (2, 6)  # class x y w h conf
+    scores = {r["class"]: r["score"] for r in json.loads(Path(report.predictions_json).read_text())}
+    for row in rows:
+        assert row[5] == pytest.approx(scores[int(row[0])], abs=1e-5) and row[5] > 0.9
+
+
+def test_exist_ok_run_never_overwrites_labels_json_or_videos_already_there(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "scene.png"), _scene())
+    _write_video(src / "clip.mp4", 2)
+    run = tmp_path / "runs" / "exp"
+    (run / "labels").mkdir(parents=True)
+    users = {
+        run / "labels" / "scene.txt": b"a user's labels",
+        run / "labels" / "clip_0.txt": b"a user's frame labels",
+        run / "predictions.json": b"a user's predictions",
+        run / "clip.mp4": b"a user's video",
+        run / "scene.png": b"a user's image",
+    }
+    for path, data in users.items():
+        path.write_bytes(data)
+    opts = DetectOptions(source=str(src), img=IMG, project=str(tmp_path / "runs"), exist_ok=True,
+                         save_txt=True, save_json=True, progress=False)  # fmt: skip
+    report = run_detect(opts, model=_model())
+    assert report.run_dir == str(run) and report.images == 1 and report.frames == 2
+    assert {path: path.read_bytes() for path in users} == users  # every earlier file as it was
+    assert np.loadtxt(run / "labels" / "scene_2.txt", ndmin=2).shape == (2, 5)
+    assert np.loadtxt(run / "labels" / "clip_0_2.txt", ndmin=2).shape == (2, 5)
+    assert report.predictions_json == str(run / "predictions_2.json")
+    assert len(json.loads((run / "predictions_2.json").read_text())) == 6
+    cap = cv2.VideoCapture(str(run / "clip_2.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+    cap.release()

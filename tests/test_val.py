@@ -232,3 +232,40 @@ def test_val_batches_images_as_the_reference_test_protocol(data_yaml, weights, t
         str(tmp_path),
     )
     assert [(k["rect"], k["pad"], k.get("augment", False)) for k in seen] == [(True, 0.5, False)]
+
+
+def test_val_rounds_img_up_to_the_stride_and_applies_its_nms_thresholds(tmp_path: Path, monkeypatch) -> None:
+    """The reference's check_img_size rounds --img up to a multiple of the largest stride (100 -> 128), and
+    --conf / --iou are the thresholds NMS runs with, not only the numbers written in the record."""
+    import yolov7lib.data as data_module
+    import yolov7lib.engine.evaluator as evaluator_module
+    from yolov7lib.engine.val import ValOptions, run_val
+
+    root = tmp_path / "set"
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(root / "images" / "val" / f"{i}.png"), np.full((60 + 20 * i, 90, 3), 60, np.uint8))
+        (root / "labels" / "val" / f"{i}.txt").write_text("0 0.5 0.5 0.3 0.3\n")
+    (root / "data.yaml").write_text("val: images/val\nnames: [a, b]\n")
+
+    made, nms_args = [], []
+    real_loader, real_nms = data_module.create_dataloader, evaluator_module.non_max_suppression
+
+    def loader_spy(*args, **kwargs):
+        made.append(real_loader(*args, **kwargs))
+        return made[-1]
+
+    def nms_spy(pred, conf_thres, iou_thres, *args, **kwargs):
+        nms_args.append((conf_thres, iou_thres))
+        return real_nms(pred, conf_thres, iou_thres, *args, **kwargs)
+
+    monkeypatch.setattr(data_module, "create_dataloader", loader_spy)
+    monkeypatch.setattr(evaluator_module, "non_max_suppression", nms_spy)
+    opts = ValOptions(data=str(root / "data.yaml"), model="yolov7-tiny", img=100, batch=2, conf=0.2, iou=0.3,
+                      project=str(tmp_path / "runs"), progress=False)  # fmt: skip
+    _, record = run_val(opts)
+    assert record["img"] == 128 and record["iou"] == 0.3 and record["conf"] == 0.2
+    ((_, dataset),) = made
+    assert dataset.img_size == 128
+    assert nms_args and set(nms_args) == {(0.2, 0.3)}
