@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.distributed
 import torch.nn as nn
-from test_assign_oracle import FakeHead, OracleConfig, oracle_config, oracle_loss, random_maps, random_targets
+from test_assign_oracle import (
+    FakeHead,
+    OracleConfig,
+    oracle_assign,
+    oracle_candidates,
+    oracle_config,
+    oracle_loss,
+    random_maps,
+    random_targets,
+)
 
 from yolov7lib.configs import load_hyp
-from yolov7lib.loss import build_loss, level_balance, scaled_gains
+from yolov7lib.loss import (
+    COARSE_BIAS,
+    FINE_BIAS,
+    Assignment,
+    build_loss,
+    find_candidates,
+    level_balance,
+    scaled_gains,
+)
+from yolov7lib.loss.decoder import decode_box, decode_wh, decode_xy
 
 IMG = 128
 
@@ -304,3 +323,209 @@ def test_loss_trains_lead_and_auxiliary_heads_of_p6_models(name: str) -> None:
     assert len(maps) == 2 * model.head.nl == 8
     for conv in [*model.head.m, *model.head.m2]:  # lead and auxiliary output convolutions
         assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+def _rows(labels: Assignment) -> list[list[tuple[int, ...]]]:
+    return [list(zip(*(f.tolist() for f in level), strict=True)) for level in labels.positives()]
+
+
+def _check_against_oracle(head, hyp, maps, targets, img_hw, loss_fn=None, imgs=None) -> None:
+    loss_fn = loss_fn or build_loss(head, hyp, img_size=IMG)
+    loss, items = loss_fn(maps, targets, imgs)
+    cfg = oracle_config(hyp, head.nl, head.nc, IMG, len(maps) > head.nl)
+    want, want_items = oracle_loss(cfg, head, maps, targets, img_hw)
+    torch.testing.assert_close(loss, want.reshape(1), rtol=1e-9, atol=0)
+    torch.testing.assert_close(items, want_items, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"obj_pw": 2.0, "cls_pw": 0.5},  # pos_weight without focal loss
+        {"fl_gamma": 2.0},  # focal loss with pos_weight 1
+        {"label_smoothing": 0.2, "gr": 0.5},  # smoothing and soft labels without focal loss
+    ],
+)
+def test_bce_weights_and_focal_loss_one_at_a_time_equal_the_oracle(over: dict) -> None:
+    gen = torch.Generator().manual_seed(41)
+    head = FakeHead(nc=4)
+    maps = random_maps(head, 2, IMG, gen)
+    targets = random_targets([6, 4], head.nc, gen, "crowded")
+    _check_against_oracle(head, load_hyp("p5") | over, maps, targets, (IMG, IMG))
+
+
+def test_masked_form_equals_the_oracle_where_non_positives_share_positive_cells() -> None:
+    # Coarse candidates crowd the same cells; those not taken must not take the cell's objectness label.
+    gen = torch.Generator().manual_seed(42)
+    head = FakeHead(p6=True, nc=3)
+    maps = random_maps(head, 2, IMG, gen, aux=True)
+    targets = random_targets([30, 12], head.nc, gen, "crowded")
+    hyp = load_hyp("p6") | {"gr": 0.7}
+    loss_fn = build_loss(head, hyp, img_size=IMG)
+    loss_fn.compact_on_host = False  # the accelerator form
+    _check_against_oracle(head, hyp, maps, targets, (IMG, IMG), loss_fn)
+
+
+def test_rectangular_maps_with_and_without_images_equal_the_oracle() -> None:
+    # Without images the pixel size is the first grid times its stride, height and width each its own.
+    gen = torch.Generator().manual_seed(43)
+    head = FakeHead(nc=4)
+    maps = [
+        torch.randn(2, 3, 96 // int(s), IMG // int(s), 9, generator=gen, dtype=torch.float64)
+        for s in head.stride
+    ]
+    targets = random_targets([8, 6], head.nc, gen, "mixed")
+    hyp = load_hyp("p5")
+    loss_fn = build_loss(head, hyp, img_size=IMG)
+    # An image a little shorter than the grids cover (same grids), then none: (90, 128), then (96, 128).
+    _check_against_oracle(head, hyp, maps, targets, (90, IMG), loss_fn, torch.zeros(2, 3, 90, IMG))
+    _check_against_oracle(head, hyp, maps, targets, (96, IMG), loss_fn)
+
+
+def test_a_loss_reused_across_heads_and_dtypes_equals_fresh_ones() -> None:
+    gen = torch.Generator().manual_seed(44)
+    head = FakeHead(p6=True, nc=5)
+    maps = random_maps(head, 2, IMG, gen, aux=True)
+    targets = random_targets([5, 7], head.nc, gen, "mixed")
+    hyp = load_hyp("p6")
+    reused = build_loss(head, hyp, img_size=IMG)
+    calls = [(maps, targets), (maps[:4], targets), ([m.float() for m in maps[:4]], targets.float())]
+    for preds, tg in calls:  # with auxiliary maps, lead maps only, then float32 maps
+        got = reused(preds, tg)[1]
+        want = build_loss(head, hyp, img_size=IMG)(preds, tg)[1]
+        assert got.dtype == preds[0].dtype
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+
+
+def test_distributed_shares_sum_to_the_one_process_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two replicas of one image each, the all-reduce simulated: their losses add up to the loss of one
+    process with both images (the invariant `distribute` keeps), also for a level whose only positive
+    lies in one share, and each replica's terms still count its own positives."""
+    # One anchor per level, 8 times the last one: a box fits one level only (anchor_t 4); centres at
+    # cell centres have one fine candidate each.
+    head = FakeHead(nc=3, anchors_px=[[8, 8], [64, 64], [512, 512]])
+    gen = torch.Generator().manual_seed(45)
+    maps = random_maps(head, 2, IMG, gen)
+    targets = torch.tensor(
+        [
+            [0, 1, 4.5 / 16, 9.5 / 16, 1 / 16, 1 / 16],  # image 0: the only level-0 positive
+            [1, 2, 2.5 / 8, 3.5 / 8, 4 / 16, 4 / 16],  # image 1: level 1
+            [1, 0, 5.3 / 8, 2.2 / 8, 5 / 16, 3 / 16],
+        ],
+        dtype=torch.float64,
+    )
+    hyp = load_hyp("p5")
+    whole_loss, whole_items = build_loss(head, hyp, img_size=IMG)(maps, targets)
+
+    def local_counts(preds, tg):
+        single = build_loss(head, hyp, img_size=IMG)
+        heads, _ = single.labelled_heads(preds, tg)
+        return torch.cat([t.n_pos for t in single.heads_terms(heads, tg)])
+
+    shares = []
+    for image in (0, 1):
+        tg = targets[targets[:, 0] == image].clone()
+        tg[:, 0] = 0
+        shares.append(([m[image : image + 1] for m in maps], tg))
+    counts = [local_counts(*share) for share in shares]
+    assert counts[0].tolist() == [1, 0, 0] and counts[1][0] == 0
+    total, items = 0.0, 0.0
+    for r, (preds, tg) in enumerate(shares):
+        monkeypatch.setattr(torch.distributed, "all_reduce", lambda t, c=counts[1 - r]: t.add_(c))
+        loss_fn = build_loss(head, hyp, img_size=IMG)
+        loss_fn.distribute(2)
+        value, its = loss_fn(preds, tg)
+        total, items = total + value, items + its
+        heads, _ = loss_fn.labelled_heads(preds, tg)
+        torch.testing.assert_close(torch.cat([t.n_pos for t in loss_fn.heads_terms(heads, tg)]), counts[r])
+    torch.testing.assert_close(total, whole_loss, rtol=1e-12, atol=0)
+    torch.testing.assert_close(items / 2, whole_items, rtol=1e-12, atol=0)
+
+
+def test_many_empty_images_and_one_small_object_equal_the_oracle() -> None:
+    # More (candidate set, image) rows in SimOTA's tables than targets or candidates.
+    gen = torch.Generator().manual_seed(46)
+    head = FakeHead(p6=True, nc=3)
+    maps = random_maps(head, 16, IMG, gen, aux=True)
+    targets = torch.tensor([[9, 2, 0.4, 0.6, 10 / IMG, 12 / IMG]], dtype=torch.float64)
+    loss_fn = build_loss(head, load_hyp("p6"), img_size=IMG)
+    lead, aux = loss_fn.assign(maps, targets)
+    cfg = loss_fn.assigner(True).config
+    ocfg = OracleConfig(simota=cfg.simota, anchor_t=cfg.anchor_t, topk=cfg.topk, aux_assign=cfg.aux_assign)
+    o_lead, o_aux = oracle_assign(ocfg, head, maps, targets, (IMG, IMG))
+    assert _rows(lead) == o_lead.levels and _rows(aux) == o_aux.levels
+    assert sum(map(len, o_aux.levels)) >= 1
+
+
+def test_half_maps_with_confident_scores_match_in_float32() -> None:
+    # float16 sigmoids of confident logits round to 1 (log(1 - y) = -inf): SimOTA must work in float32.
+    gen = torch.Generator().manual_seed(3)
+    head = FakeHead(nc=5)
+    maps = random_maps(head, 2, IMG, gen, scale=6.0)
+    targets = random_targets([8, 8], head.nc, gen, "mixed").float()
+    half = [m.half() for m in maps]
+    loss_fn = build_loss(head, load_hyp("p5"), img_size=IMG)
+    got, _ = loss_fn.assign(half, targets)
+    o_lead, _ = oracle_assign(OracleConfig(), head, [m.double() for m in half], targets.double(), (IMG, IMG))
+    assert _rows(got) == o_lead.levels and sum(map(len, o_lead.levels)) > 5
+
+
+@pytest.mark.parametrize("bias", [FINE_BIAS, COARSE_BIAS])
+def test_centres_on_grid_lines_and_half_cells_equal_the_oracle(bias: float) -> None:
+    # Centres at multiples of 1/32 of the image: on cell borders, on half cells, exactly one cell from
+    # the border. The reference's tests are strict there (fraction < bias, distance > 1).
+    gen = torch.Generator().manual_seed(47)
+    head = FakeHead(nc=3)
+    grids = [(IMG // int(s), IMG // int(s)) for s in head.stride]
+    targets = random_targets([12, 12], head.nc, gen, "mixed")
+    targets[:, 2:4] = torch.randint(0, 33, (24, 2), generator=gen).double() / 32
+    targets[:2, 2:4] = torch.tensor([[1 / 16, 1 / 16], [15 / 16, 3 / 32]])  # one cell from the border
+    cand = find_candidates(targets, grids, head.anchors, 4.0, bias, batch=2)
+    fields = [cand.image, cand.anchor, cand.gj, cand.gi, cand.target]
+    rows = [list(zip(*(f[s].tolist() for f in fields), strict=True)) for s in cand.blocks]
+    assert rows == oracle_candidates(targets, grids, head.anchors, 4.0, bias)
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_decoder_pieces_follow_the_definitions(constrained: bool) -> None:
+    # Offsets 2 s - 0.5 in (-0.5, 1.5) (constrained) or 3 s - 1 in (-1, 2); sizes (2 s)^2 anchors.
+    raw = torch.tensor([[-30.0, 30.0, 0.0, -1.0, 5.0], [0.0, 1.0, 30.0, 2.0, 0.0]], dtype=torch.float64)
+    anchor = torch.tensor([[1.5, 2.0], [3.0, 0.5]], dtype=torch.float64)
+    s = 1 / (1 + torch.exp(-raw[:, :4]))
+    lo, span = (-0.5, 2.0) if constrained else (-1.0, 3.0)
+    want_xy, want_wh = lo + span * s[:, :2], 4 * s[:, 2:] ** 2 * anchor
+    xy, wh = decode_box(raw, anchor, constrained)
+    torch.testing.assert_close(xy, want_xy, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(wh, want_wh, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(decode_xy(raw[:, :2], constrained), want_xy, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(decode_wh(raw[:, 2:4], anchor), want_wh, rtol=1e-12, atol=1e-12)
+    assert xy[0, 0] == pytest.approx(lo) and xy[0, 1] == pytest.approx(lo + span)
+
+
+def test_half_maps_with_non_dyadic_anchors_and_odd_grids_give_the_float32_loss() -> None:
+    # Neither k-means anchors nor cell counts above 2048 are float16 numbers: the loss terms must use
+    # float32 tables (27 x 27 cells x 3 anchors x 2 images = 4374 at the first level).
+    gen = torch.Generator().manual_seed(48)
+    anchors_px = [[12.3, 16.7, 19.1, 36.3, 40.7, 28.9], [36.1, 75.3, 76.9, 55.1, 72.2, 146.3]]
+    anchors_px.append([142.7, 110.1, 192.3, 243.9, 459.5, 401.1])
+    head = FakeHead(nc=4, anchors_px=anchors_px)
+    half = [m.half() for m in random_maps(head, 2, 216, gen)]
+    targets = random_targets([6, 9], head.nc, gen, "mixed").float()
+    got = build_loss(head, load_hyp("p5"), img_size=IMG)(half, targets)[1]
+    want = build_loss(head, load_hyp("p5"), img_size=IMG)([m.float() for m in half], targets)[1]
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+
+
+def test_simota_with_tiny_predicted_boxes_equals_the_oracle() -> None:
+    # Predicted boxes of about a tenth of a pixel inside large targets: IoUs near 1e-6, where the
+    # cost's -log(IoU + 1e-8) (the reference's epsilon) orders the candidates.
+    gen = torch.Generator().manual_seed(0)
+    head = FakeHead(nc=3)
+    maps = random_maps(head, 2, IMG, gen)
+    for m in maps:
+        m[..., 2:4] = m[..., 2:4] * 0.3 - 4.5
+    targets = random_targets([6, 6], head.nc, gen, "huge")
+    lead, _ = build_loss(head, load_hyp("p5"), img_size=IMG).assign(maps, targets)
+    o_lead, _ = oracle_assign(OracleConfig(), head, maps, targets, (IMG, IMG))
+    assert _rows(lead) == o_lead.levels
