@@ -241,21 +241,27 @@ class Model(nn.Module):
         head.stride = torch.tensor(strides, device="cpu")
         self.stride = head.stride
         with torch.no_grad():
-            head.anchors /= head.stride.to(head.anchors.device).view(-1, 1, 1)
-            if _anchor_order_reversed(self.cfg["anchors"], strides):
+            if _anchor_order_reversed(self.cfg["anchors"], strides):  # flip in pixels, then divide
                 head.anchors[:] = head.anchors.flip(0)
                 head.anchor_grid[:] = head.anchor_grid.flip(0)
+            head.anchors /= head.stride.to(head.anchors.device).view(-1, 1, 1)
             head.initialize_biases()
             if isinstance(head, IAuxDetect):
                 head.initialize_biases(head.m2)
 
 
 def _anchor_order_reversed(anchors: Any, strides: list[float]) -> bool:
-    """True when anchor sizes decrease while strides increase (the reference then flips the anchors)."""
+    """Whether the reference's check_anchor_order flips the levels' anchors: when the sign of (area of the
+    last anchor - area of the first) differs from that of (last stride - first stride), equal areas
+    included (with one level the flip changes nothing)."""
     if not isinstance(anchors, list) or len(anchors) < 2:
         return False
     first, last = anchors[0][0] * anchors[0][1], anchors[-1][-2] * anchors[-1][-1]
-    return (last > first) != (strides[-1] > strides[0]) and last != first
+    return _sign(last - first) != _sign(strides[-1] - strides[0])
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
 
 
 def _initialize_weights(model: nn.Module) -> None:
