@@ -174,6 +174,8 @@ def run_stage(
     name, settings = load_params(params, profile)
     if spec.items:
         known = settings["_lists"][spec.items]
+        if item is None:
+            raise KeyError(f"{stage} needs an item from params.yaml's `{spec.items}`: {', '.join(known)}")
         if item not in known:
             listed = ", ".join(known)
             raise KeyError(f"{stage} item {item!r} is not in params.yaml's `{spec.items}`: {listed}")
@@ -181,6 +183,9 @@ def run_stage(
             write_skip(stage, item, name)
             print(f"{stage} {item}: not part of the '{name}' profile; wrote a skip marker")
             return 0
+    elif item is not None:
+        with_items = ", ".join(_item_stages())
+        raise KeyError(f"{stage} takes no item (got {item!r}); the stages with items: {with_items}")
     import papermill
 
     parameters = notebook_parameters(stage, item, name, settings)
@@ -193,3 +198,7 @@ def run_stage(
         progress_bar=False, log_output=True, cwd=".",
     )  # fmt: skip
     return 0
+
+
+def _item_stages() -> list[str]:
+    return [name for name, spec in STAGES.items() if spec.items]

@@ -65,7 +65,7 @@ def load_hyp(name_or_path: str | Path | dict[str, Any] = "p5") -> dict[str, Any]
     if isinstance(name_or_path, dict):
         chosen, origin = dict(name_or_path), "<dict>"
     elif str(name_or_path) in HYP_NAMES:
-        scratch = "scratch." if name_or_path in REFERENCE_HYPS else ""  # the reference's file names
+        scratch = "scratch." if str(name_or_path) in REFERENCE_HYPS else ""  # the reference's file names
         origin = f"hyp.{scratch}{name_or_path}.yaml"
         chosen = _read_yaml(pkg.joinpath(origin).read_text(), origin)
     else:
