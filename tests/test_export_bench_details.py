@@ -311,3 +311,20 @@ def test_registered_anchors_are_the_official_cfgs() -> None:
 def test_list_models_is_sorted() -> None:
     names = list_models()
     assert names == sorted(names) and {"yolov7", "yolov7x", "yolov7-tiny-cpu", "yolor-csp"} <= set(names)
+
+
+def test_a_file_that_appears_during_the_export_is_not_overwritten(deploy_model, tmp_path, monkeypatch):
+    """The existence check comes before the export; a file written at the target meanwhile (another
+    export, the user) must survive: the finished graph is linked to its name, never renamed over it."""
+    target = tmp_path / "m.onnx"
+    real_export = torch.onnx.export
+
+    def export_while_someone_writes(*args, **kwargs):
+        target.write_bytes(b"another export")
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export_while_someone_writes)
+    with pytest.raises(FileExistsError, match="appeared during the export"):
+        export_onnx(deploy_model, target, 64)
+    assert target.read_bytes() == b"another export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no temporary file left

@@ -86,10 +86,23 @@ def export_onnx(
                 output_names=outputs, dynamic_axes=axes, do_constant_folding=True,
             )  # fmt: skip
         os.chmod(tmp, new_file_mode())  # mkstemp's file is private; the export is an ordinary new file
-        os.replace(tmp, path)
+        _publish(Path(tmp), path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Give the finished file `tmp` the name `path` unless a file has that name by now (one written while
+    the graph was exported included): a hard link fails where a rename would replace it."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} appeared during the export; not overwriting it") from None
+    except OSError:  # a file system without hard links: check, then rename
+        if path.exists():
+            raise FileExistsError(f"{path} appeared during the export; not overwriting it") from None
+        os.replace(tmp, path)
 
 
 def onnx_session(path: str | Path, threads: int | None = None):  # -> onnxruntime.InferenceSession
