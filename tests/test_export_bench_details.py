@@ -328,3 +328,12 @@ def test_a_file_that_appears_during_the_export_is_not_overwritten(deploy_model, 
         export_onnx(deploy_model, target, 64)
     assert target.read_bytes() == b"another export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no temporary file left
+
+
+def test_a_batch_size_given_twice_is_measured_once(tmp_path: Path) -> None:
+    """`yolov7 bench --batch 1 1`: one row per backend, not an onnxruntime row failing on its own file."""
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL_CFG))
+    rows = bench.run_bench(str(cfg), img=64, batches=(1, 1), backends=("eager", "onnxruntime"), runs=1,
+                           warmup=0, progress=False)  # fmt: skip
+    assert [(r.backend, r.batch, r.error) for r in rows] == [("eager", 1, None), ("onnxruntime", 1, None)]

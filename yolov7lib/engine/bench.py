@@ -159,7 +159,7 @@ def run_bench(
     threads: int | None = None,
     progress: bool = True,
 ) -> list[BenchRow]:
-    """Measure every (backend, batch) pair; return one row each (errors reported in their row)."""
+    """Measure every (backend, batch) pair once; return one row each (errors reported in their row)."""
     from yolov7lib.engine.distributed import select_device
     from yolov7lib.engine.weights import load_model
     from yolov7lib.models import model_info
@@ -183,7 +183,7 @@ def run_bench(
     model = model.to(dtype)
     rows: list[BenchRow] = []
     with tempfile.TemporaryDirectory(prefix="yolov7-bench-") as tmp, torch.no_grad():
-        for batch in batches:
+        for batch in dict.fromkeys(batches):  # a batch size given twice is measured once
             x = letterboxed_input(img, batch).to(dev, dtype)
             ready: dict[str, Callable[[], Any]] = {}
             batch_rows: dict[str, BenchRow] = {}
