@@ -7,8 +7,10 @@ import torch
 from test_assign_oracle import (
     FakeHead,
     OracleConfig,
+    candidate_rows,
     oracle_assign,
     oracle_candidates,
+    positive_rows,
     random_maps,
     random_targets,
 )
@@ -20,14 +22,9 @@ from yolov7lib.loss import COARSE_BIAS, FINE_BIAS, Assignment, build_loss, candi
 IMG = 128
 
 
-def _rows(labels: Assignment) -> list[list[tuple[int, ...]]]:
-    return [list(zip(*(f.tolist() for f in level), strict=True)) for level in labels.positives()]
-
-
 def _candidate_rows(targets: torch.Tensor, head: FakeHead, grids: list, bias: float) -> list[list]:
     cand = find_candidates(targets, grids, head.anchors, 4.0, bias, batch=int(targets[:, 0].max()) + 1)
-    fields = [cand.image, cand.anchor, cand.gj, cand.gi, cand.target]
-    return [list(zip(*(f[s].tolist() for f in fields), strict=True)) for s in cand.blocks]
+    return candidate_rows(cand)
 
 
 SCENARIOS = {
@@ -115,9 +112,9 @@ def test_simota_equals_per_image_oracle(scenario: str, setup: str) -> None:
     loss, _ = _loss_and_cfg(head)
     lead, aux_labels = loss.assign(maps, targets)
     o_lead, o_aux = oracle_assign(_oracle_cfg(loss, aux), head, maps, targets, (IMG, IMG))
-    assert _rows(lead) == o_lead.levels
+    assert positive_rows(lead) == o_lead.levels
     if aux:
-        assert _rows(aux_labels) == o_aux.levels
+        assert positive_rows(aux_labels) == o_aux.levels
     if scenario == "crowded":  # the crowded case exercises shared cells and contested candidates
         assert sum(map(len, o_lead.levels)) > 20
 
@@ -132,28 +129,25 @@ def test_aux_assigners_equal_oracle(aux_assign: str, simota: int) -> None:
     loss, _ = _loss_and_cfg(head, aux_assign=aux_assign, loss_ota=simota, aux_constraint=0)
     lead, aux = loss.assign(maps, targets)
     o_lead, o_aux = oracle_assign(_oracle_cfg(loss, True), head, maps, targets, (IMG, IMG))
-    assert _rows(lead) == o_lead.levels
-    assert _rows(aux) == o_aux.levels
+    assert positive_rows(lead) == o_lead.levels
+    assert positive_rows(aux) == o_aux.levels
 
 
 def test_rectangular_images_scale_each_axis() -> None:
     # SimOTA's pixel IoUs scale x by the width and y by the height (the reference uses the height for both).
     gen = torch.Generator().manual_seed(3)
     head = FakeHead(nc=4)
-    maps = [
-        torch.randn(2, 3, 96 // int(s), IMG // int(s), 9, generator=gen, dtype=torch.float64)
-        for s in head.stride
-    ]
+    maps = random_maps(head, 2, IMG, gen, img_h=96)
     targets = random_targets([6, 4], head.nc, gen, "mixed")
     loss, _ = _loss_and_cfg(head)
     lead, _ = loss.assign(maps, targets, torch.zeros(2, 3, 96, IMG))
     o_lead, _ = oracle_assign(_oracle_cfg(loss, False), head, maps, targets, (96, IMG))
-    assert _rows(lead) == o_lead.levels
+    assert positive_rows(lead) == o_lead.levels
 
 
 # -- what each variant of Section 4.2 does to the labels ---------------------------------------------
 def _sets(labels: Assignment) -> list[set[tuple[int, ...]]]:
-    return [set(rows) for rows in _rows(labels)]
+    return [set(rows) for rows in positive_rows(labels)]
 
 
 def test_coarse_candidates_contain_fine_ones_plus_far_neighbours() -> None:
@@ -209,10 +203,10 @@ def test_lead_guided_gives_the_aux_head_the_lead_labels() -> None:
     targets = random_targets([8, 5], head.nc, gen, "mixed")
     loss, _ = _loss_and_cfg(head, aux_assign="lead_guided")
     lead, aux = loss.assign(maps, targets)
-    assert _rows(aux) == _rows(lead)
+    assert positive_rows(aux) == positive_rows(lead)
     # ... and the labels do not depend on the auxiliary predictions.
     other = maps[:4] + [torch.randn_like(m) for m in maps[4:]]
-    assert _rows(loss.assign(other, targets)[1]) == _rows(aux)
+    assert positive_rows(loss.assign(other, targets)[1]) == positive_rows(aux)
 
 
 def test_independent_assigns_the_aux_head_from_its_own_predictions() -> None:
@@ -222,11 +216,11 @@ def test_independent_assigns_the_aux_head_from_its_own_predictions() -> None:
     targets = random_targets([8, 5], head.nc, gen, "mixed")
     independent, _ = _loss_and_cfg(head, aux_assign="independent", aux_constraint=1)
     lead, aux = independent.assign(maps, targets)
-    assert _rows(aux) != _rows(lead)
+    assert positive_rows(aux) != positive_rows(lead)
     # With auxiliary predictions equal to the lead's, independent and lead-guided labels coincide.
     same = maps[:4] + [m.clone() for m in maps[:4]]
     lead2, aux2 = independent.assign(same, targets)
-    assert _rows(aux2) == _rows(lead2) == _rows(lead)
+    assert positive_rows(aux2) == positive_rows(lead2) == positive_rows(lead)
 
 
 def test_coarse_to_fine_aux_labels_follow_the_lead_head_over_coarse_candidates() -> None:
@@ -238,11 +232,11 @@ def test_coarse_to_fine_aux_labels_follow_the_lead_head_over_coarse_candidates()
     assert loss.assigner(True).config.aux_assign == "coarse_to_fine"
     lead, aux = loss.assign(maps, targets)
     other = maps[:4] + [torch.randn_like(m) for m in maps[4:]]
-    assert _rows(loss.assign(other, targets)[1]) == _rows(aux)  # guided by the lead head only
+    assert positive_rows(loss.assign(other, targets)[1]) == positive_rows(aux)  # guided by the lead head only
     coarse_cells = set(zip(aux.candidates.gj.tolist(), aux.candidates.gi.tolist(), strict=True))
     fine_cells = set(zip(lead.candidates.gj.tolist(), lead.candidates.gi.tolist(), strict=True))
     assert fine_cells < coarse_cells
-    assert _rows(aux) != _rows(lead)
+    assert positive_rows(aux) != positive_rows(lead)
 
 
 def test_topk_follows_the_reference_per_head_kind() -> None:
@@ -271,7 +265,7 @@ def test_constraint_caps_the_aux_objectness_of_far_coarse_cells() -> None:
         best_x = 50.0 if constraint else float(torch.logit(torch.tensor(2.9 / 3, dtype=torch.float64)))
         aux[0, 0, 6, 4, :4] = torch.tensor([best_x, 0.0, 0.0, 0.0])  # y offset 0.5, size 2x2 either way
         _, aux_labels = loss.assign([lead, aux], targets)
-        assert _rows(aux_labels) == [[(0, 0, 6, 4, 0)]]
+        assert positive_rows(aux_labels) == [[(0, 0, 6, 4, 0)]]
         terms = loss.head_terms([aux], aux_labels, targets, constrained=bool(constraint))
         soft = float(terms.tobj[0][0, 0, 6, 4])
         if constraint:

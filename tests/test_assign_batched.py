@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from test_assign_oracle import (
     FakeHead,
-    OracleConfig,
     oracle_assign,
     oracle_config,
     oracle_head_terms,
+    positive_rows,
     random_maps,
     random_targets,
 )
@@ -65,12 +65,11 @@ def test_target_order_does_not_change_the_labels() -> None:
     targets = random_targets([5, 0, 11, 3], head.nc, gen, "crowded")
     shuffled = targets[torch.randperm(len(targets), generator=gen)]
     loss = build_loss(head, load_hyp("p6"), img_size=IMG)
-    cfg = loss.assigner(True).config
-    ocfg = OracleConfig(simota=cfg.simota, anchor_t=cfg.anchor_t, topk=cfg.topk, aux_assign=cfg.aux_assign)
+    ocfg = oracle_config(load_hyp("p6"), head.nl, head.nc, IMG, True)
     lead, aux = loss.assign(maps, shuffled)
     o_lead, o_aux = oracle_assign(ocfg, head, maps, shuffled, (IMG, IMG))
     for labels, oracle in ((lead, o_lead), (aux, o_aux)):
-        rows = [list(zip(*(f.tolist() for f in level), strict=True)) for level in labels.positives()]
+        rows = positive_rows(labels)
         assert rows == oracle.levels and sum(map(len, rows)) > 10
 
 

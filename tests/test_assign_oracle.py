@@ -10,6 +10,7 @@ batched implementation against it; benchmarks/bench_loss.py times both.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -47,10 +48,18 @@ class FakeHead(nn.Module):
 
 
 def random_maps(
-    head: FakeHead, batch: int, img: int, gen: torch.Generator, aux: bool = False, scale: float = 1.0
+    head: FakeHead,
+    batch: int,
+    img: int,
+    gen: torch.Generator,
+    aux: bool = False,
+    scale: float = 1.0,
+    img_h: int | None = None,
 ) -> list[torch.Tensor]:
+    """Random raw maps for `img`-pixel square images, or `img_h` x `img` ones."""
+    h = img_h or img
     maps = [
-        torch.randn(batch, head.na, img // int(s), img // int(s), head.no, generator=gen, dtype=torch.float64)
+        torch.randn(batch, head.na, h // int(s), img // int(s), head.no, generator=gen, dtype=torch.float64)
         * scale
         for s in head.stride
     ]
@@ -92,6 +101,18 @@ class OracleLabels:
     """Per level, the positives as rows (image, anchor, gj, gi, target index), reference order."""
 
     levels: list[list[tuple[int, int, int, int, int]]] = field(default_factory=list)
+
+
+def positive_rows(labels: Any) -> list[list[tuple[int, ...]]]:
+    """The kit's labels (a `yolov7lib.loss.Assignment`) as the oracle lists them: per level, the rows
+    (image, anchor, gj, gi, target) of the positives."""
+    return [list(zip(*(f.tolist() for f in level), strict=True)) for level in labels.positives()]
+
+
+def candidate_rows(cand: Any) -> list[list[tuple[int, ...]]]:
+    """The kit's candidates (a `yolov7lib.loss.Candidates`) as `oracle_candidates` lists them."""
+    fields = [cand.image, cand.anchor, cand.gj, cand.gi, cand.target]
+    return [list(zip(*(f[s].tolist() for f in fields), strict=True)) for s in cand.blocks]
 
 
 def oracle_candidate_table(

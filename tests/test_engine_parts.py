@@ -98,23 +98,16 @@ def test_damaged_checkpoints_give_clear_errors(tmp_path) -> None:
 # The plain pickle below uses Python's default protocol; torch's safe unpickler warns about it before
 # refusing the file. The refusal is what this test checks, so that warning is expected here.
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
-def test_malicious_pickle_is_refused_without_running(tmp_path) -> None:
-    marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    evil = tmp_path / "evil.pt"
-    torch.save({"model": Evil()}, evil)
+def test_malicious_pickle_is_refused_without_running(tmp_path, code_running_checkpoint) -> None:
+    evil = code_running_checkpoint
     with pytest.raises(CheckpointError, match="cannot be read"):
-        load_checkpoint(evil)
-    assert not marker.exists()
+        load_checkpoint(evil.path)
+    assert not evil.marker.exists()
     plain = tmp_path / "plain.pkl"
-    plain.write_bytes(pickle.dumps({"model": Evil()}))
+    plain.write_bytes(pickle.dumps({"model": evil.payload}))
     with pytest.raises(CheckpointError):
         load_checkpoint(plain)
-    assert not marker.exists()
+    assert not evil.marker.exists()
 
 
 def test_rng_state_survives_a_checkpoint(tmp_path) -> None:
@@ -408,20 +401,15 @@ def test_a_bare_pickle_is_reported_as_pickled_objects(tmp_path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_pickled_code_is_refused_when_the_environment_disables_weights_only(tmp_path, monkeypatch) -> None:
+def test_pickled_code_is_refused_when_the_environment_disables_weights_only(
+    code_running_checkpoint, monkeypatch
+) -> None:
     """torch's default (weights_only=True) can be overridden by the environment; the explicit one is not."""
-    marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    evil = tmp_path / "evil.pt"
-    torch.save({"model": Evil()}, evil)
+    evil = code_running_checkpoint
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     with pytest.raises(CheckpointError, match="it pickles Python objects"):
-        load_checkpoint(evil)
-    assert not marker.exists()
+        load_checkpoint(evil.path)
+    assert not evil.marker.exists()
 
 
 def test_rng_state_keeps_the_cached_gaussians(tmp_path) -> None:

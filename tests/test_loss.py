@@ -9,10 +9,12 @@ import torch.nn as nn
 from test_assign_oracle import (
     FakeHead,
     OracleConfig,
+    candidate_rows,
     oracle_assign,
     oracle_candidates,
     oracle_config,
     oracle_loss,
+    positive_rows,
     random_maps,
     random_targets,
 )
@@ -21,7 +23,6 @@ from yolov7lib.configs import load_hyp
 from yolov7lib.loss import (
     COARSE_BIAS,
     FINE_BIAS,
-    Assignment,
     build_loss,
     find_candidates,
     level_balance,
@@ -325,10 +326,6 @@ def test_loss_trains_lead_and_auxiliary_heads_of_p6_models(name: str) -> None:
         assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
 
 
-def _rows(labels: Assignment) -> list[list[tuple[int, ...]]]:
-    return [list(zip(*(f.tolist() for f in level), strict=True)) for level in labels.positives()]
-
-
 def _check_against_oracle(head, hyp, maps, targets, img_hw, loss_fn=None, imgs=None) -> None:
     loss_fn = loss_fn or build_loss(head, hyp, img_size=IMG)
     loss, items = loss_fn(maps, targets, imgs)
@@ -370,10 +367,7 @@ def test_rectangular_maps_with_and_without_images_equal_the_oracle() -> None:
     # Without images the pixel size is the first grid times its stride, height and width each its own.
     gen = torch.Generator().manual_seed(43)
     head = FakeHead(nc=4)
-    maps = [
-        torch.randn(2, 3, 96 // int(s), IMG // int(s), 9, generator=gen, dtype=torch.float64)
-        for s in head.stride
-    ]
+    maps = random_maps(head, 2, IMG, gen, img_h=96)
     targets = random_targets([8, 6], head.nc, gen, "mixed")
     hyp = load_hyp("p5")
     loss_fn = build_loss(head, hyp, img_size=IMG)
@@ -450,10 +444,9 @@ def test_many_empty_images_and_one_small_object_equal_the_oracle() -> None:
     targets = torch.tensor([[9, 2, 0.4, 0.6, 10 / IMG, 12 / IMG]], dtype=torch.float64)
     loss_fn = build_loss(head, load_hyp("p6"), img_size=IMG)
     lead, aux = loss_fn.assign(maps, targets)
-    cfg = loss_fn.assigner(True).config
-    ocfg = OracleConfig(simota=cfg.simota, anchor_t=cfg.anchor_t, topk=cfg.topk, aux_assign=cfg.aux_assign)
+    ocfg = oracle_config(load_hyp("p6"), head.nl, head.nc, IMG, True)
     o_lead, o_aux = oracle_assign(ocfg, head, maps, targets, (IMG, IMG))
-    assert _rows(lead) == o_lead.levels and _rows(aux) == o_aux.levels
+    assert positive_rows(lead) == o_lead.levels and positive_rows(aux) == o_aux.levels
     assert sum(map(len, o_aux.levels)) >= 1
 
 
@@ -467,7 +460,7 @@ def test_half_maps_with_confident_scores_match_in_float32() -> None:
     loss_fn = build_loss(head, load_hyp("p5"), img_size=IMG)
     got, _ = loss_fn.assign(half, targets)
     o_lead, _ = oracle_assign(OracleConfig(), head, [m.double() for m in half], targets.double(), (IMG, IMG))
-    assert _rows(got) == o_lead.levels and sum(map(len, o_lead.levels)) > 5
+    assert positive_rows(got) == o_lead.levels and sum(map(len, o_lead.levels)) > 5
 
 
 @pytest.mark.parametrize("bias", [FINE_BIAS, COARSE_BIAS])
@@ -481,9 +474,7 @@ def test_centres_on_grid_lines_and_half_cells_equal_the_oracle(bias: float) -> N
     targets[:, 2:4] = torch.randint(0, 33, (24, 2), generator=gen).double() / 32
     targets[:2, 2:4] = torch.tensor([[1 / 16, 1 / 16], [15 / 16, 3 / 32]])  # one cell from the border
     cand = find_candidates(targets, grids, head.anchors, 4.0, bias, batch=2)
-    fields = [cand.image, cand.anchor, cand.gj, cand.gi, cand.target]
-    rows = [list(zip(*(f[s].tolist() for f in fields), strict=True)) for s in cand.blocks]
-    assert rows == oracle_candidates(targets, grids, head.anchors, 4.0, bias)
+    assert candidate_rows(cand) == oracle_candidates(targets, grids, head.anchors, 4.0, bias)
 
 
 @pytest.mark.parametrize("constrained", [True, False])
@@ -528,4 +519,4 @@ def test_simota_with_tiny_predicted_boxes_equals_the_oracle() -> None:
     targets = random_targets([6, 6], head.nc, gen, "huge")
     lead, _ = build_loss(head, load_hyp("p5"), img_size=IMG).assign(maps, targets)
     o_lead, _ = oracle_assign(OracleConfig(), head, maps, targets, (IMG, IMG))
-    assert _rows(lead) == o_lead.levels
+    assert positive_rows(lead) == o_lead.levels

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import pytest
@@ -120,18 +119,11 @@ def test_class_names_that_do_not_fit_the_head_are_not_used(tmp_path: Path) -> No
     assert loaded.head.nc == 3 and len(loaded.names) == 3
 
 
-def test_an_unsafe_archive_is_refused_as_unsafe_without_running_it(tmp_path: Path) -> None:
-    marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    evil = tmp_path / "evil.pt"
-    torch.save({"model": Evil()}, evil)
+def test_an_unsafe_archive_is_refused_as_unsafe_without_running_it(code_running_checkpoint) -> None:
+    evil = code_running_checkpoint
     with pytest.raises(UnsafeCheckpointError):
-        read_weights(evil)
-    assert not marker.exists()
+        read_weights(evil.path)
+    assert not evil.marker.exists()
 
 
 def test_mismatch_summary_gives_the_reasons_without_torchs_header() -> None:
