@@ -58,6 +58,39 @@ def test_same_seed_same_batches_with_0_or_2_workers(small_set: Path) -> None:
     assert _same(first, _batches(serial, 3))  # set_epoch replays an epoch
 
 
+@pytest.fixture
+def opencv_threads():
+    """Put OpenCV's process-wide thread count back after a test that changes it."""
+    before = cv2.getNumThreads()
+    yield
+    cv2.setNumThreads(before)
+
+
+def test_loaders_with_workers_switch_opencv_threads_off(small_set: Path, opencv_threads) -> None:
+    """OpenCV's thread pool does not survive fork(): before its workers fork, a loader with workers
+    makes OpenCV single-threaded (0 reads back as 1); a loader without workers leaves it alone."""
+    train = small_set / "images" / "train"
+    cv2.setNumThreads(2)
+    create_dataloader(train, 96, 4, 32, workers=0, progress=False)
+    assert cv2.getNumThreads() == 2
+    loader, _ = create_dataloader(train, 96, 4, 32, workers=2, progress=False)
+    assert loader.num_workers == min(2, os.cpu_count() or 1)
+    assert cv2.getNumThreads() == (1 if loader.num_workers else 2)
+
+
+def test_opencv_thread_count_does_not_change_the_batches(small_set: Path, opencv_threads) -> None:
+    """Switching OpenCV's threads off changes no pixel: the same augmented batches (mosaic, affine
+    warp, HSV at 320 px, large enough for OpenCV to split its work) with 2 threads and with none."""
+    kwargs = {"hyp": "p5", "augment": True, "shuffle": True, "seed": 3, "progress": False}
+    train = small_set / "images" / "train"
+    runs = []
+    for threads in (2, 0):
+        cv2.setNumThreads(threads)
+        loader, _ = create_dataloader(train, 320, 4, 32, workers=0, **kwargs)
+        runs.append(_batches(loader, 2))
+    assert _same(*runs)
+
+
 def test_distributed_split_covers_the_epoch_once() -> None:
     n, world = 11, 3
     full = list(SeededSampler(n, seed=5, shuffle=True))

@@ -5,8 +5,14 @@
 number of workers and whichever worker builds it. With `rank`/`world_size` each process takes every
 world_size-th item of one shared order padded to a multiple of world_size (DistributedSampler's split).
 Workers are also seeded per worker by torch (base seed from `seed`) for any library drawing from global
-state. They leave OpenCV's thread settings alone: changing them in a forked worker of a process whose
-OpenCV threads have run deadlocks.
+state.
+
+OpenCV and forked workers: OpenCV's own thread pool does not survive fork(). A worker forked while a pool
+thread holds the pool's lock waits forever at its first multi-threaded OpenCV call, and changing the
+thread count inside the worker can deadlock the same way. So a loader with workers switches OpenCV's
+threads off in the main process, before any worker is forked (`opencv_threads_off`); workers inherit
+the setting and run OpenCV calls on their own thread. The reference does the same at import. The
+images are the same either way: OpenCV computes each pixel alike whatever the thread count.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -25,6 +32,16 @@ from torch.utils.data import DataLoader, Sampler
 from yolov7lib.data.dataset import DetectionDataset
 
 logger = logging.getLogger(__name__)
+
+
+def opencv_threads_off() -> None:
+    """Run OpenCV single-threaded in this process and in the processes it forks from now on.
+
+    Called by `create_dataloader` for loaders with worker processes (see the module docstring). It is a
+    process-wide setting, like the reference's `cv2.setNumThreads(0)` at import; set it back with
+    `cv2.setNumThreads(n)` once no loader workers will be started any more.
+    """
+    cv2.setNumThreads(0)
 
 
 class SeededSampler(Sampler):
@@ -83,7 +100,8 @@ def create_dataloader(
 
     Training: `augment=True, hyp=...` (and usually `shuffle=True`). Evaluation, the reference's way:
     `rect=True, pad=0.5`. Batches are (imgs uint8 (B, 3, H, W) RGB, targets (n, 6), paths, shapes).
-    The worker count is capped like the reference's: by the CPUs per process and the batch size.
+    The worker count is capped like the reference's: by the CPUs per process and the batch size. With
+    workers, OpenCV's own threads are switched off in this process (`opencv_threads_off`).
     """
     if rect and rank != -1 and world_size > 1:
         raise ValueError(
@@ -99,6 +117,8 @@ def create_dataloader(
     )  # fmt: skip
     batch_size = min(batch_size, len(dataset))
     nw = min((os.cpu_count() or 1) // max(world_size, 1), batch_size if batch_size > 1 else 0, workers)
+    if nw > 0:
+        opencv_threads_off()  # before the workers fork (they start at the first iteration)
     sampler = SeededSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world_size=world_size)
     loader = DataLoader(
         dataset,
