@@ -15,7 +15,7 @@ help:
 	@echo "make test       run the whole test suite: unit tests and nbval notebook tests"
 	@echo "make test-fast  the suite without tests marked slow"
 	@echo "make lint       ruff check and ruff format --check"
-	@echo "make compare-official OFFICIAL=DIR   models, loss, augmentation and val against a checkout"
+	@echo "make compare-official OFFICIAL=DIR   models, loss, augmentation, training and val against a checkout"
 	@echo "                of the official code (needs its requirements; after make repro for val)"
 
 $(BIN)/python:
@@ -51,6 +51,7 @@ compare-official: $(STAMP)
 	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_models.py --official $(OFFICIAL)
 	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_loss.py --official $(OFFICIAL) --real-models
 	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_augment.py --official $(OFFICIAL)
+	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_train.py --official $(OFFICIAL)
 	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_val.py --official $(OFFICIAL) \
 		--weights runs/train/cpu/weights/best.pt --data data/shapes/data.yaml --img 320
 

@@ -207,3 +207,82 @@ def test_replayed_draws_reproduce_our_own_random_perspective(augment_tool) -> No
 def test_a_folder_without_the_official_datasets_module_is_refused(augment_tool, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="not a checkout of the official YOLOv7 code"):
         augment_tool.import_official_datasets(tmp_path)
+
+
+# -- benchmarks/compare_official_train.py -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def train_tool():
+    return load_script("compare_official_train")
+
+
+def test_train_comparison_refuses_a_folder_that_is_not_the_official_code(
+    train_tool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "yolo.py").write_text("")  # train.py and the cfg are missing
+    monkeypatch.setattr(sys, "argv", ["compare_official_train.py", "--official", str(tmp_path)])
+    with pytest.raises(SystemExit, match="not a checkout of the official YOLOv7 code"):
+        train_tool.main()
+    assert not list(tmp_path.parent.glob("compare_train_*"))  # refused before any scratch folder
+
+
+def test_with_augmentation_off_every_sample_seed_gives_the_same_fixed_zoom(
+    train_tool, tmp_path: Path
+) -> None:
+    """The comparison's hyperparameters leave no random draw any effect: every sample seed gives the
+    same image and labels, the letterboxed image zoomed by exactly 1.05 about its centre (the reference
+    draws the scale from [1 - scale, 1.1 + scale], pinned by scale = -0.05)."""
+    from yolov7lib.data import synthesize
+    from yolov7lib.data.dataset import DetectionDataset
+
+    synthesize(tmp_path / "set", n_train=3, n_val=1, img_size=96, seed=2, workers=1, progress=False)
+    train = tmp_path / "set" / "images" / "train"
+    hyp = train_tool.training_hyp("tiny")
+    assert hyp["scale"] == -0.05 and hyp["lr0"] == load_hyp("tiny")["lr0"]
+    augmented = DetectionDataset(train, 96, 3, augment=True, hyp=hyp, stride=32)
+    plain = DetectionDataset(train, 96, 3, augment=False, hyp=hyp, stride=32)
+    for index in range(3):
+        img, labels, _, _ = augmented[(index, 11)]
+        for seed in (12, 987654321):
+            again, labels_again, _, _ = augmented[(index, seed)]
+            assert torch.equal(img, again) and torch.equal(labels, labels_again)
+        _, flat_labels, _, _ = plain[index]
+        # a zoom by 1.05 about the centre of the 96 x 96 letterboxed image, x' = 0.5 + 1.05 (x - 0.5),
+        # then clipped to the frame (no box loses enough area to be dropped)
+        xy, half = flat_labels[:, 2:4], flat_labels[:, 4:6] / 2
+        low = (0.5 + 1.05 * (xy - half - 0.5)).clamp(0, 1)
+        high = (0.5 + 1.05 * (xy + half - 0.5)).clamp(0, 1)
+        expected = torch.cat((flat_labels[:, :2], (low + high) / 2, high - low), 1)
+        assert torch.allclose(labels, expected, atol=1e-5)
+
+
+def test_official_results_txt_losses_are_read_from_their_columns(train_tool, tmp_path: Path) -> None:
+    # the official train.py's row: '%10s' * 2 + '%10.4g' * 6 (epoch, memory, 4 losses, labels, size),
+    # then '%10.4g' * 7 (P, R, mAP@.5, mAP@.5:.95, 3 validation losses)
+    rows = [
+        ("0/1", "0G", 0.07523, 0.01381, 0.05957, 0.1486, 71, 320),
+        ("1/1", "0G", 0.071, 0.0147, 0.059, 0.1447, 71, 320),
+    ]
+    text = "".join(
+        ("%10s" * 2 + "%10.4g" * 6) % r + "%10.4g" * 7 % (0.5, 0.25, 0.1, 0.05, 0, 0, 0) + "\n" for r in rows
+    )
+    (tmp_path / "results.txt").write_text(text)
+    assert train_tool.official_losses(tmp_path / "results.txt") == [r[2:6] for r in rows]
+
+
+def test_largest_state_difference_names_its_tensor_and_skips_batch_counters(train_tool) -> None:
+    theirs = {
+        "a.weight": torch.tensor([1.0, -2.0]),
+        "b.bias": torch.tensor([4.0, 0.0]),
+        "bn.num_batches_tracked": torch.tensor(3),
+    }
+    ours = {
+        "a.weight": torch.tensor([1.0, -2.002]),
+        "b.bias": torch.tensor([4.0, 0.02]),
+        "bn.num_batches_tracked": torch.tensor(9),
+    }
+    worst, where = train_tool.largest_differences(ours, theirs)
+    assert where == "b.bias" and worst == pytest.approx(0.02 / 4)  # a.weight: 0.002 / 2 = 0.001
+    assert train_tool.largest_differences(theirs, theirs) == (0.0, "")
+    with pytest.raises(SystemExit, match="differ in their tensors"):
+        train_tool.largest_differences({**ours, "extra": torch.zeros(1)}, theirs)
