@@ -1,13 +1,16 @@
 """Train one model from the same weights on the same batches with the official train.py and with
-`yolov7lib.train`; compare the weights, the EMA weights and the losses after every epoch.
+`yolov7lib.train`; compare the weights, the EMA weights and the losses after the epochs.
 
     git clone https://github.com/WongKinYiu/yolov7 /somewhere/yolov7   # and install its requirements.txt
     PYTHONPATH=$PWD python benchmarks/compare_official_train.py --official /somewhere/yolov7 [--epochs 4]
+        [--model yolov7-w6 --img 256 --batch 2]    # a model with an auxiliary head (train_aux.py)
+        [--batch 2 --epochs 20]                    # gradient accumulation from iteration 17 on
 
 Nothing of the official code is part of this project. The official side runs in subprocesses (with
 `--official-python`, e.g. a virtual environment holding the official requirements; default: this
 interpreter) in a scratch folder: one builds the official `Model` from its cfg under `--seed`, saves it as
-the initial checkpoint and runs the official train.py; another converts the official per-epoch
+the initial checkpoint and runs the official train.py (train_aux.py for the models with an auxiliary
+head; ours picks the auxiliary-head training by itself); another converts the official per-epoch
 checkpoints into plain tensors. Our side reads the same initial checkpoint through `load_official`
 (which runs no code from the pickle) and trains with `yolov7lib.train`'s trainer.
 
@@ -23,7 +26,9 @@ The set-up makes both runs see the same batches, so that any difference is the r
 The epochs all fall in the warm-up (at least 1,000 iterations in both), so the comparison covers the
 parameter groups, the warm-up of every group's learning rate and of the momentum, Nesterov SGD, the
 weight decay scaled to the nominal batch, the loss (times the batch size), BatchNorm and the EMA with
-its ramped decay; gradient accumulation stays at 1 in these first iterations.
+its ramped decay. Gradient accumulation ramps from 1 to 64 / batch over the warm-up: with `--batch 2` it
+reaches 2 at iteration 17, so `--batch 2 --epochs 20` also compares accumulated steps. The official run
+keeps the checkpoints of epoch 0, of every 25th and of the last five epochs; those are compared.
 
 `--dtype float64` (default) runs both sides in double precision (the official side with the default
 dtype set to float64 and its `.float()` / `.half()` calls kept in float64). In float32 the two runs
@@ -56,11 +61,16 @@ from yolov7lib.configs import load_hyp
 from yolov7lib.data import synthesize
 from yolov7lib.engine.trainer import Trainer, TrainOptions
 
-# Our registry name -> the official training cfg of the same model (P5 models: the official train.py).
-OFFICIAL_CFGS = {
-    "yolov7-tiny": "cfg/training/yolov7-tiny.yaml",
-    "yolov7": "cfg/training/yolov7.yaml",
-    "yolov7x": "cfg/training/yolov7x.yaml",
+# Our registry name -> (the official training cfg, the official training script, the hyp profile). The
+# models with an auxiliary head train with the official train_aux.py; ours chooses by itself.
+OFFICIAL = {
+    "yolov7-tiny": ("cfg/training/yolov7-tiny.yaml", "train.py", "tiny"),
+    "yolov7": ("cfg/training/yolov7.yaml", "train.py", "p5"),
+    "yolov7x": ("cfg/training/yolov7x.yaml", "train.py", "p5"),
+    "yolov7-w6": ("cfg/training/yolov7-w6.yaml", "train_aux.py", "p6"),
+    "yolov7-e6": ("cfg/training/yolov7-e6.yaml", "train_aux.py", "p6"),
+    "yolov7-d6": ("cfg/training/yolov7-d6.yaml", "train_aux.py", "p6"),
+    "yolov7-e6e": ("cfg/training/yolov7-e6e.yaml", "train_aux.py", "p6"),
 }
 # Every augmentation off; see the module docstring for `scale`.
 AUGMENTATION_OFF = {
@@ -77,7 +87,7 @@ import numpy as np
 import torch
 if not hasattr(np, "trapz"):  # numpy 2 renamed it; the official metrics call the old name
     np.trapz = np.trapezoid
-root, cfg, nc, init, seed, dtype = sys.argv[1:7]
+root, cfg, nc, init, seed, dtype, script = sys.argv[1:8]
 sys.path.insert(0, root)
 from models.yolo import Model
 torch.manual_seed(int(seed))
@@ -88,8 +98,8 @@ if dtype == "float64":
     torch.set_default_dtype(torch.float64)
     torch.nn.Module.float = lambda self: self.double()
     torch.Tensor.float = lambda self, *a, **k: self.double()
-sys.argv = ["train.py"] + sys.argv[7:]
-runpy.run_path(os.path.join(root, "train.py"), run_name="__main__")
+sys.argv = [script] + sys.argv[8:]
+runpy.run_path(os.path.join(root, script), run_name="__main__")
 """
 
 # Runs inside the official checkout: its per-epoch checkpoints (pickles of its classes, written by the
@@ -159,9 +169,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", type=Path, required=True, help="a checkout of WongKinYiu/yolov7")
     parser.add_argument("--official-python", default=sys.executable, help="interpreter for the official side")
-    parser.add_argument("--model", default="yolov7-tiny", choices=sorted(OFFICIAL_CFGS))
-    parser.add_argument("--hyp", default="tiny", help="hyperparameter profile (augmentation is switched off)")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs = optimizer steps (one batch each)")
+    parser.add_argument("--model", default="yolov7-tiny", choices=sorted(OFFICIAL))
+    parser.add_argument("--hyp", help="hyperparameter profile (default: the model's); augmentation is off")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs, of one batch each")
     parser.add_argument("--batch", type=int, default=16, help="images in the data set and in the batch")
     parser.add_argument("--img", type=int, default=320)
     parser.add_argument("--seed", type=int, default=0, help="seed of the official initial weights")
@@ -170,7 +180,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
     args = parser.parse_args()
 
-    root = check_checkout(args.official, ("train.py", "models/yolo.py", OFFICIAL_CFGS[args.model]))
+    cfg, script, profile = OFFICIAL[args.model]
+    root = check_checkout(args.official, (script, "models/yolo.py", cfg))
     if args.keep and args.keep.exists():
         raise SystemExit(f"{args.keep} exists; --keep takes a new folder")
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="compare_train_"))
@@ -192,21 +203,21 @@ def main() -> None:
         )
     )
     hyp_file = scratch / "hyp.yaml"
-    hyp_file.write_text(yaml.safe_dump(training_hyp(args.hyp), sort_keys=False))
+    hyp_file.write_text(yaml.safe_dump(training_hyp(args.hyp or profile), sort_keys=False))
     init = scratch / "init.pt"
 
-    print(f"official train.py: {args.model}, {args.epochs} epochs of one batch of {args.batch}, {args.dtype}")
+    print(f"official {script}: {args.model}, {args.epochs} epochs of one batch of {args.batch}, {args.dtype}")
     _run(
         [
-            args.official_python, "-c", RUNNER, str(root), OFFICIAL_CFGS[args.model], str(ours_data["nc"]),
-            str(init), str(args.seed), args.dtype,
-            "--cfg", str(root / OFFICIAL_CFGS[args.model]), "--weights", str(init),
+            args.official_python, "-c", RUNNER, str(root), cfg, str(ours_data["nc"]),
+            str(init), str(args.seed), args.dtype, script,
+            "--cfg", str(root / cfg), "--weights", str(init),
             "--data", str(official_data),
             "--hyp", str(hyp_file), "--epochs", str(args.epochs), "--batch-size", str(args.batch),
             "--img-size", str(args.img), str(args.img), "--device", "cpu", "--noautoanchor", "--notest",
             "--workers", "0", "--project", str(scratch / "official"), "--name", "exp",
         ],
-        scratch, scratch / "official.log", "the official train.py",
+        scratch, scratch / "official.log", f"the official {script}",
     )  # fmt: skip
     _run(
         [args.official_python, "-c", DUMPER, str(root), str(scratch / "official/exp/weights"), str(scratch)],
@@ -228,7 +239,9 @@ def main() -> None:
     print("  |  ".join(columns))
     worst = 0.0
     summary = []
-    for epoch in range(args.epochs):
+    # The official run keeps the checkpoints of epoch 0, of every 25th and of the last five epochs.
+    saved = sorted(int(p.stem.rsplit("_", 1)[1]) for p in scratch.glob("official_epoch_*.pt"))
+    for epoch in saved:
         theirs = torch.load(scratch / f"official_epoch_{epoch:03d}.pt", weights_only=True)
         ours = torch.load(scratch / f"ours/exp/weights/epoch_{epoch:03d}.pt", weights_only=True)
         model_diff = largest_differences(ours["model"], theirs["model"])
