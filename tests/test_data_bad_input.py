@@ -323,6 +323,40 @@ def test_data_check_cli_reports_and_exits_by_what_is_usable(
     assert "images/gone" in capsys.readouterr().err
 
 
+def test_check_dataset_scans_a_json_split_and_counts_each_kind_of_background(tmp_path: Path) -> None:
+    """A folder split and a COCO json split: per split, the counts line names images, usable, backgrounds by
+    kind (here train: good2 without a label file, good1 with an empty one; val: a.png without annotations),
+    files with duplicate rows (good0) and corrupt images, then one line per problem."""
+    from yolov7lib.data.check import check_dataset, format_reports
+
+    img_dir = _good_set(tmp_path, n=4)
+    img2label_path(img_dir / "good0.png").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n")
+    img2label_path(img_dir / "good1.png").write_text("")
+    img2label_path(img_dir / "good2.png").unlink()
+    (tmp_path / "images" / "val").mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / "images" / "val" / name), np.full((32, 48, 3), 120, np.uint8))
+    images = [
+        {"id": i + 1, "file_name": n, "width": 48, "height": 32} for i, n in enumerate(("a.png", "b.png"))
+    ]
+    _coco(
+        tmp_path, images, [{"id": 1, "image_id": 2, "category_id": 3, "bbox": [12, 8, 24, 16], "iscrowd": 0}]
+    )
+    (tmp_path / "data.yaml").write_text("train: images/train\nval: annotations/instances_val.json\nnc: 1\n")
+    lines = format_reports(check_dataset(tmp_path / "data.yaml"))
+    assert lines[1] == (
+        "train: 4 images, 4 usable, 2 backgrounds (1 without label file, 1 with an empty one, 0 with every "
+        "row dropped), 1 label files with duplicate rows, 0 corrupt"
+    )
+    duplicates = img2label_path(img_dir / "good0.png")
+    assert lines[2] == f"train:   label rows dropped: {duplicates}: dropped 1 row (1 duplicate row)"
+    assert lines[3].startswith("val: Scanning") and "instances_val.json" in lines[3]
+    assert lines[4:] == [
+        "val: 2 images, 2 usable, 1 backgrounds (0 without label file, 1 with an empty one, 0 with every "
+        "row dropped), 0 label files with duplicate rows, 0 corrupt"
+    ]
+
+
 def test_labels_are_found_from_a_relative_path_inside_the_data_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

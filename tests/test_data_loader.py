@@ -163,6 +163,34 @@ def test_plot_batch_draws_boxes_where_the_targets_are(tmp_path: Path) -> None:
     assert blank.max() == 255 and (blank[10:54, 10:54] == 0).all()
 
 
+def test_plot_batch_scales_non_square_images_and_pixel_boxes_like_normalised_ones() -> None:
+    """Two 40 x 100 images at max_size 100: a 2 x 2 grid of 20 x 50 tiles (scale 100 / (2 * 100), from the
+    long side). A box given in pixels lands where the same box normalised does; float images in [0, 1] look as
+    their uint8 version."""
+    imgs = np.zeros((2, 3, 40, 100), np.uint8)
+    imgs[:, :, 10:30, 20:80] = 255
+    normalised = np.array([[0, 2, 0.5, 0.5, 0.6, 0.5], [1, 2, 0.25, 0.5, 0.3, 0.5]])
+    pixels = normalised * [1, 1, 100, 40, 100, 40]
+    out = plot_batch(imgs, normalised, max_size=100)
+    assert out.shape == (40, 100, 3)
+    np.testing.assert_array_equal(plot_batch(imgs, pixels, max_size=100), out)
+    np.testing.assert_array_equal(plot_batch(imgs.astype(np.float32) / 255, normalised, max_size=100), out)
+    assert (out[5, 15:35] == PALETTE[2]).all(axis=1).sum() >= 15  # box 0's top edge: y 0.25 * 20, x 10..40
+
+
+def test_plot_batch_colours_and_names_classes_beyond_the_lists() -> None:
+    """Class 13 takes palette colour 13 % 10 = 3; class 13 with names for 0..12 is written as its number
+    (the same drawing as without names); a prediction at exactly conf_thres is drawn; file names are written
+    on tiles."""
+    imgs = np.zeros((1, 3, 64, 64), np.uint8)
+    targets = np.array([[0, 13, 0.5, 0.5, 0.5, 0.5, 0.25]])
+    out = plot_batch(imgs, targets, names=[f"n{i}" for i in range(13)], conf_thres=0.25)  # names of 0..12
+    assert (out[48, 20:44] == PALETTE[3]).all(axis=1).sum() >= 20  # bottom edge (y = 48)
+    np.testing.assert_array_equal(plot_batch(imgs, targets, conf_thres=0.25), out)
+    assert (plot_batch(imgs, targets, conf_thres=0.26)[40:60, 10:54] == 0).all()
+    assert (plot_batch(imgs, targets[:0], paths=["a_file.jpg"])[2:16, 2:60] > 0).any()
+
+
 @pytest.mark.parametrize(
     ("wh", "expected"),
     [

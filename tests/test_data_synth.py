@@ -12,8 +12,8 @@ import yaml
 from pycocotools.coco import COCO
 
 from yolov7lib.cli import main
-from yolov7lib.data import load_data_config, synthesize
-from yolov7lib.data.synth import CATEGORY_IDS, CLASS_NAMES, render_image
+from yolov7lib.data import load_data_config, synth, synthesize
+from yolov7lib.data.synth import CATEGORY_IDS, CLASS_NAMES, MIN_VISIBLE, render_image
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
@@ -91,6 +91,72 @@ def test_every_box_is_the_tight_box_of_the_visible_object() -> None:
     assert checked >= 12
 
 
+def test_ids_count_from_1_as_coco_evaluation_needs(synth_set: Path) -> None:
+    """Image ids 1..n in file order and annotation ids 1..m: COCOeval stores the id of the matched ground
+    truth in an array of zeros, so an annotation with id 0 would count as never matched."""
+    doc = json.loads((synth_set / "annotations" / "instances_train.json").read_text())
+    assert [im["id"] for im in doc["images"]] == list(range(1, 13))
+    assert [im["file_name"] for im in doc["images"]] == [f"{i:06d}.jpg" for i in range(12)]
+    assert [a["id"] for a in doc["annotations"]] == list(range(1, len(doc["annotations"]) + 1))
+
+
+def test_boxes_and_areas_are_exact_and_contrast_with_the_background() -> None:
+    """Sharper than the test above: the pixels that object k changes lie inside its box, their box is its
+    box and their count its area (here without exception, foreground lines crossing objects included; one
+    pixel whose paint equals what lies below is allowed for). On a light background (mean level over 150)
+    an object is painted dark: its brightest channel is below the background's."""
+    checked = exact = 0
+    on_light = []
+    for index in range(10):
+        img, objects = render_image(0, "train", index, 96)
+        for k, obj in enumerate(objects):
+            hidden, _ = render_image(0, "train", index, 96, hide=k)
+            changed = (img != hidden).any(2)
+            x1, y1, x2, y2 = obj.box
+            assert changed[y1:y2, x1:x2].sum() == changed.sum(), (index, k)
+            ys, xs = np.nonzero(changed)
+            exact += (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == obj.box and len(xs) == obj.area
+            checked += 1
+            if hidden[changed].mean() > 150:
+                on_light.append(img[changed].max(1).mean() < hidden[changed].max(1).mean())
+    assert checked >= 30 and exact >= checked - 1
+    assert len(on_light) >= 3 and all(on_light)
+
+
+def test_every_object_keeps_at_least_65_percent_of_its_area_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full area of each placed object is its rasterised mask (recorded from the rasteriser: the last mask
+    drawn before the object is painted); its visible area in the labels is never under 65 % of it, whatever
+    covers it (later objects, foreground lines, the image border)."""
+    masks, totals = [], []
+    object_mask, paint_object = synth._object_mask, synth._paint_object
+
+    def record_mask(*args):
+        out = object_mask(*args)
+        masks.append(int(out[0].sum()))
+        return out
+
+    def record_paint(*args, **kwargs):
+        totals.append(masks[-1])
+        return paint_object(*args, **kwargs)
+
+    monkeypatch.setattr(synth, "_object_mask", record_mask)
+    monkeypatch.setattr(synth, "_paint_object", record_paint)
+    ratios = []
+    for index in range(30):
+        totals.clear()
+        _, objects = render_image(0, "train", index, 128)
+        assert len(objects) == len(totals)
+        ratios += [o.area / t for o, t in zip(objects, totals, strict=True)]
+    assert len(ratios) > 60 and min(ratios) >= MIN_VISIBLE and min(ratios) < 0.8, min(ratios)
+
+
+def test_images_have_the_long_side_asked_for_in_both_orientations() -> None:
+    """The long side is img_size; the short one 0.6 to 1 of it; portrait about 30 % of the time."""
+    shapes = [render_image(2, "val", i, 64)[0].shape[:2] for i in range(40)]
+    assert all(max(h, w) == 64 and min(h, w) >= 0.6 * 64 for h, w in shapes)
+    assert 4 <= sum(h > w for h, w in shapes) <= 24
+
+
 def test_sizes_span_coco_small_medium_large_and_objects_occlude() -> None:
     areas, overlaps = [], 0
     for index in range(80):
@@ -118,3 +184,18 @@ def test_cli_synth_refuses_a_non_empty_folder(tmp_path: Path, capsys: pytest.Cap
     fresh = tmp_path / "fresh"
     assert main(["data", "synth", "--out", str(fresh), "--train", "2", "--val", "1", "--img-size", "64"]) == 0
     assert json.loads((fresh / "annotations" / "instances_val.json").read_text())["images"][0]["width"] <= 64
+
+
+def test_synth_writes_only_the_splits_asked_for_and_refuses_an_empty_set(tmp_path: Path) -> None:
+    """--val 0 writes no val split at all (no folder, no json, no key in data.yaml); no image at all is
+    refused before anything is written."""
+    data = synthesize(tmp_path / "trainonly", n_train=2, n_val=0, img_size=64, workers=1, progress=False)
+    doc = yaml.safe_load(data.read_text())
+    assert "train" in doc and "val" not in doc and "val_json" not in doc
+    assert not (tmp_path / "trainonly" / "images" / "val").exists()
+    assert sorted(p.name for p in (tmp_path / "trainonly" / "annotations").iterdir()) == [
+        "instances_train.json"
+    ]
+    with pytest.raises(ValueError, match="at least one image"):
+        synthesize(tmp_path / "none", n_train=0, n_val=0, img_size=64, workers=1, progress=False)
+    assert not (tmp_path / "none").exists()
