@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -9,8 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 
-from yolov7lib.engine.distributed import CrossReplicaBatchNorm2d, convert_sync_batchnorm
+from yolov7lib.engine.distributed import (
+    CrossReplicaBatchNorm2d,
+    DistContext,
+    cleanup_distributed,
+    convert_sync_batchnorm,
+    init_distributed,
+    select_device,
+)
 
 HERE = Path(__file__).parent
 
@@ -55,3 +64,81 @@ def test_convert_sync_batchnorm_keeps_state_and_is_plain_outside_a_group() -> No
     plain = torch.nn.BatchNorm2d(4)
     plain.load_state_dict(converted[1].state_dict())
     torch.testing.assert_close(converted[1](converted[0](x)), plain(converted[0](x)))
+
+
+def test_select_device_maps_names_and_torchrun_local_ranks_to_gpus(monkeypatch) -> None:
+    """With CUDA present (faked: torch.device needs no GPU): '' is the first GPU, 'N' and 'cuda:N' GPU N;
+    under torchrun rank r takes the r-th listed id (or GPU r with none listed); a list outside torchrun
+    is refused."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    cuda = lambda i: torch.device("cuda", i)  # noqa: E731
+    assert [select_device(d) for d in ("", "1", "cuda:2", " CUDA:3 ", "cpu")] == [
+        cuda(0), cuda(1), cuda(2), cuda(3), torch.device("cpu")
+    ]  # fmt: skip
+    with pytest.raises(RuntimeError, match="names 2 GPUs: run under torchrun"):
+        select_device("0,1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert [select_device(d) for d in ("", "2,3", "4,5,6")] == [cuda(1), cuda(3), cuda(5)]
+
+
+def test_a_one_process_torchrun_is_a_plain_single_process(monkeypatch) -> None:
+    """torchrun --nproc_per_node 1 sets RANK 0 and WORLD_SIZE 1: no process group, rank -1, main process."""
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    ctx = init_distributed("cpu")
+    assert ctx == DistContext(rank=-1, local_rank=-1, world_size=1, device=torch.device("cpu"))
+    assert ctx.is_main and not ctx.distributed and not dist.is_initialized()
+    assert DistContext(0, 0, 2, torch.device("cpu")).is_main
+    assert not DistContext(1, 1, 2, torch.device("cpu")).is_main
+    assert DistContext(1, 1, 2, torch.device("cpu")).distributed
+
+
+def test_convert_sync_batchnorm_shares_the_batch_count_and_is_ours_off_cuda() -> None:
+    """The converted layer keeps the very num_batches_tracked tensor (momentum=None averages by it), and
+    every device but CUDA gets CrossReplicaBatchNorm2d (torch's SyncBatchNorm is for CUDA)."""
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(4))
+    count = model[0].num_batches_tracked
+    count.fill_(7)
+    converted = convert_sync_batchnorm(model, torch.device("cpu"))
+    assert converted[0].num_batches_tracked is count and int(converted[0].num_batches_tracked) == 7
+    other = convert_sync_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(4)), torch.device("mps"))
+    assert type(other[0]) is CrossReplicaBatchNorm2d
+
+
+def _one_process_group(path) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=0, world_size=1)
+
+
+def test_cross_replica_batchnorm_in_a_one_process_group_is_batchnorm(tmp_path) -> None:
+    """In a process group of one, the layer's own (all-reduce) path must give BatchNorm2d's outputs, input
+    gradients and running statistics (unbiased variance; momentum None: the cumulative average). Cleanup
+    forgets the layers' private group, which dies with the process group it was made in."""
+    import yolov7lib.engine.distributed as distributed_module
+
+    torch.manual_seed(0)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        for momentum in (0.1, None):
+            plain = torch.nn.BatchNorm2d(3, momentum=momentum).double()
+            with torch.no_grad():
+                plain.weight.copy_(torch.tensor([0.5, 1.5, -1.0]))
+                plain.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+            ours = convert_sync_batchnorm(copy.deepcopy(torch.nn.Sequential(plain)), torch.device("cpu"))[0]
+            assert type(ours) is CrossReplicaBatchNorm2d
+            for _ in range(3):
+                x = (torch.randn(4, 3, 5, 5, dtype=torch.float64) * 3 + 1).requires_grad_(True)
+                x2 = x.detach().clone().requires_grad_(True)
+                y, y2 = plain(x), ours(x2)
+                w = torch.arange(y.numel(), dtype=y.dtype).view_as(y)
+                (y * w).sum().backward()
+                (y2 * w).sum().backward()
+                torch.testing.assert_close(y2, y)
+                torch.testing.assert_close(x2.grad, x.grad)
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                torch.testing.assert_close(getattr(ours, name), getattr(plain, name))
+        assert distributed_module._BN_GROUP is not None
+    finally:
+        cleanup_distributed()
+    assert distributed_module._BN_GROUP is None and not dist.is_initialized()

@@ -12,7 +12,9 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -240,3 +242,259 @@ def test_resume_restores_the_global_random_states_of_the_checkpoint(data_yaml, t
     assert torch.equal(torch.get_rng_state(), saved["torch"])
     assert random.getstate()[1] == tuple(int(x) for x in saved["python"][1].tolist())
     assert np.random.get_state()[1].tolist() == saved["numpy"][1].tolist()  # noqa: NPY002
+
+
+# --- the training loop's bookkeeping, on one short in-process run with spies -------------------------
+
+
+@pytest.fixture(scope="module")
+def spied_run(data_yaml, tmp_path_factory):
+    """Two epochs of 5 batches of 2 (of 8 available) with multi-scale and plots on, recording every
+    batch's loss items and input size, and, in order, each batch's iteration and each optimizer step."""
+    import yolov7lib.loss as loss_module
+    from yolov7lib.engine.ema import ModelEMA
+    from yolov7lib.engine.optim import Schedule
+    from yolov7lib.engine.trainer import train
+
+    events, items, sizes = [], [], []
+    real_build, real_apply, real_update = loss_module.build_loss, Schedule.apply, ModelEMA.update
+
+    class Recording:
+        def __init__(self, real) -> None:
+            self.real = real
+
+        def distribute(self, world_size: int) -> None:
+            self.real.distribute(world_size)
+
+        def __call__(self, preds, targets, imgs):
+            value, parts = self.real(preds, targets, imgs)
+            items.append(parts.detach().clone())
+            sizes.append(tuple(imgs.shape[2:]))
+            return value, parts
+
+    def apply(self, optimizer, ni, epoch):
+        events.append(("batch", ni))
+        return real_apply(self, optimizer, ni, epoch)
+
+    def update(self, model):
+        events.append(("step", None))
+        return real_update(self, model)
+
+    project = tmp_path_factory.mktemp("spied")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            loss_module,
+            "build_loss",
+            lambda model, hyp, img_size=640: Recording(real_build(model, hyp, img_size=img_size)),
+        )
+        mp.setattr(Schedule, "apply", apply)
+        mp.setattr(ModelEMA, "update", update)
+        train(data=str(data_yaml), model="yolov7-tiny", img=IMG, batch=2, epochs=2, max_batches=5,
+              workers=0, seed=5, multi_scale=True, noval=True, project=str(project), name="s",
+              progress=False)  # fmt: skip
+    return SimpleNamespace(run=project / "s", events=events, items=items, sizes=sizes)
+
+
+def test_optimizer_steps_follow_the_warm_up_accumulation(spied_run) -> None:
+    """hyp cpu: nbs 8, batch 2 -> accumulate 4 after a one-epoch warm-up (5 iterations, --max-batches 5),
+    during which it rises as round(1 + 3 ni / 5): 1, 2, 2, 3, 3, then 4. A step is taken after batch ni
+    when ni is a multiple of the count: ni 0, 2, 3 and 8. The iteration counter runs on across epochs."""
+    batches = [ni for kind, ni in spied_run.events if kind == "batch"]
+    assert batches == list(range(10))  # --max-batches 5 of the 8 batches per epoch, twice
+    steps_after, ni = [], None  # the iteration each optimizer step follows
+    for kind, value in spied_run.events:
+        if kind == "batch":
+            ni = value
+        else:
+            steps_after.append(ni)
+    assert steps_after == [0, 2, 3, 8]
+    assert load_checkpoint(spied_run.run / "weights" / "last.pt")["ema"]["updates"] == 4
+
+
+def test_results_csv_holds_the_epoch_mean_losses_and_the_last_batch_lrs(spied_run, data_yaml) -> None:
+    """Each row's losses are the mean of that epoch's per-batch loss items; lr0..lr2 are the three
+    groups' rates at the epoch's last batch. hyp cpu: lr0 0.001, warmup_bias_lr 0.01, lrf 0.01."""
+    rows = read_results(spied_run.run / "results.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    # epoch 0 ends at iteration 4 of the 5-iteration warm-up: weights and BatchNorm 4/5 of the way from 0
+    # to lr0, biases from 0.01 down to lr0; epoch 1 ends after it: lr0 x lf(1), lf(1) = 1 + (lrf - 1) / 2
+    expected = [[0.0008, 0.0008, 0.01 + (0.001 - 0.01) * 4 / 5], [0.001 * 0.505] * 3]
+    for epoch, row in enumerate(rows):
+        mean = torch.stack(spied_run.items[5 * epoch : 5 * epoch + 5]).double().mean(0)
+        got = [float(row[k]) for k in ("box_loss", "obj_loss", "cls_loss", "total_loss")]
+        assert got == pytest.approx(mean.tolist(), rel=1e-5)
+        lrs = [float(row[f"lr{j}"]) for j in range(3)]
+        assert lrs == pytest.approx(expected[epoch], rel=1e-9)
+
+
+def test_multi_scale_draws_half_to_one_and_a_half_img_in_stride_multiples(spied_run) -> None:
+    """The reference's range, randrange(0.5 img, 1.5 img + gs) // gs * gs: 32, 64 or 96 px for --img 64
+    (training batches are square), drawn from a generator seeded by (seed, epoch)."""
+    import random
+
+    expected = []
+    for epoch in range(2):
+        rng = random.Random(f"5-{epoch}")
+        expected += [(s, s) for s in (rng.randrange(32, 128) // 32 * 32 for _ in range(5))]
+    assert spied_run.sizes == expected
+    assert {s for s, _ in expected} == {32, 64, 96}  # this seed reaches both ends of the range
+
+
+def test_the_first_three_batches_of_a_run_are_plotted(spied_run) -> None:
+    assert sorted(p.name for p in spied_run.run.glob("train_batch*.jpg")) == [
+        "train_batch0.jpg", "train_batch1.jpg", "train_batch2.jpg"
+    ]  # fmt: skip
+
+
+def test_a_resume_keeps_the_runs_options_but_where_it_runs_and_how_it_reports(tmp_path) -> None:
+    """--resume reloads opt.yaml: only --device, --workers and --progress given now replace the saved ones."""
+    from dataclasses import asdict
+
+    import yaml
+
+    from yolov7lib.engine.trainer import Trainer, TrainOptions
+
+    saved = TrainOptions(data="d.yaml", epochs=5, batch=6, device="", workers=3, progress=True, seed=9)
+    (tmp_path / "opt.yaml").write_text(yaml.safe_dump(asdict(saved)))
+    save_checkpoint({"epoch": 1}, tmp_path / "weights" / "last.pt")
+    given = TrainOptions(resume=str(tmp_path), epochs=50, batch=2, device="cpu", workers=0, progress=False)
+    resumed, ckpt = Trainer._load_resume(given)
+    assert ckpt["epoch"] == 1
+    assert (resumed.device, resumed.workers, resumed.progress) == ("cpu", 0, False)
+    assert (resumed.data, resumed.epochs, resumed.batch, resumed.seed) == ("d.yaml", 5, 6, 9)
+    assert resumed.resume == str(tmp_path)
+
+
+# --- what is saved as best and last, and what metrics.json reports ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scripted_run(data_yaml, tmp_path_factory):
+    """Four epochs whose validation returns scripted results (fitness 0, 0.5, 0.5, 0.3), with the COCO json
+    of the val split named by a val_json key (a file find_coco_annotations would not find), recording the
+    checkpoints written and the evaluations asked for."""
+    import shutil
+
+    import yaml
+
+    import yolov7lib.engine.trainer as trainer_module
+    from yolov7lib.engine.evaluator import EvalResult
+
+    root = tmp_path_factory.mktemp("scripted")
+    gt = shutil.copy(data_yaml.parent / "annotations" / "instances_val.json", root / "ground_truth.json")
+    doc = yaml.safe_load(data_yaml.read_text())
+    doc.update(path=str(data_yaml.parent), val_json=str(gt))
+    (root / "data.yaml").write_text(yaml.safe_dump(doc))
+
+    results = [  # precision, recall, map50, map; fitness = 0.1 map50 + 0.9 map
+        EvalResult(0.1, 0.2, 0.0, 0.0, 4, 4),  # 0.0
+        EvalResult(0.3, 0.4, 0.5, 0.5, 4, 4),  # 0.5
+        EvalResult(0.6, 0.7, 0.5, 0.5, 4, 4),  # 0.5, a tie
+        EvalResult(0.8, 0.9, 0.75, 0.25, 4, 4),  # 0.3
+    ]
+    asked, written = [], []
+    real_save = trainer_module.save_checkpoint
+
+    def scripted_evaluate(model, loader, names, **kwargs):
+        asked.append(kwargs)
+        return results[len(asked) - 1]
+
+    def spy_save(state, path):
+        written.append((Path(path).name, state["epoch"], state["best_fitness"]))
+        return real_save(state, path)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainer_module, "evaluate", scripted_evaluate)
+        mp.setattr(trainer_module, "save_checkpoint", spy_save)
+        metrics = trainer_module.train(
+            data=str(root / "data.yaml"), model="yolov7-tiny", img=IMG, batch=4, epochs=4, max_batches=1,
+            workers=0, project=str(root), name="r", progress=False, plots=False,
+        )  # fmt: skip
+    return SimpleNamespace(run=root / "r", gt=gt, asked=asked, written=written, metrics=metrics)
+
+
+def test_best_pt_is_written_when_fitness_strictly_improves(scripted_run) -> None:
+    """best.pt follows the reference: written when fitness beats the best so far (a first epoch of fitness
+    0 beats the initial -1), not on a tie; last.pt every epoch, both carrying the best fitness so far."""
+    assert scripted_run.written == [
+        ("last.pt", 0, 0.0), ("best.pt", 0, 0.0),
+        ("last.pt", 1, 0.5), ("best.pt", 1, 0.5),
+        ("last.pt", 2, 0.5),
+        ("last.pt", 3, 0.5),
+    ]  # fmt: skip
+    assert load_checkpoint(scripted_run.run / "weights" / "best.pt")["epoch"] == 1
+
+
+def test_metrics_json_reports_the_last_epoch_and_the_best_fitness_epoch(scripted_run) -> None:
+    """The last row's P, R and mAPs; best_* from the first row of highest fitness (epoch 1 of the tie)."""
+    import json
+
+    metrics = json.loads((scripted_run.run / "metrics.json").read_text())
+    assert metrics == scripted_run.metrics
+    expected = {"epochs": 4, "best_epoch": 1, "precision": 0.8, "recall": 0.9, "map50": 0.75, "map": 0.25,
+                "best_map50": 0.5, "best_map": 0.5}  # fmt: skip
+    assert {k: metrics[k] for k in expected} == expected
+
+
+def test_the_final_validation_scores_against_the_data_configs_coco_json(scripted_run) -> None:
+    """Only the last epoch's evaluation writes predictions.json and runs pycocotools, with the json that
+    the data.yaml names for its val split (before any annotations/instances_val.json found beside it)."""
+    finals = [(k["coco_json"], k["save_json"]) for k in scripted_run.asked]
+    assert finals == [(None, None)] * 3 + [(scripted_run.gt, scripted_run.run / "predictions.json")]
+
+
+# --- plots ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kept_figures(monkeypatch):
+    """The figures the plot functions close, kept open for inspection (and closed at the end)."""
+    import matplotlib.pyplot as plt
+
+    import yolov7lib.engine.plots as plots_module
+
+    figures = []
+    monkeypatch.setattr(
+        plots_module, "_pyplot", lambda: SimpleNamespace(subplots=plt.subplots, close=figures.append)
+    )
+    yield figures
+    for fig in figures:
+        plt.close(fig)
+
+
+def test_plot_results_draws_each_column_against_the_epoch_counted_from_one(tmp_path, kept_figures) -> None:
+    from yolov7lib.engine.plots import plot_results
+    from yolov7lib.engine.trainer import RESULT_COLUMNS
+
+    rows = [{c: 10 * k + j for j, c in enumerate(RESULT_COLUMNS)} | {"epoch": k} for k in range(3)]
+    path = tmp_path / "results.csv"
+    path.write_text(
+        "\n".join([",".join(RESULT_COLUMNS)] + [",".join(str(r[c]) for c in RESULT_COLUMNS) for r in rows])
+    )
+    assert plot_results(path, tmp_path / "results.png").is_file()
+    (fig,) = kept_figures
+    titles = {"box loss": "box_loss", "objectness loss": "obj_loss", "classification loss": "cls_loss",
+              "precision": "precision", "recall": "recall", "mAP@0.5": "map50", "mAP@0.5:0.95": "map",
+              "learning rate (weights)": "lr1"}  # fmt: skip
+    assert [ax.get_title() for ax in fig.axes] == list(titles)
+    for ax, column in zip(fig.axes, titles.values(), strict=True):
+        (line,) = ax.get_lines()
+        assert line.get_xdata().tolist() == [1, 2, 3]
+        assert line.get_ydata().tolist() == [float(r[column]) for r in rows], column
+
+
+def test_plot_labels_counts_every_class_and_bins_centres_and_sizes(tmp_path, kept_figures) -> None:
+    """Bars: instances of each of the names (absent classes at 0); 2-D histograms of (x, y) and (w, h),
+    compared with NumPy's (pcolormesh shows the transposed counts); a single label is plotted too."""
+    from yolov7lib.engine.plots import plot_labels
+
+    labels = np.array([[0, 0.1, 0.8, 0.3, 0.05], [0, 0.12, 0.82, 0.3, 0.05], [2, 0.6, 0.2, 0.9, 0.5]])
+    plot_labels(labels, ["a", "b", "c", "d"], tmp_path / "labels.png")
+    plot_labels(labels[2:], ["a", "b", "c", "d"], tmp_path / "one.png")
+    (fig, one) = kept_figures
+    bars, centres, sizes = fig.axes
+    assert [p.get_height() for p in bars.patches] == [2, 0, 1, 0]
+    for ax, (u, v) in ((centres, (1, 2)), (sizes, (3, 4))):
+        expected, _, _ = np.histogram2d(labels[:, u], labels[:, v], bins=40, range=[[0, 1], [0, 1]])
+        assert np.asarray(ax.collections[0].get_array()).reshape(40, 40).tolist() == expected.T.tolist()
+    assert np.asarray(one.axes[1].collections[0].get_array()).sum() == 1

@@ -160,35 +160,14 @@ def test_category_ids_follow_the_json_else_cocos_80_to_91_mapping(tmp_path: Path
     assert class_category_ids(two, gt) == [4, 9]
 
 
-class _BrightBoxDetector(torch.nn.Module):
-    """A stand-in model that finds the one white rectangle of each input image: its pixel box, in the
-    letterboxed frame the network sees, with objectness and class score 1 (one class)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(1))  # the evaluator reads device and dtype from it
-
-    def forward(self, x: torch.Tensor):
-        rows = []
-        for mask in x.mean(1) > 0.75:  # white object; black background and grey (114) padding below
-            ys, xs = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
-            x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-            rows.append(torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]).float())
-        boxes = torch.stack(rows)[:, None]
-        return torch.cat([boxes, torch.ones_like(boxes[..., :2])], 2), None
-
-
-def test_detections_come_back_to_each_images_own_pixels(tmp_path: Path) -> None:
-    """Rectangular batches letterbox images of several shapes with padding; a detector that is exact in the
-    network's frame must score mAP@0.5 = 1 in the images' own frame (labels and pycocotools alike)."""
-    from yolov7lib.data import create_dataloader
-    from yolov7lib.engine.evaluator import evaluate
-
+def _white_box_set(root: Path, sizes) -> tuple[Path, dict]:
+    """One white rectangle per black image of each (w, h) in `sizes`: the images and YOLO labels under
+    `root`/images/val and labels/val, and the same boxes as a COCO dict (category id 1, image ids 0..n-1)."""
     rng = np.random.default_rng(0)
-    img_dir, lbl_dir = tmp_path / "images" / "val", tmp_path / "labels" / "val"
+    img_dir, lbl_dir = root / "images" / "val", root / "labels" / "val"
     img_dir.mkdir(parents=True), lbl_dir.mkdir(parents=True)
     coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "box"}]}
-    for i, (w, h) in enumerate([(200, 120), (120, 200), (160, 160), (300, 100), (90, 250), (220, 150)]):
+    for i, (w, h) in enumerate(sizes):
         bw, bh = int(rng.integers(w // 4, w // 2)), int(rng.integers(h // 4, h // 2))
         x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
         img = np.zeros((h, w, 3), np.uint8)
@@ -198,6 +177,39 @@ def test_detections_come_back_to_each_images_own_pixels(tmp_path: Path) -> None:
         coco["images"].append({"id": i, "file_name": f"{i}.png", "width": w, "height": h})
         coco["annotations"].append({"id": i + 1, "image_id": i, "category_id": 1, "bbox": [x0, y0, bw, bh],
                                     "area": bw * bh, "iscrowd": 0})  # fmt: skip
+    return img_dir, coco
+
+
+class _BrightBoxDetector(torch.nn.Module):
+    """A stand-in model that finds the one white rectangle of each input image: its pixel box, in the
+    letterboxed frame the network sees, with objectness 1 and score 1 for class 0 (of `nc`)."""
+
+    def __init__(self, nc: int = 1) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # the evaluator reads device and dtype from it
+        self.nc = nc
+
+    def forward(self, x: torch.Tensor):
+        rows = []
+        for mask in x.mean(1) > 0.75:  # white object; black background and grey (114) padding below
+            ys, xs = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+            x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+            rows.append(torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]).float())
+        boxes = torch.stack(rows)[:, None]
+        scores = torch.zeros(*boxes.shape[:2], 1 + self.nc)
+        scores[..., :2] = 1  # objectness and class 0; any other class 0
+        return torch.cat([boxes, scores], 2), None
+
+
+def test_detections_come_back_to_each_images_own_pixels(tmp_path: Path) -> None:
+    """Rectangular batches letterbox images of several shapes with padding; a detector that is exact in the
+    network's frame must score mAP@0.5 = 1 in the images' own frame (labels and pycocotools alike)."""
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, coco = _white_box_set(
+        tmp_path, [(200, 120), (120, 200), (160, 160), (300, 100), (90, 250), (220, 150)]
+    )
     (tmp_path / "val.json").write_text(json.dumps(coco))
     loader, _ = create_dataloader(img_dir, 128, 3, 32, rect=True, pad=0.5, workers=0, nc=1, progress=False)
     shapes = {tuple(imgs.shape[2:]) for imgs, *_ in loader}
@@ -269,3 +281,89 @@ def test_val_rounds_img_up_to_the_stride_and_applies_its_nms_thresholds(tmp_path
     ((_, dataset),) = made
     assert dataset.img_size == 128
     assert nms_args and set(nms_args) == {(0.2, 0.3)}
+
+
+def test_evaluate_restores_the_models_mode_and_reports_milliseconds_per_image(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A model evaluated in training mode is returned in training mode, one in eval mode in eval mode (the
+    trainer's EMA model must stay in eval); half=True is ignored off CUDA. speed_ms is milliseconds per
+    image: with a clock that advances 1 s per reading, each batch of 3 costs 1 s of inference and 1 s of
+    NMS, i.e. 1000 / 3 ms an image."""
+    import yolov7lib.engine.evaluator as evaluator_module
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, _ = _white_box_set(tmp_path, [(100, 80)] * 6)
+    loader, _ = create_dataloader(img_dir, 128, 3, 32, rect=True, pad=0.5, workers=0, nc=1, progress=False)
+    model = _BrightBoxDetector()
+    for training in (True, False):
+        model.train(training)
+        result = evaluate(model, loader, ["box"], progress=False)
+        assert model.training is training
+    assert result.map50 == pytest.approx(1.0)  # it did evaluate
+    dtypes = []
+    model.register_forward_pre_hook(lambda module, args: dtypes.append(args[0].dtype))
+    evaluate(model, loader, ["box"], half=True, progress=False)  # FP16 is CUDA only: float32 on the CPU
+    assert dtypes == [torch.float32] * 2 and model.anchor.dtype == torch.float32
+    clock = iter(range(1000))
+    monkeypatch.setattr(evaluator_module.time, "perf_counter", lambda: float(next(clock)))
+    result = evaluate(model, loader, ["box"], progress=False)
+    assert result.images == 6
+    assert result.speed_ms == pytest.approx({"inference": 1000 / 3, "nms": 1000 / 3})
+
+
+def test_coco_scores_cover_the_evaluated_images_and_every_class_with_annotations(tmp_path: Path) -> None:
+    """pycocotools scores only the images evaluated (the json may list more, e.g. corrupt ones skipped),
+    and coco_per_class names each class with annotations in them, an AP of 0 included (class 'ghost':
+    annotated, never detected), but not one without any ('absent': pycocotools' -1)."""
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, coco = _white_box_set(tmp_path, [(100, 80), (80, 100), (90, 90)])
+    coco["categories"] += [{"id": 5, "name": "ghost"}, {"id": 7, "name": "absent"}]
+    coco["annotations"].append(
+        {"id": 10, "image_id": 0, "category_id": 5, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0}
+    )
+    coco["images"].append({"id": 3, "file_name": "skipped.png", "width": 100, "height": 100})  # not on disk
+    coco["annotations"].append(
+        {"id": 11, "image_id": 3, "category_id": 1, "bbox": [10, 10, 50, 50], "area": 2500, "iscrowd": 0}
+    )
+    (tmp_path / "val.json").write_text(json.dumps(coco))
+    loader, _ = create_dataloader(img_dir, 128, 3, 32, rect=True, pad=0.5, workers=0, nc=3, progress=False)
+    result = evaluate(_BrightBoxDetector(nc=3), loader, ["box", "ghost", "absent"],
+                      coco_json=tmp_path / "val.json", category_ids=[1, 5, 7], progress=False)  # fmt: skip
+    assert result.coco["ap50"] == pytest.approx(
+        0.5
+    )  # box 1.0 and ghost 0.0; a miss on 'skipped' would lower box
+    assert result.coco_per_class == {"box": pytest.approx(result.coco_per_class["box"]), "ghost": 0.0}
+    assert result.coco_per_class["box"] > 0.8
+
+
+def test_predictions_json_without_coco_annotations_is_keyed_by_file_stem(tmp_path: Path) -> None:
+    """save_json alone (no COCO json known) still writes the predictions, each image keyed by its stem."""
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, _ = _white_box_set(tmp_path, [(100, 80), (80, 100)])
+    loader, _ = create_dataloader(img_dir, 128, 2, 32, rect=True, pad=0.5, workers=0, nc=1, progress=False)
+    out = tmp_path / "out" / "predictions.json"
+    result = evaluate(_BrightBoxDetector(), loader, ["box"], save_json=out, progress=False)
+    assert result.predictions_json == str(out) and result.coco is None
+    records = json.loads(out.read_text())
+    assert sorted(str(r["image_id"]) for r in records) == ["0", "1"]
+    assert {r["category_id"] for r in records} == {0}
+
+
+def test_find_coco_annotations_looks_beside_the_split_and_one_level_up(tmp_path: Path) -> None:
+    """Where the reference keeps COCO's json: <root>/annotations/instances_<split>.json for a list file
+    <root>/val2017.txt or an images folder <root>/images/val2017; a split given as a json is its own."""
+    from yolov7lib.engine.evaluator import find_coco_annotations
+
+    (tmp_path / "annotations").mkdir()
+    gt = tmp_path / "annotations" / "instances_val2017.json"
+    gt.write_text("{}")
+    assert find_coco_annotations([tmp_path / "val2017.txt"]) == gt
+    assert find_coco_annotations([tmp_path / "images" / "val2017"]) == gt
+    assert find_coco_annotations([tmp_path / "train2017.txt"]) is None
+    assert find_coco_annotations([tmp_path / "other.txt", tmp_path / "mine.json"]) == tmp_path / "mine.json"
