@@ -340,6 +340,14 @@ def test_multi_scale_draws_half_to_one_and_a_half_img_in_stride_multiples(spied_
     assert {s for s, _ in expected} == {32, 64, 96}  # this seed reaches both ends of the range
 
 
+def test_without_validation_best_pt_is_the_last_epoch(spied_run) -> None:
+    """--noval scores every epoch 0: all tie, so best.pt is the latest (the reference's rule), not epoch 0."""
+    best = load_checkpoint(spied_run.run / "weights" / "best.pt")
+    last = load_checkpoint(spied_run.run / "weights" / "last.pt")
+    assert best["epoch"] == last["epoch"] == 1
+    assert all(torch.equal(v, last["model"][k]) for k, v in best["model"].items())
+
+
 def test_the_first_three_batches_of_a_run_are_plotted(spied_run) -> None:
     assert sorted(p.name for p in spied_run.run.glob("train_batch*.jpg")) == [
         "train_batch0.jpg", "train_batch1.jpg", "train_batch2.jpg"
@@ -413,25 +421,27 @@ def scripted_run(data_yaml, tmp_path_factory):
     return SimpleNamespace(run=root / "r", gt=gt, asked=asked, written=written, metrics=metrics)
 
 
-def test_best_pt_is_written_when_fitness_strictly_improves(scripted_run) -> None:
-    """best.pt follows the reference: written when fitness beats the best so far (a first epoch of fitness
-    0 beats the initial -1), not on a tie; last.pt every epoch, both carrying the best fitness so far."""
+def test_best_pt_is_written_when_fitness_equals_or_beats_the_best(scripted_run) -> None:
+    """best.pt follows the reference (train.py: saved when best_fitness == fi): written when the fitness
+    equals or beats the best so far, so a tie moves it to the later epoch; last.pt every epoch, both
+    carrying the best fitness so far."""
     assert scripted_run.written == [
         ("last.pt", 0, 0.0), ("best.pt", 0, 0.0),
         ("last.pt", 1, 0.5), ("best.pt", 1, 0.5),
-        ("last.pt", 2, 0.5),
+        ("last.pt", 2, 0.5), ("best.pt", 2, 0.5),
         ("last.pt", 3, 0.5),
     ]  # fmt: skip
-    assert load_checkpoint(scripted_run.run / "weights" / "best.pt")["epoch"] == 1
+    assert load_checkpoint(scripted_run.run / "weights" / "best.pt")["epoch"] == 2
 
 
 def test_metrics_json_reports_the_last_epoch_and_the_best_fitness_epoch(scripted_run) -> None:
-    """The last row's P, R and mAPs; best_* from the first row of highest fitness (epoch 1 of the tie)."""
+    """The last row's P, R and mAPs; best_* from the row of best.pt: the latest of highest fitness (epoch 2
+    of the tie)."""
     import json
 
     metrics = json.loads((scripted_run.run / "metrics.json").read_text())
     assert metrics == scripted_run.metrics
-    expected = {"epochs": 4, "best_epoch": 1, "precision": 0.8, "recall": 0.9, "map50": 0.75, "map": 0.25,
+    expected = {"epochs": 4, "best_epoch": 2, "precision": 0.8, "recall": 0.9, "map50": 0.75, "map": 0.25,
                 "best_map50": 0.5, "best_map": 0.5}  # fmt: skip
     assert {k: metrics[k] for k in expected} == expected
 

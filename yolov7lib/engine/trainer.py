@@ -427,7 +427,9 @@ class Trainer:
 
     def save(self, epoch: int, result: EvalResult | None) -> None:
         fitness = result.fitness() if result else 0.0
-        is_best = fitness > self.best_fitness
+        # the reference's rule: best.pt is written when the fitness equals the best so far, so that of epochs
+        # with equal fitness (e.g. all 0 under --noval) the latest is kept, not the first
+        is_best = fitness >= self.best_fitness
         self.best_fitness = max(self.best_fitness, fitness)
         bare = unwrap(self.model)
         state = {
@@ -452,7 +454,7 @@ class Trainer:
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         rows = read_results(self.run_dir / "results.csv")
-        best = max(rows, key=lambda r: float(r["fitness"]))
+        best = max(reversed(rows), key=lambda r: float(r["fitness"]))  # the latest of equals, as best.pt
         last = rows[-1]
         metrics = {
             "epochs": len(rows),
