@@ -8,11 +8,13 @@ checkout you name and runs its functions and ours on the same random images and 
 
 - `letterbox` (square and rectangular targets, `auto`, `scaleFill`, `scaleup=False`, strides 32 and 64)
   and `box_candidates`, `bbox_ioa`: deterministic, compared directly;
-- `random_perspective` and `augment_hsv`: the official functions draw from Python's `random` and numpy's
-  global generator, ours from the generator passed in. The script records every draw the official call
-  makes (value and range) and replays them to ours through a stand-in generator that also checks that
-  ours asks for the same ranges in the same order; the warped images, the transformed boxes and the
-  kept boxes must then be the same.
+- `random_perspective`, `augment_hsv` and paste-in (`pastein` against our `paste_in`): the official
+  functions draw from Python's `random` and numpy's global generator, ours from the generator passed in.
+  The script records every draw the official call makes (value and range) and replays them to ours
+  through a stand-in generator that also checks that ours asks for the same ranges in the same order;
+  the warped or pasted images, the transformed boxes and the kept boxes must then be the same. The
+  paste-in samples (objects cut out along polygons, on black, with their masks) are given to both in
+  the form each takes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,6 +51,16 @@ class Recorder(types.ModuleType):
         self.draws.append((a, b, value))
         return value
 
+    def random(self) -> float:
+        value = self._random.random()
+        self.draws.append((0.0, 1.0, value, "random"))
+        return value
+
+    def randint(self, a: int, b: int) -> int:
+        value = self._random.randint(a, b)
+        self.draws.append((a, b + 1, value, "integers"))  # as numpy's integers(a, b + 1)
+        return value
+
 
 class Replay:
     """A stand-in numpy Generator that hands out recorded draws, checking the ranges asked for."""
@@ -55,15 +68,28 @@ class Replay:
     def __init__(self, draws: list[tuple[float, float, Any]]) -> None:
         self.draws = list(draws)
 
-    def uniform(self, low: float, high: float, size: Any = None) -> Any:
+    def _next(self, kind: str, low: float, high: float) -> Any:
         if not self.draws:
             raise AssertionError("ours draws more numbers than the official function")
-        a, b, value = self.draws.pop(0)
-        if (a, b) != (low, high):
-            raise AssertionError(f"ours draws from [{low}, {high}] where the official draws from [{a}, {b}]")
+        a, b, value, *rest = self.draws.pop(0)
+        theirs = rest[0] if rest else "uniform"
+        if (theirs, a, b) != (kind, low, high):
+            raise AssertionError(
+                f"ours draws {kind}[{low}, {high}) where the official draws {theirs}[{a}, {b})"
+            )
+        return value
+
+    def uniform(self, low: float, high: float, size: Any = None) -> Any:
+        value = self._next("uniform", low, high)
         if size is not None and np.shape(value) != np.shape(np.empty(size)):
             raise AssertionError(f"ours draws {size} numbers where the official draws {np.shape(value)}")
         return value
+
+    def random(self) -> float:
+        return self._next("random", 0.0, 1.0)
+
+    def integers(self, low: int, high: int | None = None) -> int:
+        return self._next("integers", 0, low) if high is None else self._next("integers", low, high)
 
 
 def import_official_datasets(root: Path) -> Any:
@@ -163,6 +189,52 @@ def check_boxes(theirs: Any, rng: np.random.Generator, cases: int) -> int:
     return mismatches
 
 
+def random_samples(rng: np.random.Generator, n: int) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """Paste-in samples as our `sample_objects` makes them: (class, pixels on black outside the mask,
+    mask), the mask a random polygon (a triangle or a quadrilateral) or the whole box."""
+    out = []
+    for _ in range(n):
+        h, w = (int(v) for v in rng.integers(12, 90, 2))
+        if rng.integers(3):
+            corners = rng.uniform(0, 1, (int(rng.integers(3, 5)), 2)) * (w, h)
+            mask = np.zeros((h, w), np.uint8)
+            cv2.fillPoly(mask, [corners.astype(np.int32)], 255)
+        else:
+            mask = np.full((h, w), 255, np.uint8)
+        pixels = np.where(mask[..., None] > 0, rng.integers(1, 256, (h, w, 3), dtype=np.uint8), 0)
+        out.append((float(rng.integers(80)), pixels.astype(np.uint8), mask))
+    return out
+
+
+def check_paste_in(theirs: Any, rng: np.random.Generator, cases: int) -> int:
+    mismatches = 0
+    for i in range(cases):
+        h, w = (int(v) for v in rng.integers(64, 320, 2))  # both draw spot sides from 1 to side / 16
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        labels = random_boxes(rng, int(rng.integers(0, 6)), w, h)
+        samples = random_samples(rng, int(rng.integers(1, 6)))
+        # the official takes lists of classes, cut-outs and 3-channel masks
+        sample_labels = [cls for cls, _, _ in samples]
+        sample_images = [pixels for _, pixels, _ in samples]
+        sample_masks = [np.repeat(mask[..., None], 3, 2) for _, _, mask in samples]
+        recorder = Recorder(seed=i)
+        theirs.random = recorder
+        img_a = img.copy()
+        try:
+            t_a = theirs.pastein(img_a, labels.copy(), sample_labels, sample_images, sample_masks)
+        finally:
+            theirs.random = random
+        img_b = img.copy()
+        try:  # which draws come next depends on the samples pasted so far
+            t_b = ours.paste_in(img_b, labels.copy(), samples, Replay(recorder.draws))
+        except AssertionError:
+            mismatches += 1
+            continue
+        same = np.array_equal(img_a, img_b) and np.shape(t_a) == np.shape(t_b)
+        mismatches += not (same and np.allclose(t_a, t_b, rtol=0, atol=0))
+    return mismatches
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -177,6 +249,7 @@ def main() -> None:
         ("letterbox", check_letterbox),
         ("random_perspective (draws replayed)", check_perspective),
         ("augment_hsv (draws replayed)", check_hsv),
+        ("paste-in (draws replayed)", check_paste_in),
         ("box_candidates, bbox_ioa", check_boxes),
     ):
         bad = check(theirs, rng, args.cases)

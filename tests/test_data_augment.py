@@ -354,6 +354,9 @@ def test_sample_objects_cuts_the_given_share_with_polygon_masks() -> None:
     assert len(samples) == 1
     cls, pixels, mask = samples[0]
     assert mask.shape == pixels.shape[:2] == (20, 30) and mask[1, 1] == 255 and mask[-1, -1] == 0
+    # the reference's cut-out: the object's own pixels inside the polygon, black outside it
+    np.testing.assert_array_equal(pixels[mask > 0], img[10:30, 40:70][mask > 0])
+    assert (pixels[mask == 0] == 0).all() and (img[10:30, 40:70][mask == 0] != 0).any()
     before = pixels.copy()
     img[:] = 0
     np.testing.assert_array_equal(pixels, before)
@@ -380,6 +383,29 @@ def test_paste_in_places_a_sample_in_a_drawn_spot_as_the_reference() -> None:
     expected = np.full((80, 120, 3), BACKGROUND, np.uint8)
     expected[10:50, 20:80] = PALETTE[4]
     np.testing.assert_array_equal(img, expected)
+
+
+def test_paste_in_pastes_every_pixel_the_resized_mask_touches() -> None:
+    """As the reference: the pasted pixels are those where the bilinearly resized mask is not 0, so the
+    soft edge of a resized mask is pasted too. A 20 x 30 sample whose mask covers its left 15 columns,
+    scaled by 2 into the spot of `test_paste_in_places_a_sample_in_a_drawn_spot_as_the_reference`."""
+    img = np.full((80, 120, 3), BACKGROUND, np.uint8)
+    mask = np.zeros((20, 30), np.uint8)
+    mask[:, :15] = 255
+    colour = np.array(PALETTE[4], np.uint8)
+    pixels = np.where(mask[..., None] > 0, colour, 0).astype(np.uint8)  # the object on black
+    rng = _Scripted(random=[0.5] + [0.1] * 19, integers=[40, 60, 50, 30, 0])
+    labels = paste_in(img, np.zeros((0, 5), np.float32), [(4.0, pixels, mask)], rng)
+    np.testing.assert_array_equal(labels, [[4, 20, 10, 80, 50]])
+    resized = cv2.resize(mask, (60, 40))
+    soft = (resized > 0) & (resized < 255)
+    assert soft.any() and (resized[:, :29] == 255).all() and (resized[:, 31:] == 0).all()
+    spot = img[10:50, 20:80]
+    np.testing.assert_array_equal(
+        spot[resized == 0], np.full(((resized == 0).sum(), 3), BACKGROUND, np.uint8)
+    )
+    assert (spot[resized > 0] != BACKGROUND).any(axis=1).all()  # the soft edge too, blended towards black
+    np.testing.assert_array_equal(spot[resized == 255], np.broadcast_to(colour, ((resized == 255).sum(), 3)))
 
 
 def test_box_candidates_matches_a_plain_loop() -> None:

@@ -242,8 +242,9 @@ def sample_objects(
 ) -> list[tuple[float, np.ndarray, np.ndarray]]:
     """Cut out a random `share` of the objects of an image, for paste-in: (class, pixels, mask) each.
 
-    With polygons the mask is the polygon (the reference); without, it is the whole box, which on tight
-    boxes is the object and a thin margin (a departure: the reference samples nothing without polygons).
+    With polygons the mask is the polygon and the pixels are the object on black outside it (the
+    reference's cut-outs); without, the mask is the whole box, which on tight boxes is the object and a
+    thin margin (a departure: the reference samples nothing without polygons).
     """
     n = len(labels)
     out = []
@@ -260,9 +261,11 @@ def sample_objects(
             full = np.zeros((h, w), np.uint8)
             cv2.drawContours(full, [segments[j].astype(np.int32)], -1, 255, cv2.FILLED)
             mask = full[y1:y2, x1:x2]
+            pixels = np.where(mask[..., None] > 0, img[y1:y2, x1:x2], 0).astype(img.dtype)
         else:
             mask = np.full((y2 - y1, x2 - x1), 255, np.uint8)
-        out.append((float(labels[j, 0]), img[y1:y2, x1:x2].copy(), mask))
+            pixels = img[y1:y2, x1:x2].copy()
+        out.append((float(labels[j, 0]), pixels, mask))
     return out
 
 
@@ -277,6 +280,8 @@ def paste_in(
     For each of 20 spot sizes (3/4 down to 1/16 of the image side, each skipped with probability 0.2)
     a random rectangle is drawn; if it covers less than 30 % of every existing box and is over 20 px
     on both sides, a random sample is resized into it (aspect kept) and its box appended to `labels`.
+    As in the reference, the pixels pasted are those where the bilinearly resized mask is not 0 (the
+    sample's edge pixels included), and a sample covering 20 pixels or fewer there is not pasted.
     Returns the new labels.
     """
     h, w = img.shape[:2]
@@ -300,7 +305,7 @@ def paste_in(
         rw, rh = int(ws * r), int(hs * r)
         if rw <= 10 or rh <= 10:
             continue
-        sel = cv2.resize(mask, (rw, rh)) > 127
+        sel = cv2.resize(mask, (rw, rh)) > 0
         if sel.sum() <= 20:
             continue
         crop = img[ymin : ymin + rh, xmin : xmin + rw]
