@@ -166,16 +166,33 @@ def augment_tool():
 
 def test_recorded_draws_replay_in_order_and_a_different_range_is_caught(augment_tool) -> None:
     recorder = augment_tool.Recorder(seed=3)
-    values = [recorder.uniform(-1.0, 1.0), recorder.uniform(0.4, 0.6)]
-    assert values == [v for _, _, v in recorder.draws] and recorder.randint(0, 5) in range(6)
+    values = [
+        recorder.uniform(-1.0, 1.0),
+        recorder.uniform(0.4, 0.6),
+        recorder.randint(0, 5),
+        recorder.random(),
+    ]
+    assert [d[2] for d in recorder.draws] == values and values[2] in range(6) and 0 <= values[3] < 1
     replay = augment_tool.Replay(recorder.draws)
-    assert [replay.uniform(-1.0, 1.0), replay.uniform(0.4, 0.6)] == values
+    # randint(0, 5) is numpy's integers(0, 6); integers(k) is integers(0, k)
+    assert [
+        replay.uniform(-1.0, 1.0),
+        replay.uniform(0.4, 0.6),
+        replay.integers(6),
+        replay.random(),
+    ] == values
     with pytest.raises(AssertionError, match="more numbers"):
         replay.uniform(0.0, 1.0)
     with pytest.raises(
-        AssertionError, match=r"draws from \[0.3, 0.7\] where the official draws from \[0.4, 0.6\]"
+        AssertionError, match=r"ours draws uniform\[0.3, 0.7\) where the official draws uniform\[0.4, 0.6\)"
     ):
         augment_tool.Replay(recorder.draws[1:]).uniform(0.3, 0.7)
+    with pytest.raises(
+        AssertionError, match=r"ours draws integers\[0, 5\) where the official draws integers\[0, 6\)"
+    ):
+        augment_tool.Replay(recorder.draws[2:]).integers(0, 5)  # randint's upper end is inclusive
+    with pytest.raises(AssertionError, match=r"ours draws random.*the official draws integers"):
+        augment_tool.Replay(recorder.draws[2:]).random()
     with pytest.raises(AssertionError, match="draws 2 numbers"):
         augment_tool.Replay([(-1, 1, [0.1, 0.2, 0.3])]).uniform(-1, 1, 2)
 
