@@ -150,6 +150,82 @@ def test_dark_and_reversed_dark_block_have_the_same_parameters() -> None:
     assert counts[0] == counts[1] == sum(p.numel() for p in csp.BottleneckCSPA(128, 128, 1).m.parameters())
 
 
+def test_layer_widths_cover_every_layer_and_leave_the_head_without_one(tiny: nn.Module) -> None:
+    """layer_widths has one entry per layer; the detection head's is None (it has several outputs)."""
+    widths = layer_widths(tiny)
+    assert sorted(widths) == list(range(len(tiny.model)))
+    assert [i for i, w in widths.items() if w is None] == [len(tiny.model) - 1]
+
+
+def test_conv_labels_give_the_layers_kernel_and_a_stride_above_one(tiny: nn.Module) -> None:
+    """A Conv node reads '<k>x<k> conv', with ', s<stride>' only where the stride is above 1, from the
+    layer's own convolution (transitions keep their own label)."""
+    nodes = {n.id: n for n in model_nodes(tiny)}
+    strides = set()
+    for layer in tiny.model:
+        node = nodes[str(layer.i)]
+        if layer.type != "Conv" or node.kind == "transition":
+            continue
+        (k, _), (s, _) = layer.conv.kernel_size, layer.conv.stride
+        assert node.label == f"{k}x{k} conv" + (f", s{s}" if s > 1 else ""), layer.i
+        strides.add(s)
+    assert strides == {1, 2}
+
+
+def test_transitions_are_the_1x1_convs_that_close_their_own_blocks_concatenation(tiny: nn.Module) -> None:
+    """yolov7-tiny's transitions, read off its spec: the last layer of each ELAN (7, 14, 21, 28; the
+    neck's 47, 57, 65, 73) and SPPCSPC's two (35, 37). The 1x1 convs that open a neck ELAN (42, 43,
+    52, 53) read the up-sampling block's concatenation, another group's: plain 1x1 convs."""
+    kinds = {n.id: n.kind for n in model_nodes(tiny)}
+    transitions = {int(i) for i, k in kinds.items() if k == "transition"}
+    assert transitions == {7, 14, 21, 28, 35, 37, 47, 57, 65, 73}
+    assert {kinds[str(i)] for i in (42, 43, 52, 53)} == {"conv1x1"}
+
+
+def test_an_outside_input_names_the_innermost_group_it_comes_from() -> None:
+    """An input node from outside the selection is labelled with its layer's innermost group (a
+    cardinality group inside an E-ELAN, not the E-ELAN); the image is "image"."""
+    from types import SimpleNamespace
+
+    layers = [SimpleNamespace(i=i, f=f, type="Concat") for i, f in enumerate((-1, -1, [0, 1]))]
+    groups = [
+        {"name": "stage", "kind": "E-ELAN", "first": 0, "last": 1},
+        {"name": "stage.0", "kind": "ELAN", "first": 0, "last": 0},
+    ]
+    graph = SimpleNamespace(model=layers, cfg={"groups": groups})
+    labels = {n.id: n.label for n in model_nodes(graph, [2], widths={})}
+    assert labels == {"0": "from 0 (stage.0)", "1": "from 1 (stage)", "2": "concat"}
+    assert model_nodes(graph, [0], widths={})[0].label == "image"
+
+
+@pytest.mark.parametrize("block", [csp.Bottleneck(32, 32, shortcut=False), csp.RepBottleneck(32, 64, e=1.0)])
+def test_a_block_without_a_shortcut_is_drawn_without_the_addition(block: nn.Module) -> None:
+    """block.add is False (no shortcut, or widths that differ): input, convolutions, output."""
+    assert not block.add
+    nodes = residual_block_nodes(block)
+    assert [n.id for n in nodes] == ["in", "cv1", "cv2", "out"] and nodes[-1].inputs == ("cv2",)
+
+
+def test_figure7_draws_the_dark_block_then_the_reversed_one() -> None:
+    """Figure 7: the dark block's residual unit is 1x1 then 3x3, the reversed dark block's 3x3 then 1x1."""
+    panels = list(figure_panels(7).values())
+    kinds = [[n.kind for n in nodes if n.id.startswith("cv")] for nodes in panels]
+    assert kinds == [["conv1x1", "conv3x3"], ["conv3x3", "conv1x1"]]
+
+
+def test_repconv_labels_say_where_the_identity_branch_is_missing() -> None:
+    """A RepConv whose input and output widths differ has no identity branch; its label says so, and
+    the label of one with the branch does not."""
+    from types import SimpleNamespace
+
+    layers = [RepConv(8, 8), RepConv(8, 16)]
+    for i, layer in enumerate(layers):
+        layer.i, layer.f, layer.type = i, -1, "RepConv"
+    assert [layer.rbr_identity is None for layer in layers] == [False, True]
+    nodes = model_nodes(SimpleNamespace(model=layers, cfg={}), widths={})
+    assert [n.label for n in nodes[1:]] == ["RepConv", "RepConv (no identity: widths differ)"]
+
+
 def _aux_assignment(mode: str, lead: list[torch.Tensor], aux: list[torch.Tensor], targets: torch.Tensor):
     cfg = AssignerConfig(simota=True, anchor_t=4.0, topk=10, aux_assign=mode, aux_constrained=True)
     anchors = torch.tensor([[[1.5, 2.0], [2.4, 4.5], [5.0, 3.5]]] * 3)

@@ -44,9 +44,10 @@ WRONG_CLAIMS = {c for i in ARITHMETIC for c in i.claims}
 # --------------------------------------------------------------------------------------------------
 
 
-def _tables_in_text(text: str) -> dict[int, list[tuple[str, ...]]]:
+def _tables_in_text(text: str, keep_refs: bool = False) -> dict[int, list[tuple[str, ...]]]:
     """Rows of every 'Table N:' block of the paper's markdown: tab-separated lines after the caption,
-    header lines dropped, citation numbers stripped, 'test / val' cells split in two."""
+    header lines dropped, citation numbers stripped, 'test / val' cells split in two; with
+    `keep_refs`, (name, citation number or "") per row instead."""
     lines = text.splitlines()
     tables: dict[int, list[tuple[str, ...]]] = {}
     for i, line in enumerate(lines):
@@ -63,6 +64,10 @@ def _tables_in_text(text: str) -> dict[int, list[tuple[str, ...]]]:
             if cells[0] == "Model":
                 continue
             name = re.sub(r"\s*\[\d+\]$", "", cells[0].strip())
+            if keep_refs:
+                ref = re.search(r"\[(\d+)\]$", cells[0].strip())
+                rows.append((name, ref.group(1) if ref else ""))
+                continue
             split = [part.strip() for c in cells[1:] for part in c.split(" / ")]
             rows.append((name, *split))
         tables[int(m.group(1))] = rows
@@ -76,6 +81,16 @@ def test_every_cell_matches_the_paper_text() -> None:
     for number, text_rows in text_tables.items():
         ours = [(r.name, *(c.printed for c in r.cells)) for r in P.get_table(number)]
         assert ours == text_rows, f"Table {number}"
+
+
+@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason=f"paper text not found at {PAPER_TEXT}")
+def test_every_row_cites_the_reference_the_paper_text_gives() -> None:
+    """The citation number after a row's name in the paper's tables ("YOLOR-CSP [81]") is the row's
+    `ref`; rows the paper prints without one (YOLOv7, improvement rows) have none."""
+    text = PAPER_TEXT.read_text(encoding="utf-8")
+    for number, text_rows in _tables_in_text(text, keep_refs=True).items():
+        ours = [(r.name, r.ref) for r in P.get_table(number)]
+        assert ours == [(name, int(ref) if ref else None) for name, ref in text_rows], f"Table {number}"
 
 
 def test_row_counts_of_every_table() -> None:
@@ -549,6 +564,76 @@ def test_inconsistencies_name_existing_claims_and_cells() -> None:
         assert set(inc.claims) <= claim_ids, inc.id
         for table_no, row_id, column in inc.cells:
             P.get_table(table_no).by_id(row_id).cell(column)
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1f}%"
+
+
+def test_numbers_in_the_inconsistency_explanations_follow_from_the_tables() -> None:
+    """Every one-decimal percentage in the explanations is recomputed from the table cells (and the
+    official count) it talks about, in the order the text gives them."""
+
+    def usual(t: int, ours: str, other: str, c: str) -> float:  # relative to the model compared against
+        return 100 * (v(t, other, c) - v(t, ours, c)) / v(t, other, c)
+
+    def papers(t: int, ours: str, other: str, c: str) -> float:  # relative to the YOLOv7 model's own value
+        return 100 * (v(t, other, c) - v(t, ours, c)) / v(t, ours, c)
+
+    tiny, tiny_3l = v(1, "yolov7-tiny@320", "params"), v(1, "yolov4-tiny-3l", "params")
+    official_tiny = P.OFFICIAL_COUNTS["yolov7-tiny"].deploy_fused / 1e6
+    w6, e6 = row(9, "yolov7-w6"), row(9, "yolov7-e6")
+    assert w6["fps"] and e6["fps"] and w6["ap_test"] and e6["ap_test"]
+    at_66 = w6["ap_test"] + (w6["fps"] - 66) / (w6["fps"] - e6["fps"]) * (e6["ap_test"] - w6["ap_test"])
+    expected = {
+        "tiny-3l-params-rounding": [
+            -100 * (tiny_3l - tiny) / tiny,  # (6.2 - 8.7) / 6.2
+            -100 * (tiny_3l - official_tiny) / official_tiny,
+        ],
+        "reduction-convention": [
+            usual(1, "yolov7", "yolor-csp", "params"),
+            usual(1, "yolov7", "yolov4", "params"),
+            usual(2, "yolov7-e6", "yolov5-x6-r6.1", "params"),
+            usual(2, "yolov7-e6", "yolov5-x6-r6.1", "flops"),
+            -usual(3, "compound-v7-x", "depth-only-2.0-d", "params"),  # Section 5.4.1's 2.9%
+        ],
+        "constraint-ties": [v(7, "aux-with-constraint", c) for c in ("ap_val", "ap50_val", "ap75_val")]
+                           + [v(7, "aux-without-constraint", "ap75_val")],
+        "intro-claim-unnamed": [
+            papers(1, "yolov7-tiny@320", "yolov4-tiny-3l", "params"),
+            papers(1, "yolov7-tiny@320", "yolov4-tiny-3l", "flops"),
+            papers(2, "yolov7x", "yolox-x", "params"),
+            papers(2, "yolov7x", "yolox-x", "flops"),
+            usual(2, "yolov7-w6", "yolor-e6", "params"),
+            usual(2, "yolov7-w6", "yolor-e6", "flops"),
+        ],
+        "abstract-dominance-pointwise": [v(9, "yolor-w6", "ap_test"), v(9, "yolor-w6", "ap_val"),
+                                         w6["ap_test"], w6["ap_val"], at_66],
+    }  # fmt: skip
+    for inc in P.KNOWN_INCONSISTENCIES:
+        printed = re.findall(r"-?\d+\.\d%", inc.explanation)
+        assert printed == [_pct(x) for x in expected.get(inc.id, [])], inc.id
+    note = P.get_table(1).by_id("improvement@yolov7-tiny@320").cell("params").note
+    assert re.findall(r"-?\d+\.\d%", note) == [_pct(expected["tiny-3l-params-rounding"][0])]
+
+
+def test_figure_11_points_are_the_numbers_quoted_beside_it() -> None:
+    """Figure 11's points, transcribed apart from the claims of Section 8, agree with them: the
+    milliseconds and AP quoted for YOLOv6-n/-s, and the tables' AP of YOLOv7-tiny and YOLOv7-E6E."""
+    claims = {c.id: c for c in P.CLAIMS}
+    points = {name: (x, y) for s in P.FIGURES[11].series for name, x, y in s.points}
+    assert points == {
+        "YOLOv7-tiny": (claims["s8-tiny-vs-yolov6-n-speed"].b, claims["s8-tiny-ap"].evaluate()),
+        "YOLOv6-n": (claims["s8-tiny-vs-yolov6-n-speed"].a, claims["s8-tiny-vs-yolov6-n-ap"].b),
+        "YOLOv7-E6E": (None, v(9, "yolov7-e6e", "ap_test")),
+        "YOLOv6-s": (None, claims["s8-e6e-vs-yolov6-s"].b),
+    }
+
+
+def test_only_the_default_setting_of_table_10_is_the_kit_model() -> None:
+    """rows_for_model gives the rows at the model's default settings: Table 10's FP16 / 0.65 row, not
+    the other precisions and thresholds."""
+    assert [r.id for r in P.rows_for_model("yolov7x") if r.table == 10] == ["yolov7x@fp16-iou0.65"]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from yolov7lib.report.build import build_report, collect, table10_reproductions
+from yolov7lib.report.build import build_report, collect, measured_sections, table10_reproductions
 from yolov7lib.report.reproduced import Reproductions
 from yolov7lib.report.tables import read_table_csv
 
@@ -45,6 +45,66 @@ def test_table10_takes_the_settings_sweep_in_percent() -> None:
     assert len(table10_reproductions(None)) == 0
 
 
+def test_table10_matches_the_nms_iou_at_two_decimals() -> None:
+    """An IoU read back from JSON as 0.7000000001 (or 0.65 written as 0.6500000001) is the 0.70 row."""
+    sweep = [
+        {"precision": "fp16", "iou": 0.7000000001, "ap": 0.5},
+        {"precision": "fp32", "iou": 0.6499999999, "ap": 0.4},
+    ]
+    rep = table10_reproductions({"table10": sweep})
+    assert sorted(row for _, row, _ in rep) == ["yolov7x@fp16-iou0.70", "yolov7x@fp32-iou0.65"]
+
+
+def test_measured_sections_put_every_value_in_its_column() -> None:
+    """The README's 'Measured here': each measurement under its own header, training time in minutes,
+    counts printed as integers, floats at fixed decimals; with nothing measured it says so."""
+    reparam = {
+        "model": "yolov7",
+        "params_training": 37620125,
+        "params_deploy": 36905341,
+        "ms_training": 12.34,
+        "ms_deploy": 10.0,
+        "speedup": 1.234,
+        "max_rel_diff": 1.5e-6,
+    }
+    speed = {
+        "model": "yolov7",
+        "backend": "eager",
+        "batch": 1,
+        "img": 640,
+        "ms_per_image": 12.5,
+        "images_per_s": 80.0,
+        "gflops_per_s": 8.4,
+        "peak_fraction": 0.084,
+    }
+    measured = {
+        "data": {"kind": "generated", "train": {"images": 10, "objects": 31},
+                 "val": {"images": 4, "objects": 9, "small": 0.5, "medium": 0.25, "large": 0.25}},
+        "train": {"cpu": {"model": "yolov7-tiny", "scale": "tiny", "map50": 0.55, "map": 0.3,
+                          "coco": {"ap": 0.25}, "train_time_s": 900.0}},
+        "eval": {"model": "cpu", "scale": "s", "coco": {"ap": 0.4, "images": 500, "per_class": [0.1]}},
+        "reparam": {"img": 320, "rows": [reparam]},
+        "speed": {"device": "cpu", "peak_gflops": 100.0, "rows": [speed]},
+    }  # fmt: skip
+    lines = measured_sections(measured)
+    assert lines[:2] == ["## Measured here", ""]
+    assert lines[2] == (
+        "**Data** (generated): 10 training and 4 validation images with 31 and 9 objects; share of small / "
+        "medium / large validation objects 0.50 / 0.25 / 0.25."
+    )
+    for expected in (
+        "| run | model | scale | mAP@.5 | mAP@.5:.95 | COCO AP | minutes |",
+        "| cpu | yolov7-tiny | tiny | 0.550 | 0.300 | 0.250 | 15.0 |",  # 900 s
+        "**Evaluation** of `cpu` (s): ap 0.400000, images 500",
+        "| model | params training | params deploy | ms training | ms deploy | speed-up | max diff |",
+        "| yolov7 | 37620125 | 36905341 | 12.3 | 10.0 | 1.23 | 1.5e-06 |",
+        "| model | backend | batch | img | ms / image | images / s | GFLOP/s | of peak |",
+        "| yolov7 | eager | 1 | 640 | 12.50 | 80.00 | 8.40 | 0.08 |",
+    ):
+        assert expected in "\n".join(lines).splitlines(), expected
+    assert measured_sections({}) == ["## Measured here", "", "(no measurements yet)", ""]
+
+
 def test_report_tables_readme_and_counts(tmp_path) -> None:
     metrics, figures = _inputs(tmp_path)
     rep, measured = collect(metrics)
@@ -74,13 +134,15 @@ def test_report_tables_readme_and_counts(tmp_path) -> None:
 
 
 def test_readme_summary_counts_cells_as_the_table_pages_do(tmp_path) -> None:
-    """A derived cell (an improvement row from two reproduced ones) counts in both, the same way."""
+    """A derived cell (an improvement row from two reproduced ones), and a reproduced cell where the
+    paper prints "-" (reproduced, not compared), count in both, the same way."""
     import re
 
     metrics, figures = _inputs(tmp_path)
     arch = Reproductions()
     arch.add(1, "yolov7", "params", 36.905341, "exact (architecture, nc=80)")
     arch.add(1, "yolor-csp", "params", 52.9, "exact (architecture, nc=80)")
+    arch.add(2, "yolov5-n-r6.1", "ap_test", 28.0, "generated data")  # the paper prints "-"
     arch.to_json(metrics / "architecture.json")
     tables, readme = tmp_path / "tables", tmp_path / "README.md"
     build_report(metrics, tables, readme, figures, profile="default")

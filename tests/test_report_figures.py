@@ -228,6 +228,45 @@ def test_png_bytes_do_not_depend_on_the_users_matplotlibrc(tmp_path: Path) -> No
     assert (tmp_path / "rc.png").read_bytes() == (tmp_path / "here.png").read_bytes()
 
 
+def test_house_style_is_matplotlibs_default_whatever_the_rc_says() -> None:
+    """Inside house_style the settings are matplotlib's own defaults, not the caller's rc."""
+    import matplotlib
+
+    from yolov7lib.report.plotting import house_style
+
+    keys = ("font.size", "lines.linewidth", "axes.grid", "axes.prop_cycle", "figure.facecolor", "font.family")
+    with matplotlib.rc_context({"font.size": 20, "lines.linewidth": 6, "axes.grid": True}), house_style():
+        assert {k: matplotlib.rcParams[k] for k in keys} == {k: matplotlib.rcParamsDefault[k] for k in keys}
+
+
+def test_save_png_writes_no_software_chunk_and_cleans_up_after_a_failed_rename(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """save_png: no 'Software' text chunk (it names the matplotlib version), an upper-case .PNG is a
+    PNG file name, and when the final rename fails the temporary file is removed."""
+    from matplotlib.figure import Figure
+
+    from yolov7lib.report import plotting
+
+    fig = Figure(figsize=(1.0, 1.0), dpi=50)
+    data = plotting.save_png(fig, tmp_path / "a.PNG").read_bytes()
+    chunks, pos = [], 8
+    while pos < len(data):  # PNG chunks: length, type, body, CRC
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]))
+        pos += 12 + n
+    assert chunks[0][0] == b"IHDR" and chunks[-1][0] == b"IEND"
+    assert not [body for kind, body in chunks if kind in (b"tEXt", b"iTXt", b"zTXt") and b"Software" in body]
+
+    def fail(src, dst):
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(plotting.os, "replace", fail)
+    with pytest.raises(OSError, match="rename failed"):
+        plotting.save_png(fig, tmp_path / "b.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.PNG"]
+
+
 # --------------------------------------------------------------------------------------------------
 # Figures 2-7: hand-built node lists (the adapter from built models comes with the models)
 # --------------------------------------------------------------------------------------------------
@@ -505,6 +544,8 @@ def test_malformed_node_lists_are_clear_errors() -> None:
         layout([Node("a", kind="conv5x5")])
     with pytest.raises(DiagramError, match="at least one node"):
         layout([])
+    with pytest.raises(DiagramError, match="non-empty strings"):
+        layout([Node("", kind="input")])
     with pytest.raises(DiagramError, match="panel 'bad'"):
         diagram_figure({"ok": elan_graph(), "bad": [{"id": "a", "kind": "conv", "inputs": ["zz"]}]})
     with pytest.raises(DiagramError, match="node 0"):
@@ -549,6 +590,103 @@ def test_a_40_node_diagram_stays_legible() -> None:
     w, h = fig.get_size_inches()
     assert 8 < w < 25 and 8 < h < 20  # grows with the graph, text keeps its size
     assert {t.get_fontsize() for t in fig.axes[0].texts if (t.get_gid() or "").startswith("label:")} == {8.0}
+
+
+def test_node_text_puts_the_channels_under_a_boxs_label_and_beside_a_bars() -> None:
+    """Node.text: a box prints its channels on a second line, a flat bar or a circle on the label's
+    line; no channels (None or "") prints the label alone, and no label prints the kind."""
+    assert Node("a", "1x1 conv", "conv1x1", channels=64).text == "1x1 conv\n64"
+    assert Node("c", "concat", "concat", channels="4c").text == "concat 4c"
+    assert Node("m", "merge", "add", channels="2c").text == "merge 2c"
+    assert Node("a", "1x1 conv", "conv1x1", channels="").text == "1x1 conv"
+    assert Node("p", kind="pool").text == "pool"
+
+
+def test_an_empty_group_name_is_no_group() -> None:
+    """group="" (like None) puts a node in no group: no frame is drawn for it."""
+    nodes = [Node("in", kind="input", group=""), Node("c", kind="conv", inputs=("in",), group=None)]
+    assert [n.group for n in nodes] == [(), ()]
+    assert layout(nodes).groups == {}
+
+
+def test_every_label_fits_inside_its_box_with_a_margin() -> None:
+    """The drawn text measured by the renderer: every label lies inside its box with at least 0.1 in
+    on either side and 0.075 in above and below, for long labels and labels of up to four lines."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    mixed = [
+        Node("in", "input", "input", (), 128),
+        Node("a", "RepConv (no identity: widths differ)", "RepConv", ("in",), 256),
+        Node("b", "a label\nover three\nlines", "block", ("in",), 64),
+        Node("c", "concatenation of both", "concat", ("a", "b"), "8c"),
+        Node("d", "+", "add", ("c",)),
+        Node("e", "merge cardinality", "add", ("d",), "4c"),
+    ]
+    for nodes in (mixed, GRAPHS["e-elan-paper"], GRAPHS["heads-e"]):
+        fig = diagram_figure(nodes)
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        ax = fig.axes[0]
+        boxes = {p.get_gid()[5:]: p.get_window_extent(renderer) for p in ax.patches
+                 if (p.get_gid() or "").startswith("node:")}  # fmt: skip
+        labels = {t.get_gid()[6:]: t.get_window_extent(renderer) for t in ax.texts
+                  if (t.get_gid() or "").startswith("label:")}  # fmt: skip
+        assert set(labels) == set(boxes) == {n.id for n in nodes}
+        for i, t in labels.items():
+            b = boxes[i]
+            assert min(t.x0 - b.x0, b.x1 - t.x1) >= 0.1 * fig.dpi, i
+            assert min(t.y0 - b.y0, b.y1 - t.y1) >= 0.075 * fig.dpi, i
+
+
+def test_crossings_count_the_pairs_of_edges_that_cross() -> None:
+    """Layout.crossings on the complete bipartite graph of 3 + 3 nodes: in any order each pair of
+    upper nodes and each pair of lower nodes gives exactly one crossing, 3 * 3 = 9 (edges that only
+    share an end do not cross)."""
+    top = [Node(f"t{k}", kind="input") for k in range(3)]
+    bottom = [Node(f"b{k}", kind="conv", inputs=("t0", "t1", "t2")) for k in range(3)]
+    assert layout(top + bottom).crossings == 9
+    assert layout(GRAPHS["dark"]).crossings == 0
+
+
+def test_arrow_ends_are_spread_evenly_along_the_boxs_edge() -> None:
+    """Where a box has k incoming (outgoing) arrows, their ends are k evenly spaced points inside its
+    top (bottom) edge, centred on the box."""
+    for name, nodes in GRAPHS.items():
+        lay = layout(nodes)
+        for end, attr in ((-1, "dst"), (0, "src")):
+            ends: dict[str, list[float]] = {}
+            for e in lay.edges:
+                ends.setdefault(getattr(e, attr), []).append(e.points[end][0])
+            for i, xs in ends.items():
+                if len(xs) < 2:
+                    continue
+                xs = sorted(xs)
+                (cx, _), (w, _) = lay.xy[i], lay.size[i]
+                steps = [b - a for a, b in itertools.pairwise(xs)]
+                assert sum(xs) / len(xs) == pytest.approx(cx), (name, i)
+                assert steps == pytest.approx([steps[0]] * len(steps)) and steps[0] > 0, (name, i)
+                assert cx - w / 2 < xs[0] and xs[-1] < cx + w / 2, (name, i)
+
+
+def test_more_columns_than_panels_draw_one_row() -> None:
+    """`ncols` larger than the number of panels is one row, as by default."""
+    panels = {"(a)": GRAPHS["dark"], "(b)": GRAPHS["reversed-dark"]}
+    wide = diagram_figure(panels, ncols=5)
+    assert tuple(wide.get_size_inches()) == tuple(diagram_figure(panels).get_size_inches())
+    assert [ax.get_title() for ax in wide.axes] == ["(a)", "(b)"]
+
+
+def test_panels_show_their_whole_diagram_at_one_inch_per_unit() -> None:
+    """Every panel's view holds its diagram's extent, and one data unit is one inch on the page in
+    both directions (the axes' size in inches equals the span of its view limits)."""
+    panels = {"(a)": GRAPHS["e-elan"], "(b)": GRAPHS["dark"], "(c)": GRAPHS["heads-e"]}
+    fig = diagram_figure(panels, ncols=2, title="t")
+    width, height = fig.get_size_inches()
+    for ax, nodes in zip(fig.axes, panels.values(), strict=True):
+        x0, y0, x1, y1 = layout(nodes).extent
+        (a, b), (c, d) = ax.get_xlim(), ax.get_ylim()
+        assert a <= x0 and x1 <= b and c <= y0 and y1 <= d
+        pos = ax.get_position()
+        assert b - a == pytest.approx(pos.width * width) and d - c == pytest.approx(pos.height * height)
 
 
 # --------------------------------------------------------------------------------------------------

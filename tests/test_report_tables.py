@@ -24,6 +24,8 @@ from yolov7lib.report import (
     write_table,
     write_tables,
 )
+from yolov7lib.report.markers import is_cited, what_it_takes
+from yolov7lib.report.render import fmt, markdown_table, write_text_atomic
 
 ARCH = "exact (architecture)"
 SMALL = 'generated data, 320 px, 30 epochs, CPU; "quoted" | piped'
@@ -148,6 +150,27 @@ def test_missing_cells_are_marked_with_what_it_takes() -> None:
     assert "dvc exp run -S profile=paper" in ablation[("independent", "ap_val")]
 
 
+def test_marker_templates_get_the_model_the_table_and_the_row() -> None:
+    """Commands templates: {model} is the registry name, else "the Table N variant '<paper name>'";
+    {table} the table number and {row} the row id. Table 1's other detectors are cited, like Table 2's;
+    an improvement row is never a cited result."""
+    cmds = Commands(architecture="A {model}|{table}|{row}", accuracy="B {model}|{table}|{row}",
+                    speed="C {model}|{table}|{row}")  # fmt: skip
+    assert what_it_takes(paper.row(4, "Figure 6 (a)"), "ap_val", cmds) == (
+        "not reproduced here: needs COCO-scale training; `B the Table 4 variant 'Figure 6 (a)'|4|figure-6-a`"
+    )
+    fp32 = paper.row(10, "yolov7x@fp32-iou0.70")  # not the default setting: no registry name
+    assert what_it_takes(fp32, "ap_val", cmds).endswith(
+        "`B the Table 10 variant 'YOLOv7-X'|10|yolov7x@fp32-iou0.70`"
+    )
+    assert what_it_takes(paper.row(2, "YOLOv7"), "fps", cmds).endswith("`C yolov7|2|yolov7`")
+    assert what_it_takes(paper.row(1, "YOLOv7"), "params", cmds).endswith("`A yolov7|1|yolov7`")
+    assert what_it_takes(paper.row(1, "YOLOv4"), "ap_val", cmds) == (
+        "not reproduced here: the kit does not build YOLOv4 (result of reference [3])"
+    )
+    assert not [r.id for t in paper.TABLES.values() for r in t.improvements if is_cited(r)]
+
+
 def test_flags_and_inconsistencies_reach_the_note_column() -> None:
     notes = compare_table(2).set_index(["row", "column"])["note"]
     assert "unit G where the column is in M" in notes[("yolor-w6", "params")]
@@ -196,6 +219,35 @@ def _parse_markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
     rows = [cells(ln) for ln in body]
     assert all(len(r) == len(head) for r in rows)
     return head, rows
+
+
+def test_markdown_cells_keep_backslashes_and_pipes_and_flatten_line_breaks() -> None:
+    """md_escape through markdown_table: a cell with backslashes, pipes and line breaks stays one cell
+    and reads back (unescaped) as its text, line breaks turned into spaces; a short row is refused."""
+    cells = ["a\\|b", "C:\\dir\\", "two\nlines", "cr\r\nlf", "|"]
+    _, rows = _parse_markdown_table(markdown_table(["h"] * len(cells), [cells]))
+    assert rows == [["a\\|b", "C:\\dir\\", "two lines", "cr  lf", "|"]]
+    with pytest.raises(ValueError, match="one cell per header"):
+        markdown_table(["a", "b"], [["1", "2"], ["3"]])
+
+
+def test_fmt_prints_fixed_decimals_a_sign_on_request_and_nothing_for_missing() -> None:
+    assert [fmt(0.5, 2), fmt(0.5, 2, signed=True), fmt(-0.5, 1, signed=True), fmt(0.0, 1, signed=True)] == [
+        "0.50",
+        "+0.50",
+        "-0.5",
+        "+0.0",
+    ]
+    assert fmt(None, 1) == fmt(float("nan"), 1, signed=True) == ""
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    """write_text_atomic: text that cannot be encoded fails before the rename; the previous file is
+    intact and the temporary file is removed."""
+    path = write_text_atomic(tmp_path / "t.md", "old\n")
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomic(path, "new \ud800")  # a lone surrogate has no UTF-8 encoding
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["t.md"]
 
 
 def test_markdown_is_well_formed_and_holds_the_frame() -> None:
