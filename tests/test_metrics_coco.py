@@ -111,6 +111,8 @@ def test_image_subset_and_missing_detections() -> None:
     gt, dets = synthetic_coco(5, n_images=10)
     subset = [7, 21, 35, 70]
     _assert_same(evaluate_coco(gt, dets, img_ids=subset), evaluate_pycocotools(gt, dets, img_ids=subset))
+    none = evaluate_pycocotools(gt, dets, img_ids=[])  # an empty subset is no image, not every image
+    assert (none.stats == -1).all() and (evaluate_coco(gt, dets, img_ids=[]).stats == -1).all()
     nothing_ours, nothing_theirs = evaluate_coco(gt, []), evaluate_pycocotools(gt, [])
     _assert_same(nothing_ours, nothing_theirs)
     assert nothing_ours.ap == 0.0 and nothing_ours.ar100 == 0.0
@@ -218,6 +220,7 @@ def test_coco_category_ids_and_image_ids() -> None:
     (rec,) = detections_to_coco(det, image_id_from_path("/data/val/000000000139.jpg"), COCO80_TO_COCO91)
     assert rec == {"image_id": 139, "category_id": 13, "bbox": [10.0, 20.0, 40.0, 60.0], "score": 0.12346}
     assert image_id_from_path("img_7.png") == "img_7"
+    assert image_id_from_path("cat.jpg") == "cat" and image_id_from_path("IMG7.jpg") == "IMG7"  # letters
     assert image_id_from_path("½.jpg") == "½" and image_id_from_path("²3.jpg") == "²3"  # numeric, not decimal
     with pytest.raises(ValueError, match="n, 6"):
         detections_to_coco(torch.zeros(3, 4), 1)
@@ -240,6 +243,16 @@ def test_labels_to_coco_scores_its_own_labels_perfectly() -> None:
     assert [ours.ap, ours.ap_small, ours.ap_medium, ours.ap_large] == pytest.approx([1.0] * 4)
     with pytest.raises(ValueError, match="3 images but 2"):
         labels_to_coco([(1, 1, 1), (2, 1, 1), (3, 1, 1)], labels[:2], ["a"])
+
+
+def test_labels_to_coco_maps_categories_and_keeps_image_sizes() -> None:
+    """With a class map, annotations and the category list both carry the mapped ids (else pycocotools
+    scores no category); images keep width and height as given (not square, so a swap shows)."""
+    labels = [np.array([[2, 10, 10, 50, 60]]), np.array([[0, 5, 5, 20, 30], [1, 1, 2, 3, 4]])]
+    gt = labels_to_coco([(4, 640, 480), ("b", 320, 200)], labels, ["a", "b", "c"], class_map=CATEGORIES)
+    assert gt["categories"] == [{"id": 1, "name": "a"}, {"id": 3, "name": "b"}, {"id": 5, "name": "c"}]
+    assert [a["category_id"] for a in gt["annotations"]] == [5, 1, 3]
+    assert gt["images"] == [{"id": 4, "width": 640, "height": 480}, {"id": "b", "width": 320, "height": 200}]
 
 
 def test_boundary_cases_equal_pycocotools() -> None:

@@ -116,6 +116,54 @@ def test_model_info_counts_convolution_flops_like_a_hand_count() -> None:
     assert info.params == sum(p.numel() for p in model.parameters())
 
 
+def test_model_info_on_a_rectangular_image_and_a_plain_module() -> None:
+    """(height, width) is kept as given and the FLOPs are those of that image; `ch` feeds a module
+    without a cfg; the model comes back in the mode it was in."""
+    cfg = {
+        "nc": 1,
+        "anchors": [[10, 13, 16, 30, 33, 23]],
+        "backbone": [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [16, 1, 1]]],
+        "head": [[[1], 1, "Detect", ["nc", "anchors"]]],
+    }
+    model = create_model(cfg).train()
+    info = model_info(model, (64, 96))
+    macs = 32 * 48 * (8 * 3 * 3 * 3 + 16 * 8 + 18 * 16)  # on the 32 x 48 map: conv, conv, detection conv
+    assert info.img_size == (64, 96) and info.gflops == pytest.approx(2 * macs / 1e9)
+    assert model.training
+    model.eval()
+    model_flops(model, 64, train=True)
+    assert not model.training
+    assert model_flops(nn.Conv2d(5, 8, 1, bias=False), 4, ch=5) == 2 * 4 * 4 * 8 * 5
+
+
+def test_describe_model_counts_the_fused_deploy_graph_and_the_training_graph() -> None:
+    """GFLOPs of the fused deploy graph (RepConv as one 3x3, auxiliary head and the conv feeding only it
+    dropped) and of the training graph in training mode (everything), hand-counted at 640 x 640."""
+    from yolov7lib.models import describe_model
+    from yolov7lib.models.info import native_img_size
+
+    cfg = {
+        "nc": 1,
+        "anchors": [[10, 13, 16, 30, 33, 23]],
+        "backbone": [
+            [-1, 1, "Conv", [16, 3, 2]],
+            [-1, 1, "RepConv", [16, 3, 1]],
+            [-1, 1, "Conv", [32, 3, 2]],
+        ],
+        "head": [[[1, 2], 1, "IAuxDetect", ["nc", "anchors"]]],
+    }
+    stem, rep3, rep1 = 320 * 320 * 16 * 3 * 9, 320 * 320 * 16 * 16 * 9, 320 * 320 * 16 * 16
+    down, lead, aux = 160 * 160 * 32 * 16 * 9, 320 * 320 * 18 * 16, 160 * 160 * 18 * 32
+    info = describe_model(cfg, 640)
+    assert info["gflops"] == round(2 * (stem + rep3 + lead) / 1e9, 2) == 0.62
+    assert info["training_gflops"] == round(2 * (stem + rep3 + rep1 + down + lead + aux) / 1e9, 2) == 0.94
+    assert (
+        native_img_size({"anchors": [[10, 13]] * 4}) == 1280
+        and native_img_size({"anchors": [[10, 13]] * 3}) == 640
+    )
+    assert native_img_size({"anchors": 3}) == 640
+
+
 def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / a.abs().max()).item()
 
@@ -311,6 +359,46 @@ def test_e6e_uses_e_elan_and_a_partial_auxiliary_head() -> None:
     for j in aux_inputs[:3]:  # the others read one group's output, the layer just before its merge
         assert rows[j + 1][2] == "Shortcut" and j in resolve_from(rows[j + 1][0], j + 1)
     assert aux_inputs[0] + 1 == lead_inputs[0]
+
+
+# rows of the official cfg/training files (yolov7lib writes absolute indices where they write offsets
+# in a few places: only the rows below, which are written alike, are compared)
+OFFICIAL_ROWS = {
+    "yolov7": {  # a backbone ELAN (two 3x3 per stack), the MP transition, a neck ELAN and its MP + lateral
+        10: [[-1, -3, -5, -6], 1, "Concat", [1]],
+        12: [-1, 1, "MP", []],
+        13: [-1, 1, "Conv", [128, 1, 1]],
+        14: [-3, 1, "Conv", [128, 1, 1]],
+        15: [-1, 1, "Conv", [128, 3, 2]],
+        16: [[-1, -3], 1, "Concat", [1]],
+        74: [[-1, -2, -3, -4, -5, -6], 1, "Concat", [1]],
+        80: [[-1, -3, 63], 1, "Concat", [1]],
+    },
+    "yolov7-tiny": {  # the SPP-in-CSP block written as rows
+        31: [-1, 1, "SP", [5]],
+        32: [-2, 1, "SP", [9]],
+        33: [-3, 1, "SP", [13]],
+        34: [[-1, -2, -3, -4], 1, "Concat", [1]],
+        36: [[-1, -7], 1, "Concat", [1]],
+    },
+    "yolov7-e6": {100: [-1, 1, "DownC", [320]], 101: [[-1, 85], 1, "Concat", [1]]},  # DownC, then lateral
+    "yolov7-e6e": {  # the first E-ELAN: two groups on the same input, merged by a Shortcut
+        4: [-2, 1, "Conv", [64, 1, 1]],
+        11: [[-1, -3, -5, -7, -8], 1, "Concat", [1]],
+        13: [-11, 1, "Conv", [64, 1, 1]],
+        14: [-12, 1, "Conv", [64, 1, 1]],
+        21: [[-1, -3, -5, -7, -8], 1, "Concat", [1]],
+        23: [[-1, -11], 1, "Shortcut", [1]],
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(OFFICIAL_ROWS))
+def test_blocks_read_their_inputs_in_the_official_order(name: str) -> None:
+    """Concatenation order and sources of ELAN, E-ELAN, MP/DownC transitions and the tiny SPPCSPC; a
+    different order keeps every parameter count but no longer takes the official weights."""
+    rows = spec_rows(model_spec(name))
+    assert {i: rows[i] for i in OFFICIAL_ROWS[name]} == OFFICIAL_ROWS[name]
 
 
 def test_initialisation_follows_the_reference() -> None:
@@ -548,3 +636,115 @@ def test_randomize_batchnorm_gives_non_trivial_reproducible_statistics() -> None
     assert a.running_mean.abs().min() > 0 and a.running_mean.std() > 0.05
     assert (a.running_var != 1).all() and (a.running_var >= 0.5).all()
     assert (a.weight != 1).all() and (a.bias != 0).all()
+
+
+# -- the dataflow of single layers, which parameter counts cannot see (concatenation order, residual
+# additions, activations): each layer against its composition written out here from its submodules,
+# in the order of the reference's forward methods --------------------------------------------------
+def _pool(x: torch.Tensor, k: int) -> torch.Tensor:
+    return nn.functional.max_pool2d(x, k, 1, k // 2)
+
+
+def _cat(*xs: torch.Tensor) -> torch.Tensor:
+    return torch.cat(xs, 1)
+
+
+LAYER_DATAFLOW = {
+    "Bottleneck": ((8, 8), lambda m, x: x + m.cv2(m.cv1(x))),
+    "Bottleneck-widening": ((8, 16), lambda m, x: m.cv2(m.cv1(x))),  # no residual across widths
+    "Res": ((8, 8), lambda m, x: x + m.cv3(m.cv2(m.cv1(x)))),
+    "RBottleneck": ((8, 8), lambda m, x: x + m.cv2(m.cv1(x))),
+    "BottleneckCSPA": ((8, 16, 2), lambda m, x: m.cv3(_cat(m.m(m.cv1(x)), m.cv2(x)))),
+    "BottleneckCSPB": ((8, 16, 2), lambda m, x: m.cv3(_cat(m.m(m.cv1(x)), m.cv2(m.cv1(x))))),
+    "BottleneckCSPC": ((8, 16, 2), lambda m, x: m.cv4(_cat(m.cv3(m.m(m.cv1(x))), m.cv2(x)))),
+    "SPPCSPC": (
+        (8, 16),
+        lambda m, x: (
+            lambda y: m.cv7(_cat(m.cv6(m.cv5(_cat(y, _pool(y, 5), _pool(y, 9), _pool(y, 13)))), m.cv2(x)))
+        )(m.cv4(m.cv3(m.cv1(x)))),
+    ),
+    "SPP": (
+        (8, 16),
+        lambda m, x: (lambda y: m.cv2(_cat(y, _pool(y, 5), _pool(y, 9), _pool(y, 13))))(m.cv1(x)),
+    ),
+    "Stem": (
+        (8, 16),
+        lambda m, x: (lambda y: m.cv4(_cat(m.cv3(m.cv2(y)), nn.functional.max_pool2d(y, 2))))(m.cv1(x)),
+    ),
+    "DownC": ((8, 16), lambda m, x: _cat(m.cv2(m.cv1(x)), m.cv3(nn.functional.max_pool2d(x, 2)))),
+}
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("name", list(LAYER_DATAFLOW))
+def test_layers_compute_the_reference_dataflow(name: str) -> None:
+    """Concatenation order, residual additions and pools of the CSP, SPP, stem and DownC layers."""
+    from yolov7lib.models import csp, layers
+
+    args, expected = LAYER_DATAFLOW[name]
+    cls_name = name.split("-")[0]
+    torch.manual_seed(0)
+    layer = getattr(csp, cls_name, None) or getattr(layers, cls_name)
+    layer = randomize_batchnorm(layer(*args)).eval()
+    x = torch.randn(2, args[0], 16, 16)
+    torch.testing.assert_close(layer(x), expected(layer, x), rtol=0, atol=0)
+
+
+def test_reorg_stacks_the_four_pixel_phases_in_the_reference_order() -> None:
+    """Space to depth of a 4x4 ramp (pixel value = 4 * row + col): (even row, even col), (odd, even),
+    (even, odd), (odd, odd), as the P6 models' first layer must be for official weights to apply."""
+    from yolov7lib.models.layers import ReOrg
+
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    expected = [[[0, 2], [8, 10]], [[4, 6], [12, 14]], [[1, 3], [9, 11]], [[5, 7], [13, 15]]]
+    assert ReOrg()(x).tolist() == [expected]
+
+
+def test_same_padding_and_the_stride_of_sp_pools() -> None:
+    """autopad is k // 2 (also for even kernels, as the reference); SP pools keep the size at stride 1 and
+    halve it at stride 2."""
+    from yolov7lib.models.layers import SP, autopad
+
+    assert (autopad(3), autopad(2), autopad(4), autopad([1, 5]), autopad(3, 0)) == (1, 1, 2, [0, 2], 0)
+    x = torch.randn(1, 2, 8, 8)
+    assert SP(5)(x).shape == (1, 2, 8, 8) and SP(3, 2)(x).shape == (1, 2, 4, 4)
+
+
+def test_shortcut_sums_every_input() -> None:
+    """Merge cardinality adds all its inputs (1 + 10 + 100 in each element)."""
+    from yolov7lib.models.layers import Shortcut
+
+    out = Shortcut(1)([torch.full((1, 2, 3, 3), v) for v in (1.0, 10.0, 100.0)])
+    assert torch.equal(out, torch.full((1, 2, 3, 3), 111.0))
+
+
+@torch.no_grad()
+def test_conv_activation_defaults_to_silu_and_follows_the_batchnorm() -> None:
+    """act=True is SiLU (all models but the tiny ones), applied after conv and BatchNorm."""
+    torch.manual_seed(0)
+    layer = randomize_batchnorm(Conv(4, 6, 3)).eval()
+    x = torch.randn(1, 4, 8, 8)
+    assert type(layer.act) is nn.SiLU
+    torch.testing.assert_close(layer(x), nn.functional.silu(layer.bn(layer.conv(x))), rtol=0, atol=0)
+
+
+def test_repconv_has_an_identity_branch_only_at_stride_one() -> None:
+    """An identity branch needs equal widths and the same resolution: none at stride 2."""
+    assert RepConv(8, 8, 3, 1).rbr_identity is not None
+    strided = RepConv(8, 8, 3, 2)
+    assert strided.rbr_identity is None
+    assert strided(torch.randn(1, 8, 8, 8)).shape == (1, 8, 4, 4)
+
+
+def test_csp_blocks_default_shortcuts_and_groups_as_the_reference() -> None:
+    """The reference's defaults: BottleneckCSPB's dark blocks without residual, ResCSPB's with it, the
+    ResX blocks with 32 groups in their 3x3; an explicit shortcut or group count overrides the default."""
+    from yolov7lib.models import csp
+
+    assert not csp.BottleneckCSPB(64, 64).m[0].add
+    assert csp.BottleneckCSPA(64, 64).m[0].add and csp.ResCSPB(64, 64).m[0].add
+    assert csp.ResXCSPA(128, 128).m[0].cv2.conv.groups == 32
+    assert csp.ResXCSPB(128, 128).m[0].cv2.conv.groups == 32
+    assert csp.BottleneckCSPB(64, 64, shortcut=True).m[0].add
+    assert not csp.ResCSPA(64, 64, shortcut=False).m[0].add
+    assert csp.ResXCSPA(128, 128, g=8).m[0].cv2.conv.groups == 8

@@ -94,6 +94,10 @@ def test_rcsp_has_exactly_the_parameters_and_operations_of_csp() -> None:
     )
     with pytest.raises(ValueError, match="not a CSP block of dark blocks"):
         with_residual_blocks(get_entry("r50-csp").arch, "rcsp")
+    csp = get_entry("yolor-csp").arch  # a stage of plain dark blocks (no CSP split) is refused as well
+    plain = replace(csp, stages=(replace(csp.stages[0], block="Bottleneck"), *csp.stages[1:]))
+    with pytest.raises(ValueError, match="not a CSP block of dark blocks"):
+        with_residual_blocks(plain, "rcsp")
 
 
 def test_table8_auxiliary_head_attachments() -> None:

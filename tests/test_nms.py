@@ -187,3 +187,48 @@ def test_classes_stay_apart_in_images_up_to_4000_pixels() -> None:
     det = non_max_suppression(pred, conf_thres=0.05)[0]
     expected = _naive_nms(pred[0].tolist(), 0.05, 0.45, None, False, False, 300)
     torch.testing.assert_close(det, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-9)
+
+
+def test_prior_labels_join_only_their_own_image() -> None:
+    """labels[i] joins image i: the same prediction twice, a known box for one image at a time."""
+    pred = torch.zeros(2, 1, 7)
+    pred[:, 0, :5] = torch.tensor([50.0, 50, 20, 20, 0.9])
+    pred[:, 0, 5] = 1.0
+    box = torch.tensor([[1.0, 200, 200, 40, 40]])
+    for labels, counts in (([torch.zeros(0, 5), box], [1, 2]), ([box, torch.zeros(0, 5)], [2, 1])):
+        det = non_max_suppression(pred, labels=labels)
+        assert [len(d) for d in det] == counts
+        for d, n in zip(det, counts, strict=True):
+            assert (d[:, 5] == 1).sum() == n - 1  # the known box is class 1, the predicted one class 0
+
+
+def test_max_nms_caps_from_one_candidate_over_the_limit() -> None:
+    """Five separate boxes, max_nms=4: the least confident never enters NMS (exactly one over the cap)."""
+    pred = torch.zeros(1, 5, 7)
+    pred[0, :, 0] = torch.arange(5.0) * 100 + 50
+    pred[0, :, 1:4] = torch.tensor([50.0, 20, 20])
+    pred[0, :, 4] = torch.tensor([0.9, 0.5, 0.8, 0.6, 0.7])
+    pred[0, :, 5] = 1.0
+    assert non_max_suppression(pred, max_nms=5)[0][:, 4].tolist() == pytest.approx([0.9, 0.8, 0.7, 0.6, 0.5])
+    assert non_max_suppression(pred, max_nms=4)[0][:, 4].tolist() == pytest.approx([0.9, 0.8, 0.7, 0.6])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_two_class_models_are_multi_label(seed: int) -> None:
+    """multi_label is ignored only for one class: with two, a box can be kept once per class."""
+    pred = _random_prediction(seed, batch=1, nc=2)
+    det = non_max_suppression(pred, conf_thres=0.1, multi_label=True)[0]
+    expected = _naive_nms(pred[0].tolist(), 0.1, 0.45, None, False, True, 300)
+    torch.testing.assert_close(det, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-9)
+    boxes = {tuple(d[:4].tolist()) for d in det}
+    assert len(boxes) < len(det), "some box should be kept for both classes"
+
+
+def test_objectness_at_the_threshold_is_dropped_whatever_the_class_score() -> None:
+    """Step 1 filters on objectness alone: a class score above 1 (obj x cls = 0.5) does not bring back a
+    row whose objectness equals conf_thres."""
+    pred = torch.zeros(1, 2, 7)
+    pred[0, :, :4] = torch.tensor([[50.0, 50, 20, 20], [150, 50, 20, 20]])
+    pred[0, :, 4:] = torch.tensor([[0.25, 2.0, 0.0], [0.25 + 2**-20, 2.0, 0.0]])
+    det = non_max_suppression(pred, conf_thres=0.25)[0]
+    assert [round(d[0].item()) for d in det] == [140]
