@@ -341,7 +341,8 @@ def test_coco_scores_cover_the_evaluated_images_and_every_class_with_annotations
 
 
 def test_predictions_json_without_coco_annotations_is_keyed_by_file_stem(tmp_path: Path) -> None:
-    """save_json alone (no COCO json known) still writes the predictions, each image keyed by its stem."""
+    """save_json alone (no COCO json known) still writes the predictions, each image keyed by its stem,
+    as an int where the stem is a number (the reference's test.py: COCO's file names are their ids)."""
     from yolov7lib.data import create_dataloader
     from yolov7lib.engine.evaluator import evaluate
 
@@ -351,7 +352,7 @@ def test_predictions_json_without_coco_annotations_is_keyed_by_file_stem(tmp_pat
     result = evaluate(_BrightBoxDetector(), loader, ["box"], save_json=out, progress=False)
     assert result.predictions_json == str(out) and result.coco is None
     records = json.loads(out.read_text())
-    assert sorted(str(r["image_id"]) for r in records) == ["0", "1"]
+    assert sorted(r["image_id"] for r in records) == [0, 1]
     assert {r["category_id"] for r in records} == {0}
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from yolov7lib.ops.boxes import scale_boxes, xywh2xyxy
-from yolov7lib.ops.coco import detections_to_coco, evaluate_pycocotools
+from yolov7lib.ops.coco import detections_to_coco, evaluate_pycocotools, image_id_from_path
 from yolov7lib.ops.metrics import DetectionMetrics
 from yolov7lib.ops.nms import non_max_suppression
 
@@ -127,7 +127,8 @@ def evaluate(
             metrics.update(native, torch.cat([labels[:, :1], boxes], 1))
             if coco_json or save_json:
                 name = Path(paths[si]).name
-                image_id = ids.get(name, ids.get(Path(name).stem, Path(name).stem))
+                # without a COCO json: the stem, as an int where it is a number (the reference's test.py)
+                image_id = ids.get(name, ids.get(Path(name).stem, image_id_from_path(name)))
                 image_ids.append(image_id)
                 records += detections_to_coco(native, image_id, category_ids)
     if half:
