@@ -103,32 +103,42 @@ def _initial_state(data_yaml: Path) -> dict:
     return create_model("yolov7-tiny", nc=load_data_config(data_yaml).nc).double().state_dict()
 
 
-@pytest.mark.slow
-def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(data_yaml, tmp_path, monkeypatch) -> None:
+class _WrappedLoss:
+    """The real loss, with `hook(value, items, imgs) -> (value, items)` applied to each call's result."""
+
+    def __init__(self, real, hook) -> None:
+        self.real, self.hook = real, hook
+
+    def distribute(self, world_size: int) -> None:
+        self.real.distribute(world_size)
+
+    def __call__(self, preds, targets, imgs):
+        return self.hook(*self.real(preds, targets, imgs), imgs)
+
+
+def _wrap_the_loss(monkeypatch, hook) -> None:
+    """Make the trainer's `build_loss` return the real loss wrapped with `hook` (see _WrappedLoss)."""
     import yolov7lib.loss as loss_module
-    from yolov7lib.engine.trainer import TrainingDiverged, train
 
     real_build = loss_module.build_loss
+
+    def build(model, hyp, img_size=640):
+        return _WrappedLoss(real_build(model, hyp, img_size=img_size), hook)
+
+    monkeypatch.setattr(loss_module, "build_loss", build)
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(data_yaml, tmp_path, monkeypatch) -> None:
+    from yolov7lib.engine.trainer import TrainingDiverged, train
+
     calls = {"n": 0}
 
-    class Poisoned:
-        """The real loss, except that its 4th call returns NaN (epoch 2, batch 0)."""
+    def poison(value, items, imgs):  # the 4th call returns NaN (epoch 2, batch 0)
+        calls["n"] += 1
+        return (value * float("nan"), items) if calls["n"] == 4 else (value, items)
 
-        def __init__(self, real) -> None:
-            self.real = real
-
-        def distribute(self, world_size: int) -> None:
-            self.real.distribute(world_size)
-
-        def __call__(self, preds, targets, imgs):
-            calls["n"] += 1
-            value, items = self.real(preds, targets, imgs)
-            return (value * float("nan"), items) if calls["n"] == 4 else (value, items)
-
-    def poisoned_build(model, hyp, img_size=640):
-        return Poisoned(real_build(model, hyp, img_size=img_size))
-
-    monkeypatch.setattr(loss_module, "build_loss", poisoned_build)
+    _wrap_the_loss(monkeypatch, poison)
     opts = dict(data=str(data_yaml), model="yolov7-tiny", img=IMG, batch=4, epochs=3, max_batches=3,
                 workers=0, project=str(tmp_path), name="nan", progress=False)  # fmt: skip
     with pytest.raises(TrainingDiverged, match=r"epoch 2, batch 0 \(iteration 3\)"):
@@ -251,26 +261,17 @@ def test_resume_restores_the_global_random_states_of_the_checkpoint(data_yaml, t
 def spied_run(data_yaml, tmp_path_factory):
     """Two epochs of 5 batches of 2 (of 8 available) with multi-scale and plots on, recording every
     batch's loss items and input size, and, in order, each batch's iteration and each optimizer step."""
-    import yolov7lib.loss as loss_module
     from yolov7lib.engine.ema import ModelEMA
     from yolov7lib.engine.optim import Schedule
     from yolov7lib.engine.trainer import train
 
     events, items, sizes = [], [], []
-    real_build, real_apply, real_update = loss_module.build_loss, Schedule.apply, ModelEMA.update
+    real_apply, real_update = Schedule.apply, ModelEMA.update
 
-    class Recording:
-        def __init__(self, real) -> None:
-            self.real = real
-
-        def distribute(self, world_size: int) -> None:
-            self.real.distribute(world_size)
-
-        def __call__(self, preds, targets, imgs):
-            value, parts = self.real(preds, targets, imgs)
-            items.append(parts.detach().clone())
-            sizes.append(tuple(imgs.shape[2:]))
-            return value, parts
+    def record(value, parts, imgs):
+        items.append(parts.detach().clone())
+        sizes.append(tuple(imgs.shape[2:]))
+        return value, parts
 
     def apply(self, optimizer, ni, epoch):
         events.append(("batch", ni))
@@ -282,11 +283,7 @@ def spied_run(data_yaml, tmp_path_factory):
 
     project = tmp_path_factory.mktemp("spied")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(
-            loss_module,
-            "build_loss",
-            lambda model, hyp, img_size=640: Recording(real_build(model, hyp, img_size=img_size)),
-        )
+        _wrap_the_loss(mp, record)
         mp.setattr(Schedule, "apply", apply)
         mp.setattr(ModelEMA, "update", update)
         train(data=str(data_yaml), model="yolov7-tiny", img=IMG, batch=2, epochs=2, max_batches=5,
