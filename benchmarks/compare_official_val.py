@@ -52,12 +52,13 @@ from yolov7lib.data.formats import img2label_path, load_data_config
 from yolov7lib.engine.val import ValOptions, class_category_ids, run_val
 from yolov7lib.engine.weights import load_model
 
-# Runs inside the official checkout: build the model, save the official checkpoint, run test.py.
+# Runs inside the official checkout: build the model, save the official checkpoint, run the official
+# script (test.py here, detect.py for compare_official_detect.py) with the arguments after the first six.
 RUNNER = """
 import json, os, runpy, sys
 import torch
-root, spec, weights, checkpoint, fuse = sys.argv[1:6]
-sys.argv = ["test.py"] + sys.argv[6:]
+root, script, spec, weights, checkpoint, fuse = sys.argv[1:7]
+sys.argv = [script] + sys.argv[7:]
 sys.path.insert(0, root)
 import models.yolo as yolo
 spec = json.loads(open(spec).read())
@@ -68,7 +69,7 @@ model.requires_grad_(False)
 torch.save({"model": model.half(), "optimizer": None, "training_results": None, "epoch": -1}, checkpoint)
 if fuse == "0":
     yolo.Model.fuse = lambda self: self  # evaluate the training graph as it is
-runpy.run_path(os.path.join(root, "test.py"), run_name="__main__")
+runpy.run_path(os.path.join(root, script), run_name="__main__")
 """
 
 ROW = re.compile(r"^\s*(.+?)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$")
@@ -143,6 +144,26 @@ def scratch_split(split: Path, scratch: Path) -> Path:
     return scratch / "images" / split.name
 
 
+def official_command(
+    python: str, root: Path, script: str, model: torch.nn.Module, names: list[str], tmp: Path, fuse: bool
+) -> tuple[list[str], Path]:
+    """The command that runs RUNNER for the official `script` on `model` (its architecture and weights
+    written to `tmp`), and the path of the official checkpoint it saves; append the script's arguments."""
+    (tmp / "spec.json").write_text(json.dumps({"cfg": model.cfg, "nc": len(names), "names": list(names)}))
+    torch.save(model.state_dict(), tmp / "weights.pt")
+    checkpoint = tmp / "official.pt"
+    command = [python, "-c", RUNNER, str(root), script, str(tmp / "spec.json"), str(tmp / "weights.pt"),
+               str(checkpoint), "1" if fuse else "0"]  # fmt: skip
+    return command, checkpoint
+
+
+def run_official(command: list[str], root: Path) -> subprocess.CompletedProcess:
+    """Run `command` in the checkout, its output captured; the official torch.load reads the checkpoint
+    this script has just written, so full unpickling is allowed for it."""
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -177,22 +198,17 @@ def main() -> None:
         (tmp / "data.yaml").write_text(
             json.dumps({args.task: str(images), "nc": data.nc, "names": list(data.names)})
         )
-        (tmp / "spec.json").write_text(
-            json.dumps({"cfg": model.cfg, "nc": data.nc, "names": list(data.names)})
+        command, checkpoint = official_command(
+            args.official_python, root, "test.py", model, list(data.names), tmp, args.fuse
         )
-        torch.save(model.state_dict(), tmp / "weights.pt")
-        checkpoint = tmp / "official.pt"
-        command = [
-            args.official_python, "-c", RUNNER, str(root), str(tmp / "spec.json"), str(tmp / "weights.pt"),
-            str(checkpoint), "1" if args.fuse else "0",
+        command += [
             "--weights", str(checkpoint), "--data", str(tmp / "data.yaml"), "--img-size", str(args.img),
             "--batch-size", str(args.batch), "--conf-thres", str(args.conf), "--iou-thres", str(args.iou),
             "--task", args.task, "--device", "cpu", "--no-trace", "--verbose", "--save-json",
             "--project", str(tmp / "official"), "--name", "exp", "--exist-ok",
         ]  # fmt: skip
-        env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
         t0 = time.perf_counter()
-        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+        done = run_official(command, root)
         t_official = time.perf_counter() - t0
         if done.returncode != 0:
             raise SystemExit(f"the official test.py failed:\n{done.stderr[-3000:]}")

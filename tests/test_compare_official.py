@@ -158,6 +158,100 @@ def test_the_split_is_linked_not_copied_and_a_list_file_is_refused(val_tool, tmp
         val_tool.scratch_split(tmp_path / "list.txt", tmp_path / "scratch2")
 
 
+# -- benchmarks/compare_official_detect.py ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def detect_tool():
+    return load_script("compare_official_detect")
+
+
+def test_detect_comparison_refuses_a_folder_without_the_official_detect_py(
+    detect_tool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "yolo.py").write_text("")  # models/yolo.py alone is not enough
+    monkeypatch.setattr(sys, "argv", ["x", "--official", str(tmp_path), "--weights", "w.pt", "--source", "."])
+    with pytest.raises(SystemExit, match=r"not a checkout of the official YOLOv7 code.*detect\.py"):
+        detect_tool.main()
+
+
+def test_txt_rows_are_read_as_numbers_in_file_order(detect_tool, tmp_path: Path) -> None:
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("3 0.5 0.25 1 0.5 0.00145767\n\n0 0.1 0.2 0.3 0.4 1e-05\n")
+    (tmp_path / "labels" / "b.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    assert detect_tool.read_labels(tmp_path / "labels") == {
+        "a": [(3.0, 0.5, 0.25, 1.0, 0.5, 0.00145767), (0.0, 0.1, 0.2, 0.3, 0.4, 1e-05)],
+        "b": [(1.0, 0.5, 0.5, 0.2, 0.2)],
+    }
+    assert detect_tool.read_labels(tmp_path / "missing") == {}
+    (tmp_path / "labels" / "c.txt").write_text("1 0.5 0.5\n")
+    with pytest.raises(ValueError, match=r"c\.txt:1"):
+        detect_tool.read_labels(tmp_path / "labels")
+
+
+def _official_text(rows: list[tuple], w: int, h: int) -> list[tuple]:
+    """Rows of whole-pixel corners (cls, x1, y1, x2, y2, conf) as the official detect.py writes them:
+    normalised, %g, lowest confidence first."""
+    out = []
+    for c, x1, y1, x2, y2, conf in reversed(rows):
+        values = (c, (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h, conf)
+        out.append(tuple(float(f"{v:g}") for v in values))
+    return out
+
+
+def _our_text(rows: list[tuple], w: int, h: int) -> list[tuple]:
+    """The same detections as ours writes them (6 decimals, confidences 5), highest confidence first."""
+    out = []
+    for c, x1, y1, x2, y2, conf in rows:
+        box = ((x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h)
+        out.append((float(c), *(float(f"{v:.6f}") for v in box), float(f"{conf:.5f}")))
+    return out
+
+
+def test_per_image_comparison_catches_a_changed_confidence_class_box_or_missing_row(detect_tool) -> None:
+    w = h = 320  # square at --img 320: no padding, gain 1, so whole-pixel corners map to themselves
+    pixels = [(2, 10, 20, 110, 220, 0.912345), (0, 0, 5, 320, 64, 0.5), (2, 40, 40, 90, 90, 0.00123456)]
+    theirs, ours = _official_text(pixels, w, h), _our_text(pixels, w, h)
+    same, box, conf = detect_tool.compare_image(theirs, ours, (h, w), 320, 32)
+    assert same and box < 0.01 and conf <= 5e-6
+    assert detect_tool.compare_image([], [], (h, w), 320, 32) == (True, 0.0, 0.0)
+
+    changed = [list(r) for r in ours]
+    changed[0][5] += 2e-5  # a confidence beyond both printings
+    assert not detect_tool.compare_image(theirs, [tuple(r) for r in changed], (h, w), 320, 32)[0]
+    changed = [list(r) for r in ours]
+    changed[1][0] = 1.0  # another class
+    assert not detect_tool.compare_image(theirs, [tuple(r) for r in changed], (h, w), 320, 32)[0]
+    moved = _our_text([(2, 11, 20, 111, 220, 0.912345), *pixels[1:]], w, h)  # one pixel to the right
+    same, box, _ = detect_tool.compare_image(theirs, moved, (h, w), 320, 32)
+    assert not same and box == pytest.approx(1.0, abs=0.01)
+    assert detect_tool.compare_image(theirs, ours[:2], (h, w), 320, 32)[0] is False  # a missing row
+    assert detect_tool.compare_image(theirs, ours[::-1], (h, w), 320, 32)[0] is False  # official order
+
+
+def test_the_official_conventions_odd_padding_rounding_and_clipping_are_allowed_for(detect_tool) -> None:
+    # a 221 x 320 image at --img 320: 3 rows of padding, 1 on top; the official maps back through 1.5
+    h, w = 221, 320
+    ours = _our_text([(0, 10.3, 50.8, 100.7, 221.0, 0.5)], w, h)  # sub-pixel corners, bottom clipped
+    low, high = detect_tool.official_corner_bounds(ours, (h, w), 320, 32)
+    assert low.tolist() == [[10.0, 50.0, 101.0, 220.0]]  # 50.8 - 0.5 rounds to 50; the bottom edge may have
+    assert high.tolist() == [[10.0, 50.0, 101.0, 221.0]]  # been anywhere from 221 - 0.5 on
+    assert detect_tool.compare_image(
+        _official_text([(0, 10, 50, 101, 221, 0.5)], w, h), ours, (h, w), 320, 32
+    )[0]
+    assert not detect_tool.compare_image(
+        _official_text([(0, 10, 51, 101, 221, 0.5)], w, h), ours, (h, w), 320, 32
+    )[0]
+
+
+def test_the_runs_are_compared_image_by_image_and_a_missing_file_means_no_detections(detect_tool) -> None:
+    shapes = {"a": (320, 320), "b": (320, 320), "c": (320, 320)}
+    pixels = [(1, 10, 20, 110, 220, 0.75)]
+    theirs = {"a": _official_text(pixels, 320, 320), "b": _official_text(pixels, 320, 320)}
+    ours = {"a": _our_text(pixels, 320, 320)}  # nothing for b; neither writes c
+    result = detect_tool.compare_runs(theirs, ours, shapes, 320, 32)
+    assert (result["images"], result["identical"], result["rows"], result["differing"]) == (3, 2, 2, ["b"])
+
+
 # -- benchmarks/compare_official_augment.py -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def augment_tool():
