@@ -56,7 +56,10 @@ from yolov7lib.engine.weights import load_model
 # script (test.py here, detect.py for compare_official_detect.py) with the arguments after the first six.
 RUNNER = """
 import json, os, runpy, sys
+import numpy as np
 import torch
+if not hasattr(np, "trapz"):  # numpy 2 renamed it; the official metrics call the old name
+    np.trapz = np.trapezoid
 root, script, spec, weights, checkpoint, fuse = sys.argv[1:7]
 sys.argv = [script] + sys.argv[7:]
 sys.path.insert(0, root)
