@@ -15,8 +15,8 @@ help:
 	@echo "make test       run the whole test suite: unit tests and nbval notebook tests"
 	@echo "make test-fast  the suite without tests marked slow"
 	@echo "make lint       ruff check and ruff format --check"
-	@echo "make compare-official OFFICIAL=DIR   models, loss, augmentation, training, val and detect against a checkout"
-	@echo "                of the official code (needs its requirements; after make repro for val and detect)"
+	@echo "make compare-official OFFICIAL=DIR   models, loss, augmentation, training, val, detect and export against a checkout"
+	@echo "                of the official code (needs its requirements; after make repro for val, detect and export)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,8 @@ compare-official: $(STAMP)
 	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_val.py --official $(OFFICIAL) \
 		--weights runs/train/cpu/weights/best.pt --data data/shapes/data.yaml --img 320
 	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_detect.py --official $(OFFICIAL) \
+		--weights runs/train/cpu/weights/best.pt --source data/shapes/images/val --img 320
+	PYTHONPATH=$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(BIN)/python benchmarks/compare_official_export.py --official $(OFFICIAL) \
 		--weights runs/train/cpu/weights/best.pt --source data/shapes/images/val --img 320
 
 clean-venv:

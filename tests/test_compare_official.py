@@ -397,3 +397,87 @@ def test_largest_state_difference_names_its_tensor_and_skips_batch_counters(trai
     assert train_tool.largest_differences(theirs, theirs) == (0.0, "")
     with pytest.raises(SystemExit, match="differ in their tensors"):
         train_tool.largest_differences({**ours, "extra": torch.zeros(1)}, theirs)
+
+
+# -- benchmarks/compare_official_export.py ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def export_tool():
+    return load_script("compare_official_export")
+
+
+def test_export_comparison_refuses_a_folder_without_export_py(
+    export_tool, tmp_path: Path, monkeypatch
+) -> None:
+    (tmp_path / "models").mkdir()
+    for name in ("yolo.py", "experimental.py"):
+        (tmp_path / "models" / name).write_text("")
+    monkeypatch.setattr(
+        sys, "argv", ["x", "--official", str(tmp_path), "--weights", "w.pt", "--source", str(tmp_path)]
+    )
+    with pytest.raises(SystemExit, match=r"not a checkout of the official YOLOv7 code \(expected export.py"):
+        export_tool.main()
+
+
+DETS = [(3, 0.9, 10.0, 20.0, 110.0, 220.0), (1, 0.5, 50.0, 60.0, 70.0, 80.0), (1, 0.4, 0.0, 0.0, 5.0, 5.0)]
+
+
+def test_official_rows_and_our_padded_outputs_become_the_same_detections(export_tool) -> None:
+    rows = np.array([[1, *d[2:], d[0], d[1]] for d in DETS[:2]] + [[0, *DETS[2][2:], 1, 0.4]], np.float32)
+    theirs = export_tool.official_detections(rows, 3)
+    boxes = np.zeros((3, 4, 4), np.float32)
+    scores = np.zeros((3, 4), np.float32)
+    classes = np.full((3, 4), -1, np.int64)
+    boxes[1, :2], scores[1, :2], classes[1, :2] = [d[2:] for d in DETS[:2]], [0.9, 0.5], [3, 1]
+    boxes[0, 0], scores[0, 0], classes[0, 0] = DETS[2][2:], 0.4, 1
+    ours = export_tool.our_detections(np.array([[1], [2], [0]]), boxes, scores, classes)
+    assert [len(d) for d in theirs] == [len(d) for d in ours] == [1, 2, 0]
+    result = export_tool.compare_end2end(theirs, ours)
+    assert result["matched"] == 3 and result["differing"] == [] and result["reordered"] == []
+    assert result["score"] < 1e-7 and result["box_px"] == 0.0
+
+
+def test_end2end_matching_finds_a_moved_box_a_missing_detection_and_another_order(export_tool) -> None:
+    same = export_tool.match_image(DETS, list(DETS))
+    assert same["matched"] == 3 and same["same_order"] and not same["missing"] and not same["extra"]
+    moved = [DETS[0], (1, 0.5, 50.0, 60.5, 70.0, 80.0), DETS[2]]
+    result = export_tool.match_image(DETS, moved)
+    assert result["matched"] == 2 and result["missing"] == [DETS[1]] and result["extra"] == [moved[1]]
+    slightly = [DETS[0], (1, 0.5 + 5e-5, 50.0, 60.0 + 5e-4, 70.0, 80.0), DETS[2]]  # within the tolerances
+    assert export_tool.match_image(DETS, slightly)["matched"] == 3
+    other_class = [DETS[0], (2, *DETS[1][1:]), DETS[2]]
+    assert export_tool.match_image(DETS, other_class)["matched"] == 2
+    missing = export_tool.compare_end2end([DETS, []], [DETS[:2], []])
+    assert missing["differing"] == [0] and missing["matched"] == 2 and missing["official"] == 3
+    swapped = export_tool.compare_end2end([DETS], [[DETS[1], DETS[0], DETS[2]]])
+    assert swapped["differing"] == [] and swapped["reordered"] == [0]
+
+
+def test_plain_differences_measure_boxes_and_scores_apart(export_tool) -> None:
+    theirs = np.random.default_rng(0).random((2, 30, 9)).astype(np.float32)
+    theirs[..., :4] *= 320
+    assert export_tool.plain_differences(theirs, theirs.copy(), 320) == {
+        "scores_abs": 0.0,
+        "boxes_px": 0.0,
+        "boxes_rel": 0.0,
+    }
+    ours = theirs.copy()
+    ours[1, 7, 2] += 0.5
+    ours[0, 3, 6] -= 0.01
+    d = export_tool.plain_differences(theirs, ours, 320)
+    assert d["boxes_px"] == pytest.approx(0.5, abs=1e-4) and d["scores_abs"] == pytest.approx(0.01, abs=1e-6)
+    assert d["boxes_rel"] == pytest.approx(0.5 / (320 + theirs[1, 7, 2]), rel=1e-3)
+    with pytest.raises(ValueError, match="shapes differ"):
+        export_tool.plain_differences(theirs, ours[:, :20], 320)
+
+
+def test_nms_of_plain_keeps_the_best_box_per_class_and_a_small_offset_mixes_classes(export_tool) -> None:
+    # (x, y, w, h, obj, cls0, cls1): two overlapping boxes of class 0, one of class 1, one below conf
+    rows = [[740, 740, 40, 40, 0.9, 0.9, 0.1], [742, 740, 40, 40, 0.8, 0.9, 0.1],
+            [100, 100, 40, 40, 0.9, 0.1, 0.8], [300, 300, 10, 10, 0.1, 0.5, 0.1]]  # fmt: skip
+    pred = np.array([rows], np.float32)
+    kept = export_tool.nms_of_plain(pred, 0.25, 0.45, 100, 4096)[0]
+    assert [(c, round(s, 4)) for c, s, *_ in kept] == [(0, 0.81), (1, 0.72)]
+    assert kept[1][2:] == (80.0, 80.0, 120.0, 120.0)
+    assert export_tool.nms_of_plain(pred, 0.25, 0.45, 1, 4096)[0] == kept[:1]
+    # with a class offset of 640 the class-1 box (80..120 in x and y) moves onto the class-0 box (720..760)
+    assert [c for c, *_ in export_tool.nms_of_plain(pred, 0.25, 0.45, 100, 640)[0]] == [0]
