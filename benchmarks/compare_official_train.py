@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -55,6 +53,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_official_models import relative_difference
+from compare_official_val import run_official
 from official_checkout import check_checkout
 
 from yolov7lib.configs import load_hyp
@@ -156,10 +155,10 @@ def training_hyp(profile: str) -> dict[str, Any]:
     return {**load_hyp(profile), **AUGMENTATION_OFF}
 
 
-def _run(cmd: list[str], cwd: Path, log: Path, what: str) -> None:
-    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # the official loads files written here
-    with log.open("w") as f:
-        done = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
+def _run(command: list[str], root: Path, log: Path, what: str) -> None:
+    """`run_official` of `command` in the checkout `root`, its output kept in `log`; SystemExit on failure."""
+    done = run_official(command, root)
+    log.write_text(done.stdout + done.stderr)
     if done.returncode:
         tail = "\n".join(log.read_text().splitlines()[-25:])
         raise SystemExit(f"{what} failed (exit {done.returncode}); the end of {log}:\n{tail}")
@@ -217,11 +216,11 @@ def main() -> None:
             "--img-size", str(args.img), str(args.img), "--device", "cpu", "--noautoanchor", "--notest",
             "--workers", "0", "--project", str(scratch / "official"), "--name", "exp",
         ],
-        scratch, scratch / "official.log", f"the official {script}",
+        root, scratch / "official.log", f"the official {script}",
     )  # fmt: skip
     _run(
         [args.official_python, "-c", DUMPER, str(root), str(scratch / "official/exp/weights"), str(scratch)],
-        scratch, scratch / "official_dump.log", "reading the official checkpoints",
+        root, scratch / "official_dump.log", "reading the official checkpoints",
     )  # fmt: skip
 
     print("yolov7lib trainer: the same initial weights, data and hyperparameters")
@@ -268,10 +267,11 @@ def main() -> None:
         )  # fmt: skip
     (scratch / "comparison.json").write_text(json.dumps(summary, indent=1))
     same_updates = all(row["ema_updates"][0] == row["ema_updates"][1] for row in summary)
-    agree = worst <= args.tol and same_updates and all(row["same_printed_losses"] for row in summary)
+    same_losses = all(row["same_printed_losses"] for row in summary)
+    agree = worst <= args.tol and same_updates and same_losses
     print(
         f"largest relative weight difference {worst:.1e} (tolerance {args.tol:g}); losses "
-        f"{'equal' if all(r['same_printed_losses'] for r in summary) else 'NOT equal'} at the official's "
+        f"{'equal' if same_losses else 'NOT equal'} at the official's "
         f"4 printed digits: {'AGREE' if agree else 'DIFFER'}"
     )
     if agree and not args.keep:
