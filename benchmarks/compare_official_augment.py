@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from official_checkout import import_official
+from official_checkout import add_official_arguments, import_official
 
 from yolov7lib.data import augment as ours
 
@@ -237,9 +237,7 @@ def check_paste_in(theirs: Any, rng: np.random.Generator, cases: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--official", type=Path, required=True, help="folder of a checkout of WongKinYiu/yolov7"
-    )
+    add_official_arguments(parser, interpreter=False)
     parser.add_argument("--cases", type=int, default=200, help="random cases per function")
     args = parser.parse_args()
     theirs = import_official_datasets(args.official.resolve())

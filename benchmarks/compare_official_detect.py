@@ -59,7 +59,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_official_val import official_command, run_official
-from official_checkout import check_checkout
+from official_checkout import add_official_arguments, check_checkout
 
 from yolov7lib.data.formats import IMG_FORMATS
 from yolov7lib.engine.detect import DetectOptions, preprocess, run_detect
@@ -187,10 +187,7 @@ def image_shapes(folder: Path) -> dict[str, tuple[int, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--official", type=Path, required=True, help="folder of a checkout of WongKinYiu/yolov7"
-    )
-    parser.add_argument("--official-python", default=sys.executable, help="interpreter for the official side")
+    add_official_arguments(parser)
     parser.add_argument("--weights", required=True, help="a yolov7lib or official checkpoint")
     parser.add_argument("--source", type=Path, required=True, help="one folder of images")
     parser.add_argument("--img", type=int, default=640, help="a multiple of the model's stride")

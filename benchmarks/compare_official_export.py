@@ -70,7 +70,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_official_val import official_command, run_official
-from official_checkout import check_checkout
+from official_checkout import add_official_arguments, check_checkout
 
 from yolov7lib.data.augment import letterbox
 from yolov7lib.data.formats import IMG_FORMATS
@@ -239,10 +239,7 @@ def run_official_export(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--official", type=Path, required=True, help="folder of a checkout of WongKinYiu/yolov7"
-    )
-    parser.add_argument("--official-python", default=sys.executable, help="interpreter for the official side")
+    add_official_arguments(parser)
     parser.add_argument("--weights", help="a yolov7lib or official checkpoint")
     parser.add_argument("--model", help="an architecture with random weights instead (e.g. yolov7)")
     parser.add_argument("--nc", type=int, default=80, help="classes of --model")

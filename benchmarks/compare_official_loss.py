@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_loss import SETTINGS, interleaved_times, predictions, random_targets
-from official_checkout import check_checkout, import_official
+from official_checkout import add_official_arguments, check_checkout, import_official
 from test_assign_oracle import oracle_config, oracle_loss
 
 from yolov7lib.configs import load_hyp
@@ -248,9 +248,7 @@ def compare(name: str, official: types.ModuleType, repeats: int, real: bool) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--official", type=Path, required=True, help="folder of a checkout of WongKinYiu/yolov7"
-    )
+    add_official_arguments(parser, interpreter=False)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steadier)")
     parser.add_argument(

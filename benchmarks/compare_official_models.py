@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from official_checkout import import_official
+from official_checkout import add_official_arguments, import_official
 
 from yolov7lib.models import count_params, create_model, load_official, randomize_batchnorm, reparameterize
 
@@ -164,9 +164,7 @@ def compare(name: str, official: Any, root: Path, img: int) -> list[tuple[str, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--official", type=Path, required=True, help="folder of a checkout of WongKinYiu/yolov7"
-    )
+    add_official_arguments(parser, interpreter=False)
     parser.add_argument("--only", choices=list(PAIRS), action="append", help="compare these models only")
     parser.add_argument(
         "--img", type=int, default=128, help="image size of the random inputs (multiple of 64)"

@@ -54,7 +54,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_official_models import relative_difference
 from compare_official_val import run_official
-from official_checkout import check_checkout
+from official_checkout import add_official_arguments, check_checkout
 
 from yolov7lib.configs import load_hyp
 from yolov7lib.data import synthesize
@@ -166,8 +166,7 @@ def _run(command: list[str], root: Path, log: Path, what: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official", type=Path, required=True, help="a checkout of WongKinYiu/yolov7")
-    parser.add_argument("--official-python", default=sys.executable, help="interpreter for the official side")
+    add_official_arguments(parser)
     parser.add_argument("--model", default="yolov7-tiny", choices=sorted(OFFICIAL))
     parser.add_argument("--hyp", help="hyperparameter profile (default: the model's); augmentation is off")
     parser.add_argument("--epochs", type=int, default=4, help="epochs, of one batch each")

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from official_checkout import check_checkout
+from official_checkout import add_official_arguments, check_checkout
 
 from yolov7lib.data.formats import img2label_path, load_data_config
 from yolov7lib.engine.val import ValOptions, class_category_ids, run_val
@@ -169,10 +169,7 @@ def run_official(command: list[str], root: Path) -> subprocess.CompletedProcess:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--official", type=Path, required=True, help="folder of a checkout of WongKinYiu/yolov7"
-    )
-    parser.add_argument("--official-python", default=sys.executable, help="interpreter for the official side")
+    add_official_arguments(parser)
     parser.add_argument("--weights", required=True, help="a yolov7lib or official checkpoint")
     parser.add_argument("--data", required=True, help="data.yaml (the split must be one YOLO-layout folder)")
     parser.add_argument("--task", default="val", choices=("val", "test"))

@@ -6,6 +6,7 @@ with --official, after checking that it is one, or stop with a message saying wh
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 import types
@@ -13,6 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 CLONE = "clone https://github.com/WongKinYiu/yolov7 and pass its folder"
+
+
+def add_official_arguments(parser: argparse.ArgumentParser, interpreter: bool = True) -> None:
+    """`--official` (the checkout's folder) and, for the scripts that run the official code in a
+    subprocess (`interpreter`), `--official-python` (default: this interpreter)."""
+    parser.add_argument(
+        "--official", type=Path, required=True, help="folder of a checkout of WongKinYiu/yolov7"
+    )
+    if interpreter:
+        parser.add_argument(
+            "--official-python", default=sys.executable, help="interpreter for the official side"
+        )
 
 
 def check_checkout(root: Path, expected: Sequence[str]) -> Path:
