@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
 from pycocotools.coco import COCO
 
 from yolov7lib.cli import main
-from yolov7lib.data import load_data_config, synth, synthesize
+from yolov7lib.data import dataset_manifest, load_data_config, synth, synthesize
 from yolov7lib.data.synth import CATEGORY_IDS, CLASS_NAMES, MIN_VISIBLE, render_image
 
 
@@ -199,3 +204,75 @@ def test_synth_writes_only_the_splits_asked_for_and_refuses_an_empty_set(tmp_pat
     with pytest.raises(ValueError, match="at least one image"):
         synthesize(tmp_path / "none", n_train=0, n_val=0, img_size=64, workers=1, progress=False)
     assert not (tmp_path / "none").exists()
+
+
+# -- the manifest the training stages depend on (yolov7lib/data/manifest.py) ---------------------------
+
+
+def test_the_manifest_sees_labels_annotations_and_names_but_not_image_bytes(
+    synth_set: Path, tmp_path: Path
+) -> None:
+    """Each change below is made to a fresh copy of the set: what changes the data a model is trained on
+    (a label row, the annotation json, an image's name, an image missing) changes the digest; redrawn
+    pixels, a label cache, modification times and the folder's location do not."""
+    reference = dataset_manifest(synth_set)
+    assert (reference["images"], reference["other_files"]) == (16, 16 + 3)
+
+    def changed(edit) -> bool:
+        copy = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(synth_set, copy)
+        edit(copy)
+        return dataset_manifest(copy) != reference
+
+    image = Path("images/train/000000.jpg")
+    label = Path("labels/train/000000.txt")
+
+    def redraw(root: Path) -> None:
+        pixels = cv2.imread(str(root / image))
+        pixels[:8, :8] = 255 - pixels[:8, :8]
+        assert cv2.imwrite(str(root / image), pixels)
+
+    def edit_label(root: Path) -> None:
+        rows = (root / label).read_text().splitlines()
+        rows[0] = rows[0].replace(rows[0].split()[1], "0.5", 1)
+        (root / label).write_text("\n".join(rows) + "\n")
+
+    def touch_all(root: Path) -> None:
+        for p in root.rglob("*"):
+            os.utime(p, (1, 1))
+
+    assert not changed(redraw)
+    assert not changed(touch_all)
+    assert not changed(lambda root: (root / "labels" / "train.yolov7lib.cache").write_bytes(b"cache"))
+    assert changed(edit_label)
+    assert changed(lambda root: (root / "annotations" / "instances_val.json").write_text("{}"))
+    assert changed(lambda root: (root / image).rename(root / image.with_name("000099.jpg")))
+    assert changed(lambda root: (root / image).unlink())
+    assert changed(lambda root: (root / "data.yaml").write_text("nc: 1\n"))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        dataset_manifest(tmp_path / "absent")
+
+
+@pytest.mark.slow
+def test_the_manifest_is_the_same_when_opencv_and_numpy_round_differently(tmp_path: Path) -> None:
+    """What another CPU model does to the generated set, imitated by switching off the vector code of
+    OpenCV and NumPy in a second process: some images change by a few pixel levels, the labels, the
+    annotations and so the manifest must not."""
+    settings = ["--train", "40", "--val", "10", "--img-size", "160", "--seed", "0"]
+    here = tmp_path / "here"
+    synthesize(here, n_train=40, n_val=10, img_size=160, seed=0, workers=1, progress=False)
+    scalar = tmp_path / "scalar"
+    env = {
+        **os.environ,
+        "OPENCV_CPU_DISABLE": "AVX512-SKX,AVX2,FP16,AVX",
+        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL X86_V3",
+    }
+    cmd = [sys.executable, "-m", "yolov7lib", "data", "synth", "--out", str(scalar), *settings]
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
+    a, b = _tree_digest(here), _tree_digest(scalar)
+    assert a.keys() == b.keys()
+    differ = sorted(name for name in a if a[name] != b[name])
+    assert all(name.startswith("images/") for name in differ), differ  # labels and annotations agree
+    if not differ:
+        pytest.skip("switching off the vector code changed no image on this CPU: nothing to compare")
+    assert dataset_manifest(here) == dataset_manifest(scalar)

@@ -117,6 +117,30 @@ def test_every_stage_notebook_exists_or_is_not_in_dvc_yaml() -> None:
         assert (ROOT / "notebooks" / STAGES[stage].notebook).is_file(), stage
 
 
+def _stage_paths(entries: list) -> list[str]:
+    """The paths of a dvc.yaml deps or outs list (an entry is a path or {path: options})."""
+    return [e if isinstance(e, str) else next(iter(e)) for e in entries]
+
+
+def test_every_stage_that_reads_the_data_depends_on_its_manifest_not_its_bytes() -> None:
+    """The generated images differ in a few pixels between CPU models, their manifest does not
+    (tests/test_data_synth.py); a stage that depended on data/shapes itself would rerun on every other
+    CPU. The data stage writes the manifest where every profile says (`data.manifest_out`)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    data_outs = _stage_paths(stages["data"]["outs"])
+    manifest = "reports/metrics/data_manifest.json"
+    assert "data/shapes" in data_outs and manifest in data_outs
+    assert {PARAMS[profile]["data"]["manifest_out"] for profile in PROFILES} == {manifest}
+    readers = set()
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        deps = _stage_paths(body.get("deps", []))
+        assert "data/shapes" not in deps, name
+        if manifest in deps:
+            readers.add(name)
+    assert readers == {"train", "ablation", "evaluate"}
+
+
 def _declared_parameters(notebook: Path) -> list[str]:
     """The names the notebook's `parameters` cell assigns, read with Python's own parser."""
     cells = json.loads(notebook.read_text())["cells"]
