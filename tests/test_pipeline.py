@@ -224,3 +224,29 @@ def test_git_keeps_every_committed_output_and_ignores_the_environment(tmp_path: 
     (tmp_path / ".venv").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     check = subprocess.run(["git", "check-ignore", "-q", ".venv"], cwd=tmp_path, check=False)
     assert check.returncode == 0, "a .venv link is not ignored"
+
+
+def test_torchrun_command_passes_every_option_that_differs_from_the_default() -> None:
+    """The training notebook's torchrun launch (nproc > 1) must train with the options it was given:
+    `workers: 0` (a profile's value, falsy) once fell back to the trainer's default of 2."""
+    from dataclasses import asdict
+
+    from yolov7lib.cli import build_parser
+    from yolov7lib.engine.trainer import TrainOptions
+    from yolov7lib.pipeline import torchrun_command
+
+    options = dict(model="yolov7-tiny", data="data/coco/coco.yaml", hyp="tiny", epochs=1, batch=4, img=160,
+                   workers=0, seed=0, device="", project="runs/train", name="yolov7-tiny", exist_ok=True,
+                   max_batches=0, hyp_overrides={}, sync_bn=True, noval=False)  # fmt: skip
+    cmd = torchrun_command(options, 2)
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    train_args = cmd[cmd.index("train") + 1 :]
+    assert "--workers=0" in train_args and "--sync-bn" in train_args and "--exist-ok" in train_args
+    parsed = vars(build_parser().parse_args(["train", *train_args]))
+    given = {k: v for k, v in parsed.items() if k in asdict(TrainOptions()) and v is not None}
+    expected = {k: v for k, v in options.items() if k != "hyp_overrides"}
+    assert asdict(TrainOptions(**given)) == asdict(TrainOptions(**expected))
+    with pytest.raises(ValueError, match="hyp_overrides"):
+        torchrun_command({"hyp_overrides": {"lr0": 0.1}}, 2)
+    with pytest.raises(ValueError, match="plots"):
+        torchrun_command({"plots": False}, 2)

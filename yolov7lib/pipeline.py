@@ -135,6 +135,41 @@ def notebook_parameters(stage: str, item: str | None, profile: str, settings: di
     return {**base, **block}
 
 
+def torchrun_command(options: dict[str, Any], nproc: int) -> list[str]:
+    """The one-node `torchrun` command (`nproc` processes) that trains with `options`, the keyword
+    arguments of `yolov7lib.train`, through the `yolov7 train` command line.
+
+    Every option whose value differs from TrainOptions' default is passed, falsy values included
+    (`workers=0`, `seed=0` on a kit whose default changed); an option the command line cannot say
+    (`hyp_overrides`: write them into a hyp file first; a switched-off `plots`) raises ValueError.
+    `--standalone` lets torchrun pick a free port, so two runs on one machine do not collide.
+    """
+    from dataclasses import MISSING, fields
+
+    from yolov7lib.engine.trainer import TrainOptions
+
+    defaults = {f.name: f.default for f in fields(TrainOptions) if f.default is not MISSING}
+    flags = {"exist_ok", "deterministic", "multi_scale", "sync_bn", "linear_lr", "noval", "val_final_only",
+             "float64"}  # fmt: skip
+    args = []
+    for key, value in options.items():
+        if key == "hyp_overrides" and not value:
+            continue
+        if key not in defaults or (isinstance(defaults[key], bool) and key not in flags):
+            raise ValueError(f"option {key}={value!r} cannot be given to `yolov7 train` on the command line")
+        if value == defaults[key] and type(value) is type(defaults[key]):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key in flags:
+            if value is not True:
+                raise ValueError(f"option {key}={value!r}: `yolov7 train` has only the switch {flag}")
+            args.append(flag)
+        else:
+            args.append(f"{flag}={value}")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return [*launcher, "-m", "yolov7lib", "train", *args]
+
+
 def is_active(stage: str, item: str | None, settings: dict[str, Any]) -> bool:
     if stage == "train":
         return item in settings["train"]["runs"]
