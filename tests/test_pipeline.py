@@ -250,3 +250,28 @@ def test_torchrun_command_passes_every_option_that_differs_from_the_default() ->
         torchrun_command({"hyp_overrides": {"lr0": 0.1}}, 2)
     with pytest.raises(ValueError, match="plots"):
         torchrun_command({"plots": False}, 2)
+
+
+@pytest.mark.slow
+def test_evaluation_notebook_reads_a_validation_list_file(tmp_path: Path) -> None:
+    """COCO's coco.yaml names its splits by list files (val2017.txt), not folders: the evaluation
+    notebook's example images must come from the list (a folder glob found none and the figure failed)."""
+    import subprocess
+    import sys
+
+    from yolov7lib.data import synthesize
+
+    doc = yaml.safe_load(synthesize(tmp_path, n_train=2, n_val=3, img_size=64, progress=False).read_text())
+    images = sorted((tmp_path / "images" / "val").glob("*.jpg"))
+    (tmp_path / "val.txt").write_text("".join(f"./images/val/{p.name}\n" for p in images))
+    listed = tmp_path / "listed.yaml"
+    listed.write_text(yaml.safe_dump({"train": "images/train", "val": "val.txt", "names": doc["names"]}))
+    out, figure, metrics = tmp_path / "out.ipynb", tmp_path / "detections.png", tmp_path / "eval.json"
+    params = {"data": str(listed), "img": 64, "examples": 2, "settings": [["fp32", 0.65]],
+              "project": str(tmp_path / "val"), "json_out": str(metrics),
+              "figure_out": str(figure)}  # fmt: skip
+    notebook = str(ROOT / "notebooks" / "04-evaluate.ipynb")
+    cmd = [sys.executable, "-m", "papermill", notebook, str(out), "-y", json.dumps(params)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert figure.is_file() and json.loads(metrics.read_text())["table10"]
