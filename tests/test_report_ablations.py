@@ -84,3 +84,16 @@ def test_ablation_variant_names_may_contain_dash_s(tmp_path: Path) -> None:
     _write_run(tmp_path, "t5-w6-small-s12", 0.4)
     runs = collect_runs(tmp_path)
     assert set(runs) == {"t5-w6-small"} and set(runs["t5-w6-small"]) == {1, 12}
+
+
+def test_runs_of_another_profile_are_left_out(tmp_path, caplog) -> None:
+    """reports/metrics/ablations holds the default profile's committed proxy runs: once the paper
+    profile has run some items, the others must not be averaged in or reported at the paper's scale."""
+    m = {"ap": 0.10, "ap50": 0.30}
+    for name, profile in [("t6-base-s0", "paper"), ("t6-base-s1", "default"), ("t4-fig6a-s0", "default")]:
+        (tmp_path / f"{name}.json").write_text(json.dumps({"profile": profile, "coco": m}))
+    with caplog.at_level("WARNING"):
+        runs = collect_runs(tmp_path, profile="paper")
+    assert runs == {"t6-base": {0: m}}
+    assert "t6-base-s1 (default)" in caplog.text and "t4-fig6a-s0 (default)" in caplog.text
+    assert set(collect_runs(tmp_path)) == {"t6-base", "t4-fig6a"}  # without a profile: every run

@@ -10,6 +10,7 @@ variant (in percent, the paper's unit).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import statistics
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from yolov7lib.report.reproduced import Reproductions
+
+logger = logging.getLogger(__name__)
 
 # paper column -> key of the COCO metrics a training run records
 COCO_COLUMNS = {
@@ -36,17 +39,34 @@ def _variant(name: str) -> tuple[str, int]:
     return variant, int(seed)
 
 
-def collect_runs(metrics_dir: str | Path) -> dict[str, dict[int, dict[str, float]]]:
-    """variant -> seed -> COCO metrics of every finished (not skipped) run under `metrics_dir`."""
+def collect_runs(
+    metrics_dir: str | Path, profile: str | None = None
+) -> dict[str, dict[int, dict[str, float]]]:
+    """variant -> seed -> COCO metrics of every finished (not skipped) run under `metrics_dir`.
+
+    With `profile`, a run that another profile recorded (its `profile` field) is left out with a
+    warning naming it: the committed runs of the default profile's proxies stay in reports/ until the
+    active profile's own run of that item replaces them, and must not be averaged with, or reported at
+    the scale of, the active profile's runs.
+    """
     runs: dict[str, dict[int, dict[str, float]]] = {}
+    others: list[str] = []
     for path in sorted(Path(metrics_dir).glob("*.json")):
         record = json.loads(path.read_text())
         if record.get("skipped"):
+            continue
+        if profile is not None and record.get("profile", profile) != profile:
+            others.append(f"{path.stem} ({record['profile']})")
             continue
         if "coco" not in record:
             raise ValueError(f"{path}: no COCO metrics (was the run evaluated with COCO annotations?)")
         variant, seed = _variant(path.stem)
         runs.setdefault(variant, {})[seed] = dict(record["coco"])
+    if others:
+        shown = ", ".join(others)
+        logger.warning(
+            "%s: %d runs of other profiles than %r left out: %s", metrics_dir, len(others), profile, shown
+        )
     return runs
 
 
