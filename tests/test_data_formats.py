@@ -49,7 +49,9 @@ def test_image_sources_folder_list_file_and_lists(tmp_path: Path) -> None:
         list_image_files(tmp_path / "nowhere")
 
 
-def test_reference_coco_yaml_layout_loads_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reference_coco_yaml_layout_loads_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """The reference's data/coco.yaml: list files relative to the working folder, images/ -> labels/."""
     root = tmp_path / "repo"
     (root / "data").mkdir(parents=True)
@@ -66,7 +68,10 @@ def test_reference_coco_yaml_layout_loads_unchanged(tmp_path: Path, monkeypatch:
         f"test: ./coco/test-dev2017.txt\nnc: 80\nnames: [{names80}]\n"
     )
     monkeypatch.chdir(root)
-    cfg = load_data_config("data/coco.yaml")  # relative to the working folder, as in the reference
+    with caplog.at_level("INFO", logger="yolov7lib.data.formats"):
+        cfg = load_data_config("data/coco.yaml")  # relative to the working folder, as in the reference
+    # the tree is in place: the note on the absent test-dev list must not ask to put COCO in place
+    assert "test-dev2017.txt" in caplog.text and "skipped" in caplog.text and "put COCO" not in caplog.text
     assert cfg.nc == 80 and cfg.names[79] == "c79" and "test" not in cfg.splits  # absent test list is skipped
     ds = DetectionDataset(cfg.splits["train"], img_size=64, nc=cfg.nc, progress=False)
     assert len(ds) == 2 and [lb[:, 0].tolist() for lb in ds.labels] == [[1.0], [0.0]]

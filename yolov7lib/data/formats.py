@@ -188,7 +188,8 @@ def _resolve(entry: str, bases: list[Path], key: str, origin: Path) -> Path:
         if c.exists():
             return c
     tried = ", ".join(repr(str(c)) for c in candidates)
-    hint = f"; put {COCO_LAYOUT}" if "2017" in Path(entry).name else ""  # the COCO split names
+    # the COCO split names; not for the test split, which is optional and not part of that layout
+    hint = f"; put {COCO_LAYOUT}" if "2017" in Path(entry).name and key != "test" else ""
     raise FileNotFoundError(f"{origin}: {key} path {entry!r} does not exist (tried {tried}){hint}")
 
 
@@ -226,7 +227,7 @@ def load_data_config(path: str | Path) -> DataConfig:
             except FileNotFoundError as e:
                 if split != "test":
                     raise
-                logger.info("%s; test split skipped", e)  # coco.yaml names a test list few people have
+                logger.info("%s; the test split is optional: skipped", e)  # coco.yaml's test-dev list
                 continue
             if len(splits[split]) == 1 and splits[split][0].suffix == ".json":
                 json_paths[split] = splits[split][0]
