@@ -450,6 +450,37 @@ def test_the_final_validation_scores_against_the_data_configs_coco_json(scripted
     assert finals == [(None, None)] * 3 + [(scripted_run.gt, scripted_run.run / "predictions.json")]
 
 
+def test_the_final_validation_maps_classes_to_the_found_coco_jsons_categories(data_yaml, tmp_path) -> None:
+    """The official coco.yaml names no json: the trainer finds annotations/instances_val2017.json beside the
+    split and must key its predictions by that json's category ids (COCO's 1..90), as `yolov7 val` does;
+    with the class index as the id, pycocotools scored perfect predictions at AP 0."""
+    import json
+
+    import yaml
+
+    import yolov7lib.engine.trainer as trainer_module
+
+    doc = yaml.safe_load(data_yaml.read_text())
+    plain = {"path": str(data_yaml.parent), "train": doc["train"], "val": doc["val"], "names": doc["names"]}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(plain))  # no train_json / val_json keys
+    gt = data_yaml.parent / "annotations" / "instances_val.json"
+    categories = sorted(c["id"] for c in json.loads(gt.read_text())["categories"])
+    assert categories != list(range(len(categories)))
+    asked = []
+
+    def spy_evaluate(model, loader, names, **kwargs):
+        asked.append(kwargs)
+        return trainer_module.EvalResult(0.0, 0.0, 0.0, 0.0, 4, 4)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainer_module, "evaluate", spy_evaluate)
+        trainer_module.train(
+            data=str(tmp_path / "data.yaml"), model="yolov7-tiny", img=IMG, batch=4, epochs=1, max_batches=1,
+            workers=0, project=str(tmp_path), name="r", progress=False, plots=False,
+        )  # fmt: skip
+    assert asked[-1]["coco_json"] == gt and list(asked[-1]["category_ids"]) == categories
+
+
 # --- plots ----------------------------------------------------------------------------------------------
 
 

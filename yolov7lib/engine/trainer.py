@@ -45,6 +45,7 @@ from yolov7lib.engine.ema import ModelEMA, unwrap
 from yolov7lib.engine.evaluator import EvalResult, evaluate, find_coco_annotations
 from yolov7lib.engine.optim import Schedule, accumulation_steps, build_optimizer, nominal_batch
 from yolov7lib.engine.runs import increment_run_dir, read_results
+from yolov7lib.engine.val import class_category_ids
 
 logger = logging.getLogger(__name__)
 
@@ -382,12 +383,15 @@ class Trainer:
         final = epoch + 1 == self.opts.epochs
         if self.opts.val_final_only and not final:
             return None
-        coco_json = None
+        coco_json = category_ids = None
         if final:
             coco_json = self.data.json.get("val") or find_coco_annotations(self.data.splits["val"])
+            # as `yolov7 val`: a json found beside the split (the official coco.yaml names none) gives the
+            # class -> category id mapping (COCO's 1..90); the class index as the id scores nothing
+            category_ids = class_category_ids(self.data, coco_json)
         return evaluate(
             self.ema.ema, self.val_loader, self.names, conf_thres=0.001, iou_thres=0.6,
-            coco_json=coco_json, category_ids=self.data.category_ids,
+            coco_json=coco_json, category_ids=category_ids,
             save_json=self.run_dir / "predictions.json" if final else None, progress=self.opts.progress,
         )  # fmt: skip
 
