@@ -141,26 +141,29 @@ def torchrun_command(options: dict[str, Any], nproc: int) -> list[str]:
 
     Every option whose value differs from TrainOptions' default is passed, falsy values included
     (`workers=0`, `seed=0` on a kit whose default changed); an option the command line cannot say
-    (`hyp_overrides`: write them into a hyp file first; a switched-off `plots`) raises ValueError.
-    `--standalone` lets torchrun pick a free port, so two runs on one machine do not collide.
+    (`hyp_overrides`: write them into a hyp file first; a switched-off `plots`) raises ValueError; what
+    it can say is read from `yolov7 train`'s own parser. `--standalone` lets torchrun pick a free port,
+    so two runs on one machine do not collide.
     """
+    import argparse
     from dataclasses import MISSING, fields
 
+    from yolov7lib.cli import build_parser
     from yolov7lib.engine.trainer import TrainOptions
 
     defaults = {f.name: f.default for f in fields(TrainOptions) if f.default is not MISSING}
-    flags = {"exist_ok", "deterministic", "multi_scale", "sync_bn", "linear_lr", "noval", "val_final_only",
-             "float64"}  # fmt: skip
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    line = {a.dest: a for a in commands.choices["train"]._actions if a.option_strings and a.dest in defaults}
     args = []
     for key, value in options.items():
         if key == "hyp_overrides" and not value:
             continue
-        if key not in defaults or (isinstance(defaults[key], bool) and key not in flags):
+        if key not in line:
             raise ValueError(f"option {key}={value!r} cannot be given to `yolov7 train` on the command line")
         if value == defaults[key] and type(value) is type(defaults[key]):
             continue
-        flag = "--" + key.replace("_", "-")
-        if key in flags:
+        flag = line[key].option_strings[-1]
+        if isinstance(line[key], argparse._StoreTrueAction):
             if value is not True:
                 raise ValueError(f"option {key}={value!r}: `yolov7 train` has only the switch {flag}")
             args.append(flag)
