@@ -18,6 +18,7 @@ from pycocotools.coco import COCO
 
 from yolov7lib.cli import main
 from yolov7lib.data import dataset_manifest, load_data_config, synth, synthesize
+from yolov7lib.data.formats import img2label_path
 from yolov7lib.data.synth import CATEGORY_IDS, CLASS_NAMES, MIN_VISIBLE, render_image
 
 
@@ -213,16 +214,17 @@ def test_the_manifest_sees_labels_annotations_and_names_but_not_image_bytes(
     synth_set: Path, tmp_path: Path
 ) -> None:
     """Each change below is made to a fresh copy of the set: what changes the data a model is trained on
-    (a label row, the annotation json, an image's name, an image missing) changes the digest; redrawn
-    pixels, a label cache, modification times and the folder's location do not."""
-    reference = dataset_manifest(synth_set)
-    assert (reference["images"], reference["other_files"]) == (16, 16 + 3)
+    (a label row, the annotation json, an image's name, an image missing, data.yaml) changes the digest;
+    redrawn pixels, a label cache, modification times and the folder's location do not."""
+    reference = dataset_manifest(synth_set / "data.yaml")
+    assert reference["images"] == reference["labels"] == 16
+    assert reference["files"] == 1 + 16 + 16 + 2  # data.yaml, images, labels, two COCO json
 
     def changed(edit) -> bool:
         copy = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
         shutil.copytree(synth_set, copy)
         edit(copy)
-        return dataset_manifest(copy) != reference
+        return dataset_manifest(copy / "data.yaml") != reference
 
     image = Path("images/train/000000.jpg")
     label = Path("labels/train/000000.txt")
@@ -245,12 +247,41 @@ def test_the_manifest_sees_labels_annotations_and_names_but_not_image_bytes(
     assert not changed(touch_all)
     assert not changed(lambda root: (root / "labels" / "train.yolov7lib.cache").write_bytes(b"cache"))
     assert changed(edit_label)
+    assert changed(lambda root: (root / label).unlink())  # now an image without objects
     assert changed(lambda root: (root / "annotations" / "instances_val.json").write_text("{}"))
     assert changed(lambda root: (root / image).rename(root / image.with_name("000099.jpg")))
+
+    def rename_with_label(root: Path) -> None:  # the same content under a name that sorts in place
+        (root / image).rename(root / image.with_name("000000a.jpg"))
+        (root / label).rename(root / label.with_name("000000a.txt"))
+
+    assert changed(rename_with_label)
     assert changed(lambda root: (root / image).unlink())
-    assert changed(lambda root: (root / "data.yaml").write_text("nc: 1\n"))
-    with pytest.raises(FileNotFoundError, match="not found"):
-        dataset_manifest(tmp_path / "absent")
+    assert changed(lambda root: (root / "data.yaml").write_text((root / "data.yaml").read_text() + "# x\n"))
+
+
+def test_the_manifest_of_a_list_file_split_covers_the_listed_images_and_their_labels(
+    synth_set: Path, tmp_path: Path
+) -> None:
+    """COCO's layout (the paper profile): splits are list files of ./images/... lines. The manifest
+    follows the lists: a label of a listed image counts, a label of an unlisted one does not."""
+    root = tmp_path / "coco"
+    shutil.copytree(synth_set, root)
+    listed = sorted(p.relative_to(root).as_posix() for p in (root / "images" / "train").glob("*.jpg"))[:5]
+    (root / "train2017.txt").write_text("".join(f"./{p}\n" for p in listed))
+    config = {"train": "train2017.txt", "val": "train2017.txt", "nc": 8, "names": list(CLASS_NAMES)}
+    (root / "coco.yaml").write_text(yaml.safe_dump(config))
+    reference = dataset_manifest(root / "coco.yaml")
+    assert reference["images"] == 2 * 5  # train and val list the same five
+    assert reference["files"] == 1 + 1 + 5 + 5  # coco.yaml, the list, images, labels
+    unlisted = root / "labels" / "train" / "000011.txt"
+    unlisted.write_text("0 0.5 0.5 0.1 0.1\n")
+    assert dataset_manifest(root / "coco.yaml") == reference
+    listed_label = root / img2label_path(listed[0])
+    listed_label.write_text("0 0.5 0.5 0.1 0.1\n")
+    assert dataset_manifest(root / "coco.yaml") != reference
+    with pytest.raises(FileNotFoundError):
+        dataset_manifest(tmp_path / "absent.yaml")
 
 
 @pytest.mark.slow
@@ -275,4 +306,4 @@ def test_the_manifest_is_the_same_when_opencv_and_numpy_round_differently(tmp_pa
     assert all(name.startswith("images/") for name in differ), differ  # labels and annotations agree
     if not differ:
         pytest.skip("switching off the vector code changed no image on this CPU: nothing to compare")
-    assert dataset_manifest(here) == dataset_manifest(scalar)
+    assert dataset_manifest(here / "data.yaml") == dataset_manifest(scalar / "data.yaml")
