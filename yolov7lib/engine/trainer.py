@@ -42,10 +42,10 @@ from yolov7lib.engine.distributed import (
     init_distributed,
 )
 from yolov7lib.engine.ema import ModelEMA, unwrap
-from yolov7lib.engine.evaluator import EvalResult, evaluate, find_coco_annotations
+from yolov7lib.engine.evaluator import EvalResult, evaluate
 from yolov7lib.engine.optim import Schedule, accumulation_steps, build_optimizer, nominal_batch
 from yolov7lib.engine.runs import increment_run_dir, read_results
-from yolov7lib.engine.val import class_category_ids
+from yolov7lib.engine.val import coco_ground_truth
 
 logger = logging.getLogger(__name__)
 
@@ -384,11 +384,8 @@ class Trainer:
         if self.opts.val_final_only and not final:
             return None
         coco_json = category_ids = None
-        if final:
-            coco_json = self.data.json.get("val") or find_coco_annotations(self.data.splits["val"])
-            # as `yolov7 val`: a json found beside the split (the official coco.yaml names none) gives the
-            # class -> category id mapping (COCO's 1..90); the class index as the id scores nothing
-            category_ids = class_category_ids(self.data, coco_json)
+        if final:  # scored as `yolov7 val` scores it: COCO's category ids, not the class index
+            coco_json, category_ids = coco_ground_truth(self.data, "val")
         return evaluate(
             self.ema.ema, self.val_loader, self.names, conf_thres=0.001, iou_thres=0.6,
             coco_json=coco_json, category_ids=category_ids,

@@ -68,6 +68,14 @@ def class_category_ids(data: Any, coco_json: Path | None) -> list[int] | None:
     return None
 
 
+def coco_ground_truth(data: Any, split: str) -> tuple[Path | None, list[int] | None]:
+    """The COCO annotations a split is scored against (named by the data config, else found beside the
+    split, as the official coco.yaml names none) and the class -> category id mapping that goes with
+    them (`class_category_ids`); used by `yolov7 val` and by the trainer's final validation alike."""
+    coco_json = data.json.get(split) or find_coco_annotations(data.splits[split])
+    return coco_json, class_category_ids(data, coco_json)
+
+
 def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
     """Evaluate a model on a split; return the result and the metrics record written to
     `<run dir>/metrics.json` (with `predictions.json` beside it when asked or needed by pycocotools)."""
@@ -100,8 +108,7 @@ def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
     # the run folder is made once the model and the images are known good: a failed run leaves none
     run_dir = increment_run_dir(opts.project, opts.name, opts.exist_ok)
     run_dir.mkdir(parents=True, exist_ok=True)
-    coco_json = data.json.get(opts.task) or find_coco_annotations(data.splits[opts.task])
-    category_ids = class_category_ids(data, coco_json)
+    coco_json, category_ids = coco_ground_truth(data, opts.task)
     # with --exist-ok the folder may hold earlier results: new files take free names, never theirs
     predictions = free_path(run_dir / "predictions.json") if (opts.save_json or coco_json) else None
     names = list(data.names)
