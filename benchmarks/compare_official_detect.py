@@ -222,10 +222,8 @@ def main() -> None:
         "--exist-ok", *(["--agnostic-nms"] if args.agnostic else []),
     ]  # fmt: skip
     t0 = time.perf_counter()
-    done = run_official(command, root)
+    run_official(command, root, f"the official detect.py (outputs in {tmp})")
     t_official = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"the official detect.py failed (outputs in {tmp}):\n{done.stderr[-3000:]}")
 
     t0 = time.perf_counter()
     options = DetectOptions(

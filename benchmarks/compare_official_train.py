@@ -155,15 +155,6 @@ def training_hyp(profile: str) -> dict[str, Any]:
     return {**load_hyp(profile), **AUGMENTATION_OFF}
 
 
-def _run(command: list[str], root: Path, log: Path, what: str) -> None:
-    """`run_official` of `command` in the checkout `root`, its output kept in `log`; SystemExit on failure."""
-    done = run_official(command, root)
-    log.write_text(done.stdout + done.stderr)
-    if done.returncode:
-        tail = "\n".join(log.read_text().splitlines()[-25:])
-        raise SystemExit(f"{what} failed (exit {done.returncode}); the end of {log}:\n{tail}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_official_arguments(parser)
@@ -205,7 +196,7 @@ def main() -> None:
     init = scratch / "init.pt"
 
     print(f"official {script}: {args.model}, {args.epochs} epochs of one batch of {args.batch}, {args.dtype}")
-    _run(
+    run_official(
         [
             args.official_python, "-c", RUNNER, str(root), cfg, str(ours_data["nc"]),
             str(init), str(args.seed), args.dtype, script,
@@ -215,11 +206,11 @@ def main() -> None:
             "--img-size", str(args.img), str(args.img), "--device", "cpu", "--noautoanchor", "--notest",
             "--workers", "0", "--project", str(scratch / "official"), "--name", "exp",
         ],
-        root, scratch / "official.log", f"the official {script}",
+        root, f"the official {script}", scratch / "official.log",
     )  # fmt: skip
-    _run(
+    run_official(
         [args.official_python, "-c", DUMPER, str(root), str(scratch / "official/exp/weights"), str(scratch)],
-        root, scratch / "official_dump.log", "reading the official checkpoints",
+        root, "reading the official checkpoints", scratch / "official_dump.log",
     )  # fmt: skip
 
     print("yolov7lib trainer: the same initial weights, data and hyperparameters")

@@ -160,11 +160,22 @@ def official_command(
     return command, checkpoint
 
 
-def run_official(command: list[str], root: Path) -> subprocess.CompletedProcess:
-    """Run `command` in the checkout, its output captured; the official torch.load reads the checkpoint
+def run_official(
+    command: list[str], root: Path, what: str, log: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run `command` in the checkout, its output captured (and kept in `log` when given); if it fails,
+    SystemExit naming `what` with the end of its output. The official torch.load reads the checkpoint
     this script has just written, so full unpickling is allowed for it."""
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
-    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+    output = done.stdout + done.stderr
+    if log is not None:
+        log.write_text(output)
+    if done.returncode != 0:
+        tail = "\n".join(output.splitlines()[-25:])
+        kept = f"; the end of {log}" if log is not None else ""
+        raise SystemExit(f"{what} failed (exit {done.returncode}){kept}:\n{tail}")
+    return done
 
 
 def main() -> None:
@@ -208,10 +219,8 @@ def main() -> None:
             "--project", str(tmp / "official"), "--name", "exp", "--exist-ok",
         ]  # fmt: skip
         t0 = time.perf_counter()
-        done = run_official(command, root)
+        done = run_official(command, root, "the official test.py")
         t_official = time.perf_counter() - t0
-        if done.returncode != 0:
-            raise SystemExit(f"the official test.py failed:\n{done.stderr[-3000:]}")
         theirs_rows = official_rows(done.stdout, list(data.names))
 
         t0 = time.perf_counter()

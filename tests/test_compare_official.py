@@ -158,6 +158,22 @@ def test_the_split_is_linked_not_copied_and_a_list_file_is_refused(val_tool, tmp
         val_tool.scratch_split(tmp_path / "list.txt", tmp_path / "scratch2")
 
 
+def test_a_failing_official_command_stops_with_its_name_exit_code_and_output(
+    val_tool, tmp_path: Path
+) -> None:
+    """run_official serves every compare script: a failure names what ran, its exit status and the
+    end of its output, kept in the log when one is given; a success returns the captured output."""
+    script = "import sys; print('first'); print('last words', file=sys.stderr); sys.exit(3)"
+    fail = [sys.executable, "-c", script]
+    log = tmp_path / "official.log"
+    expected = r"(?s)the official thing failed \(exit 3\); the end of .*last words"
+    with pytest.raises(SystemExit, match=expected):
+        val_tool.run_official(fail, tmp_path, "the official thing", log)
+    assert log.read_text() == "first\nlast words\n"
+    done = val_tool.run_official([sys.executable, "-c", "print('ok')"], tmp_path, "a success")
+    assert done.returncode == 0 and done.stdout == "ok\n"
+
+
 # -- benchmarks/compare_official_detect.py ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def detect_tool():
