@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,41 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
     diff = max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
     assert moved > 1e-3, moved  # training changed the weights by far more than the tolerance
     assert diff < 1e-4, diff
+
+
+@pytest.mark.slow
+def test_two_nodes_of_one_process_train_as_one_node_of_two(data_yaml, tmp_path) -> None:
+    """The README's multi-node launch (torchrun --nnodes 2 with a rendezvous), as two "nodes" on this
+    machine: both processes have LOCAL_RANK 0, so anything keyed on the local rank instead of the global
+    one (the main process, the data split) shows up as a second writer or different weights."""
+    args = [*COMMON, "--data", str(data_yaml), "--epochs", "1", "--batch", "8", "--max-batches", "2",
+            "--noval", "--sync-bn", "--deterministic", "--float64", "--project", str(tmp_path)]  # fmt: skip
+    one_node = _yolov7(*args, "--name", "one-node", torchrun=2)
+    assert one_node.returncode == 0, one_node.stderr[-3000:]
+
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+             "--node_rank", str(rank), "--master_addr", "127.0.0.1", "--master_port", str(port),
+             "-m", "yolov7lib", "train", *args, "--name", "two-nodes"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        for rank in (0, 1)
+    ]  # fmt: skip
+    outputs = [node.communicate(timeout=900) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one-node", "two-nodes"]  # one run folder
+    logs = [out + err for out, err in outputs]
+    assert "parameters;" in logs[0] and "parameters;" not in logs[1]  # one main process
+    a, b = _state(tmp_path / "one-node")["model"], _state(tmp_path / "two-nodes")["model"]
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), k
 
 
 def _initial_state(data_yaml: Path) -> dict:
