@@ -98,6 +98,21 @@ def test_val_options_iou_fp16_note_and_training_graph(data_yaml, weights, tmp_pa
     assert unfused["coco"]["ap"] == pytest.approx(fused["coco"]["ap"], abs=2e-3)
 
 
+def test_val_v5_metric_integrates_ap_up_to_recall_one(data_yaml, weights, tmp_path: Path, capsys) -> None:
+    """test.py's --v5-metric: the precision envelope runs to recall 1 instead of the last recall + 0.01, so
+    no class's AP can fall and a class whose detections stop short of full recall gains; P and R stay."""
+    common = ["--weights", str(weights), "--data", str(data_yaml), "--img", str(IMG), "--batch", "6",
+              "--project", str(tmp_path)]  # fmt: skip
+    default = _val(capsys, *common)
+    v5 = _val(capsys, *common, "--v5-metric")
+    assert default["v5_metric"] is False and v5["v5_metric"] is True
+    assert (v5["precision"], v5["recall"]) == (default["precision"], default["recall"])
+    pairs = list(zip(default["per_class"], v5["per_class"], strict=True))
+    assert all(b["ap50"] >= a["ap50"] - 1e-12 and b["ap"] >= a["ap"] - 1e-12 for a, b in pairs)
+    assert v5["map50"] > default["map50"] > 0 and v5["map"] > default["map"]
+    assert v5["coco"] == default["coco"]  # pycocotools has its own integration
+
+
 def test_val_exist_ok_keeps_earlier_results(data_yaml, weights, tmp_path: Path, capsys) -> None:
     """`--exist-ok` reuses the folder but not the files in it: earlier results stay as they were."""
     run = tmp_path / "exp"

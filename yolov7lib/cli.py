@@ -292,6 +292,9 @@ def _add_val_command(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write predictions.json (always written when the data set has COCO annotations)",
     )
+    add("--v5-metric", action="store_true",
+        help="AP integrated up to recall 1, as YOLOv5 (the reference's test.py --v5-metric); default: up to "
+        "the last recall + 0.01, the reference's default")  # fmt: skip
     add("--json", action="store_true", help="print the metrics as JSON instead of a table")
     add("--device", default="cpu", help="cpu or a CUDA index (default cpu)")
     add("--workers", type=int, default=0, help="data loader processes (default 0)")

@@ -83,12 +83,14 @@ def evaluate(
     save_json: str | Path | None = None,
     progress: bool = True,
     max_det: int = 300,
+    v5_metric: bool = False,
 ) -> EvalResult:
     """Evaluate `model` (eval mode, returns (decoded, raw)) on `dataloader` (rect batches, pad 0.5).
 
     `category_ids[c]` maps class c to the COCO category id used in the predictions json (for COCO,
     the 80-to-91 mapping); without it the class index is the id. pycocotools runs when `coco_json`
     is given; the predictions are written to `save_json` (default: next to nothing, kept in memory).
+    `v5_metric` integrates AP up to recall 1 (the reference's test.py --v5-metric; `ops.compute_ap`).
     """
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
@@ -98,7 +100,7 @@ def evaluate(
     if half:
         model.half()
     nc = len(names)
-    metrics = DetectionMetrics(nc)
+    metrics = DetectionMetrics(nc, v5_metric=v5_metric)
     ids = _image_ids(Path(coco_json)) if coco_json else {}
     records: list[dict[str, Any]] = []
     image_ids: list[Any] = []
