@@ -113,6 +113,16 @@ def test_val_v5_metric_integrates_ap_up_to_recall_one(data_yaml, weights, tmp_pa
     assert v5["coco"] == default["coco"]  # pycocotools has its own integration
 
 
+def test_val_task_train_scores_the_training_split(data_yaml, weights, tmp_path: Path, capsys) -> None:
+    """test.py's --task takes train as well as val and test: the images scored are the training split's."""
+    record = _val(capsys, "--weights", str(weights), "--data", str(data_yaml), "--img", str(IMG),
+                  "--project", str(tmp_path), "--task", "train")  # fmt: skip
+    gt = json.loads((data_yaml.parent / "annotations" / "instances_train.json").read_text())
+    assert record["task"] == "train" and record["images"] == len(gt["images"]) == 2
+    assert record["labels"] == len(gt["annotations"])
+    assert record["coco_annotations"] == str(data_yaml.parent / "annotations" / "instances_train.json")
+
+
 def test_val_exist_ok_keeps_earlier_results(data_yaml, weights, tmp_path: Path, capsys) -> None:
     """`--exist-ok` reuses the folder but not the files in it: earlier results stay as they were."""
     run = tmp_path / "exp"

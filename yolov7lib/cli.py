@@ -284,7 +284,7 @@ def _add_val_command(commands: argparse._SubParsersAction) -> None:
     add("--conf", type=unit_interval, default=0.001, help="confidence threshold (default 0.001)")
     add("--iou", type=unit_interval, default=0.65, help="NMS IoU threshold (default 0.65; Table 10: 0.70)")
     add("--half", action="store_true", help="FP16 inference (CUDA only; Table 10)")
-    add("--task", choices=["val", "test"], default="val", help="which split (default val)")
+    add("--task", choices=["train", "val", "test"], default="val", help="which split (default val)")
     add("--reparameterize", action=argparse.BooleanOptionalAction, default=True,
         help="evaluate the fused deploy graph (default) or the training graph as it is")  # fmt: skip
     add(
