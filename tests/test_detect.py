@@ -155,12 +155,16 @@ def test_detect_on_a_video_annotates_every_frame(weights, tmp_path: Path, capsys
     writer.release()
     (tmp_path / "broken.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI garbage")
     code, report = _run(capsys, "--weights", str(weights), "--source", str(tmp_path), "--img", str(IMG),
-                        "--project", str(tmp_path / "runs"), "--save-txt")  # fmt: skip
+                        "--project", str(tmp_path / "runs"), "--save-txt", "--save-json")  # fmt: skip
     assert code == 0
     assert report["videos"] == 1 and report["frames"] == 3 and report["detections"] == 6
     assert [Path(p).name for p, _ in report["skipped"]] == ["broken.avi"]
     run = tmp_path / "runs" / "exp"
-    assert sorted(p.name for p in (run / "labels").iterdir()) == ["clip_0.txt", "clip_1.txt", "clip_2.txt"]
+    # frames are numbered from 1, as the reference's detect.py names them (its video reader counts up
+    # before returning a frame): a migrated script reading clip_1.txt reads the first frame
+    assert sorted(p.name for p in (run / "labels").iterdir()) == ["clip_1.txt", "clip_2.txt", "clip_3.txt"]
+    records = json.loads(Path(report["predictions_json"]).read_text())
+    assert sorted({r["frame"] for r in records}) == [1, 2, 3]  # the json's numbers are the files'
     cap = cv2.VideoCapture(str(run / "clip.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     cap.release()
@@ -250,7 +254,7 @@ def test_exist_ok_run_never_overwrites_labels_json_or_videos_already_there(tmp_p
     (run / "labels").mkdir(parents=True)
     users = {
         run / "labels" / "scene.txt": b"a user's labels",
-        run / "labels" / "clip_0.txt": b"a user's frame labels",
+        run / "labels" / "clip_1.txt": b"a user's frame labels",
         run / "predictions.json": b"a user's predictions",
         run / "clip.mp4": b"a user's video",
         run / "scene.png": b"a user's image",
@@ -263,7 +267,7 @@ def test_exist_ok_run_never_overwrites_labels_json_or_videos_already_there(tmp_p
     assert report.run_dir == str(run) and report.images == 1 and report.frames == 2
     assert {path: path.read_bytes() for path in users} == users  # every earlier file as it was
     assert np.loadtxt(run / "labels" / "scene_2.txt", ndmin=2).shape == (2, 5)
-    assert np.loadtxt(run / "labels" / "clip_0_2.txt", ndmin=2).shape == (2, 5)
+    assert np.loadtxt(run / "labels" / "clip_1_2.txt", ndmin=2).shape == (2, 5)
     assert report.predictions_json == str(run / "predictions_2.json")
     assert len(json.loads((run / "predictions_2.json").read_text())) == 6
     cap = cv2.VideoCapture(str(run / "clip_2.mp4"))

@@ -4,9 +4,10 @@ Each input is letterboxed to the minimum rectangle of `img` (sides multiples of 
 reference's detect.py does), passed through the deploy model, filtered by NMS (confidence 0.25, IoU
 0.45 by default) and its boxes mapped back to the original pixels with the letterbox's own ratio and
 padding (`ops.scale_boxes`). Results go to a new run folder: annotated images (or videos, same name),
-`labels/<stem>.txt` (YOLO rows `class x y w h [conf]`, normalised; frame `_<n>` suffix for videos) and
-`predictions.json`. Unreadable or corrupt inputs are counted and reported, never fatal; nothing
-outside the run folder is written, and no existing file is ever overwritten.
+`labels/<stem>.txt` (YOLO rows `class x y w h [conf]`, normalised; for videos `<stem>_<n>.txt`, frames
+counted from 1 as the reference's detect.py does) and `predictions.json` (the same frame numbers).
+Unreadable or corrupt inputs are counted and reported, never fatal; nothing outside the run folder is
+written, and no existing file is ever overwritten.
 """
 
 from __future__ import annotations
@@ -303,7 +304,7 @@ def _detect_video(
     try:
         for n, frame in enumerate(_frames(path), start=1):
             det = detect_frame(model, frame, **nms)
-            writer.add(path, det, frame.shape[:2], frame=n - 1)
+            writer.add(path, det, frame.shape[:2], frame=n)  # 1, 2, ...: the reference's numbering
             if opts.nosave:
                 continue
             if out is None:
