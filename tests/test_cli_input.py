@@ -45,6 +45,55 @@ def test_out_of_range_sizes_counts_and_thresholds_are_usage_errors(
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (
+            ["train", "--data", "d.yaml", "--img-size", "640", "640"],
+            "--img-size (the official train.py's): use --img",
+        ),
+        (
+            ["train", "--cfg", "yolov7.yaml", "--adam"],
+            "--adam (the official train.py's): set `optimizer: adam`",
+        ),
+        (
+            ["val", "--data", "d.yaml", "--conf-thres", "0.1"],
+            "--conf-thres (the official test.py's): use --conf",
+        ),
+        (["detect", "--source", ".", "--iou-thres=0.5"], "--iou-thres (the official detect.py's): use --iou"),
+        (["export", "--topk-all", "50"], "--topk-all (the official export.py's): use --max-det"),
+    ],
+)
+def test_an_official_flag_is_refused_by_its_subcommand_with_what_to_use(
+    args: list[str], hint: str, capsys
+) -> None:
+    """A flag of the official scripts that `yolov7` spells differently: the error names the subcommand, shows
+    its usage (not the top level's) and says what to type instead."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert f"usage: yolov7 {args[0]} " in err and f"yolov7 {args[0]}: error: unrecognized arguments" in err
+    assert hint in err
+
+
+def test_every_official_flag_hint_is_a_flag_we_refuse_and_points_at_one_we_accept() -> None:
+    """The hint table agrees with the parser: no hinted flag is one the subcommand accepts (its hint would
+    never show), and every `use --X` names a flag the subcommand has."""
+    import argparse
+    import re
+
+    from yolov7lib.cli import OFFICIAL_FLAGS, build_parser
+
+    (commands,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command, hints in OFFICIAL_FLAGS.items():
+        accepted = set(commands.choices[command]._option_string_actions)
+        assert not accepted & set(hints), command
+        for flag, hint in hints.items():
+            for target in re.findall(r"\buse (--[a-z0-9-]+)", hint):
+                assert target in accepted, (command, flag, target)
+
+
 @pytest.mark.parametrize("command", ["val", "detect"])
 def test_a_project_path_that_is_a_file_is_an_error_and_the_file_stays(
     command: str, data_yaml: Path, tmp_path: Path, capsys

@@ -472,10 +472,95 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+_NO_TTA = "not available: no test-time augmentation here"
+_NO_TRACE = "not needed: nothing is traced here"
+_SIZES = {"--img-size": "use --img", "--batch-size": "use --batch"}
+_THRESHOLDS = {"--conf-thres": "use --conf", "--iou-thres": "use --iou"}
+OFFICIAL_FLAGS: dict[str, dict[str, str]] = {
+    "train": {
+        **_SIZES,
+        "--img-size": "use --img (one size, for training and validation)",
+        "--cfg": "use --model (a registry name or a cfg YAML)",
+        "--notest": "use --val-final-only",
+        "--adam": "set `optimizer: adam` in a --hyp YAML (hyp cpu, the default, uses Adam)",
+        "--label-smoothing": "set `label_smoothing: EPS` in a --hyp YAML",
+        "--noautoanchor": "not needed: anchors are never recomputed here (as with --noautoanchor)",
+        "--local_rank": "not needed: run under torchrun, which sets the rank in the environment",
+        "--local-rank": "not needed: run under torchrun, which sets the rank in the environment",
+        **dict.fromkeys(
+            "--rect --image-weights --quad --single-cls --freeze --evolve --cache-images --nosave "
+            "--v5-metric".split(),
+            "not available in yolov7 train",
+        ),
+        **dict.fromkeys(
+            "--bucket --entity --upload_dataset --bbox_interval --save_period --artifact_alias".split(),
+            "not available: no W&B or cloud storage here",
+        ),
+    },
+    "val": {
+        **_SIZES,
+        **_THRESHOLDS,
+        "--verbose": "not needed: the per-class rows are always printed",
+        "--augment": _NO_TTA,
+        "--no-trace": _NO_TRACE,
+        "--single-cls": "not available in yolov7 val",
+        **dict.fromkeys(
+            ["--save-txt", "--save-conf", "--save-hybrid"],
+            "not available in yolov7 val (predictions.json has every box); "
+            "yolov7 detect --save-txt [--save-conf] writes YOLO label rows",
+        ),
+    },
+    "detect": {
+        "--img-size": "use --img",
+        **_THRESHOLDS,
+        "--augment": _NO_TTA,
+        "--no-trace": _NO_TRACE,
+        "--view-img": "not available: results are written to the run folder only",
+        "--update": "not needed: checkpoints are read as they are",
+    },
+    "export": {
+        "--img-size": "use --img (square inputs; --dynamic frees height and width)",
+        "--batch-size": "use --batch",
+        **_THRESHOLDS,
+        "--topk-all": "use --max-det",
+        "--dynamic-batch": "use --dynamic (frees batch, height and width)",
+        "--grid": "not needed: the graph always outputs decoded boxes (what --grid gives)",
+        "--include-nms": "use --end2end (NMS for onnxruntime in the graph; no TensorRT plugin)",
+        "--max-wh": "not needed: --end2end's class offset is fixed (4096 pixels)",
+        **dict.fromkeys(["--simplify", "--fp16", "--int8"], "not available: ONNX export only, unsimplified"),
+    },
+}
+"""Flags of the official train.py, test.py, detect.py and export.py that `yolov7` spells differently
+or leaves out, by subcommand: what to use instead, or why there is none (see `unrecognized_message`)."""
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)command parser that parsed `args`: `yolov7 val ...` -> the val parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(args, action.dest, None)
+            if name in action.choices:
+                return _chosen_parser(action.choices[name], args)
+    return parser
+
+
+def unrecognized_message(command: str | None, extras: Sequence[str]) -> str:
+    """argparse's 'unrecognized arguments' line, then a hint for each flag the official scripts have."""
+    hints = OFFICIAL_FLAGS.get(command or "", {})
+    script = {"val": "test.py"}.get(command or "", f"{command}.py")
+    lines = [f"unrecognized arguments: {' '.join(extras)}"]
+    for flag in dict.fromkeys(extra.split("=", 1)[0] for extra in extras):
+        if flag in hints:
+            lines.append(f"  {flag} (the official {script}'s): {hints[flag]}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args, extras = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if extras:  # the subcommand's usage and error line, not the top level's, and the official spellings
+        _chosen_parser(parser, args).error(unrecognized_message(getattr(args, "command", None), extras))
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
