@@ -424,3 +424,20 @@ def test_rng_state_keeps_the_cached_gaussians(tmp_path) -> None:
     np.random.seed(99)  # noqa: NPY002
     set_rng_state(load_checkpoint(path)["rng"])
     assert (random.gauss(0.0, 1.0), np.random.standard_normal()) == first  # noqa: NPY002
+
+
+def test_run_folders_number_one_above_the_highest_in_use_as_the_reference(tmp_path) -> None:
+    """The reference's increment_path: exp, then exp2, exp3, ...; with exp and exp3 there (exp2 deleted) the
+    next run is exp4, not exp2, so the newest run keeps the highest number; a free name is used as it is."""
+    from yolov7lib.engine.runs import increment_run_dir
+
+    assert increment_run_dir(tmp_path, "exp") == tmp_path / "exp"
+    (tmp_path / "exp").mkdir()
+    assert increment_run_dir(tmp_path, "exp") == tmp_path / "exp2"
+    assert increment_run_dir(tmp_path, "exp", exist_ok=True) == tmp_path / "exp"
+    for other in ("exp3", "exp_old9", "expa7", "myexp12", "run5"):
+        (tmp_path / other).mkdir()
+    assert increment_run_dir(tmp_path, "exp") == tmp_path / "exp4"  # exp_old9, expa7, myexp12 are not runs
+    (tmp_path / "exp10").mkdir()
+    assert increment_run_dir(tmp_path, "exp") == tmp_path / "exp11"
+    assert increment_run_dir(tmp_path, "run") == tmp_path / "run"  # run5 alone: run is free

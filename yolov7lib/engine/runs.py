@@ -4,19 +4,19 @@ and the per-epoch table a training run keeps in it (results.csv)."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 
 def increment_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
-    """project/name, or project/name2, name3, ... if it already exists (never reuse a user's folder)."""
-    project = Path(project)
-    path = project / name
+    """project/name, or, if it exists, project/name<N> with N one above the highest number in use (at least
+    2), as the reference's increment_path: never a user's folder, and the newest run has the highest N."""
+    path = Path(project) / name
     if exist_ok or not path.exists():
         return path
-    n = 2
-    while (project / f"{name}{n}").exists():
-        n += 1
-    return project / f"{name}{n}"
+    numbered = re.compile(rf"{re.escape(path.name)}(\d+)")
+    used = [int(m.group(1)) for p in path.parent.iterdir() if (m := numbered.fullmatch(p.name))]
+    return path.with_name(f"{path.name}{max(used, default=1) + 1}")
 
 
 def free_path(path: Path) -> Path:
