@@ -441,3 +441,23 @@ def test_run_folders_number_one_above_the_highest_in_use_as_the_reference(tmp_pa
     (tmp_path / "exp10").mkdir()
     assert increment_run_dir(tmp_path, "exp") == tmp_path / "exp11"
     assert increment_run_dir(tmp_path, "run") == tmp_path / "run"  # run5 alone: run is free
+
+
+def test_resume_takes_the_run_folder_or_its_last_pt_as_the_reference_does(tmp_path) -> None:
+    """The reference's train.py takes --resume path/to/last.pt (the run is two folders up); the run folder
+    works as before, and any other file is refused by name rather than read as a folder."""
+    import yaml
+
+    from yolov7lib.engine.trainer import Trainer, TrainOptions
+
+    run = tmp_path / "exp"
+    (run / "weights").mkdir(parents=True)
+    (run / "opt.yaml").write_text(yaml.safe_dump({"data": "d.yaml", "epochs": 5, "img": 96}))
+    save_checkpoint({"epoch": 1}, run / "weights" / "last.pt")
+    save_checkpoint({"epoch": 1}, run / "weights" / "best.pt")
+    for given in (run, run / "weights" / "last.pt"):
+        resumed, ckpt = Trainer._load_resume(TrainOptions(resume=str(given), workers=0))
+        assert resumed.resume == str(run) and (resumed.data, resumed.epochs, resumed.img) == ("d.yaml", 5, 96)
+        assert ckpt["epoch"] == 1 and resumed.workers == 0
+    with pytest.raises(ValueError, match=r"best\.pt: give a run folder or its weights/last\.pt"):
+        Trainer._load_resume(TrainOptions(resume=str(run / "weights" / "best.pt")))

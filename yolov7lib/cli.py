@@ -158,7 +158,12 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
     add("--img", type=positive_int, help="training and validation image size (pixels)")
     add("--device", help="cpu, 0, or 0,1,... (several GPUs: run under torchrun)")
     add("--weights", help="initialise from a checkpoint (yolov7lib or official)")
-    add("--resume", nargs="?", const="latest", help="continue a run folder (default: the latest run)")
+    add(
+        "--resume",
+        nargs="?",
+        const="latest",
+        help="continue a run folder or its weights/last.pt (default: the latest run)",
+    )
     add("--project", help="parent folder of run folders (default runs/train)")
     add("--name", help="run folder name (made unique unless --exist-ok)")
     add("--exist-ok", action="store_true", default=None, help="reuse an existing run folder name")

@@ -5,10 +5,11 @@ optimizer, EMA, loss), `Trainer.fit` runs the epochs, `train_one_epoch` is the i
 accumulation to a nominal batch of 64, AMP on CUDA, EMA update), `validate` scores the EMA model on
 rank 0 and `save` writes `weights/last.pt` and `best.pt` atomically.
 
-Resuming (`resume=RUN_DIR`) reloads the run's options and its `last.pt` (model, EMA, optimizer, AMP
-scaler, epoch, RNG states) and re-runs from the first unfinished epoch. Because the sample order and
-every augmentation are functions of (seed, epoch, sample), a run killed at any point and resumed ends
-with the same weights as an uninterrupted one (exactly, with `deterministic=True` on CPU).
+Resuming (`resume=RUN_DIR`, or its `weights/last.pt` as in the reference) reloads the run's options and
+its `last.pt` (model, EMA, optimizer, AMP scaler, epoch, RNG states) and re-runs from the first
+unfinished epoch. Because the sample order and every augmentation are functions of (seed, epoch,
+sample), a run killed at any point and resumed ends with the same weights as an uninterrupted one
+(exactly, with `deterministic=True` on CPU).
 """
 
 from __future__ import annotations
@@ -224,6 +225,10 @@ class Trainer:
     @staticmethod
     def _load_resume(opts: TrainOptions) -> tuple[TrainOptions, dict[str, Any]]:
         run_dir = Path(opts.resume)
+        if run_dir.is_file():  # the reference's form, --resume RUN/weights/last.pt: the run it belongs to
+            if run_dir.name != "last.pt" or run_dir.parent.name != "weights":
+                raise ValueError(f"--resume {run_dir}: give a run folder or its weights/last.pt")
+            run_dir = run_dir.parent.parent
         last = run_dir / "weights" / "last.pt"
         opt_file = run_dir / "opt.yaml"
         saved = yaml.safe_load(opt_file.read_text()) if opt_file.is_file() else None
