@@ -203,6 +203,27 @@ def test_letterbox_then_scale_back_returns_boxes_to_the_original_within_1px() ->
         assert boxed.shape[:2] == (h, w)
 
 
+def test_an_img_off_the_stride_is_rounded_up_as_the_reference_does(tmp_path: Path, caplog) -> None:
+    """detect.py rounds --img-size up to a multiple of the largest stride (check_img_size): 200 runs as 224,
+    the network sees sides that are multiples of 32 and the detections are those of --img 224."""
+    from yolov7lib.engine.detect import detect_frame
+
+    model, seen = _model(), []
+    model.model[0].register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[2:])))
+    scene = _scene()
+    at_224 = detect_frame(model, scene, img_size=224)
+    at_200 = detect_frame(model, scene, img_size=200)
+    assert seen == [(160, 224), (160, 224)]
+    assert len(at_224) == 2 and torch.equal(at_200, at_224)
+    cv2.imwrite(str(tmp_path / "scene.png"), scene)
+    with caplog.at_level("WARNING", logger="yolov7lib.engine.detect"):
+        opts = DetectOptions(source=str(tmp_path / "scene.png"), img=200, nosave=True,
+                             project=str(tmp_path / "runs"), progress=False)  # fmt: skip
+        report = run_detect(opts, model=model)
+    assert report.detections == 2 and seen[-1] == (160, 224)
+    assert "--img 200 is not a multiple of the stride 32; using 224" in caplog.text
+
+
 def test_detect_errors_are_clear(weights, tmp_path: Path, capsys) -> None:
     assert main(["detect", "--weights", str(weights), "--source", str(tmp_path / "nothing")]) == 1
     assert "does not exist" in capsys.readouterr().err

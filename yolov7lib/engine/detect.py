@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
+import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +32,8 @@ from yolov7lib.data.formats import IMG_FORMATS
 from yolov7lib.engine.runs import free_path, increment_run_dir
 from yolov7lib.ops.boxes import scale_boxes, xyxy2xywhn
 from yolov7lib.ops.nms import non_max_suppression
+
+logger = logging.getLogger(__name__)
 
 VID_FORMATS = ("mp4", "avi", "mov", "mkv", "m4v", "mpg", "mpeg", "wmv", "webm")
 
@@ -154,9 +158,13 @@ def detect_frame(
     agnostic: bool = False,
     max_det: int = 300,
 ) -> torch.Tensor:
-    """Detections (n, 6) `[x1, y1, x2, y2, conf, class]` of one BGR image, in its own pixels."""
+    """Detections (n, 6) `[x1, y1, x2, y2, conf, class]` of one BGR image, in its own pixels.
+
+    `img_size` is rounded up to a multiple of the largest stride, as the reference's check_img_size does.
+    """
     param = next(model.parameters())
     stride = max(int(model.stride.max()), 32)
+    img_size = math.ceil(img_size / stride) * stride
     x, ratio_pad = preprocess(img_bgr, img_size, stride)
     pred = model(x.to(param.device, param.dtype))[0]
     det = non_max_suppression(pred.float(), conf_thres, iou_thres, classes, agnostic, max_det=max_det)[0]
@@ -250,6 +258,10 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
     if model is None:
         model = load_model(opts.weights, opts.model, device=select_device(opts.device))
     names = list(model.names)
+    stride = max(int(model.stride.max()), 32)
+    if opts.img % stride:
+        logger.warning("--img %d is not a multiple of the stride %d; using %d", opts.img, stride,
+                       math.ceil(opts.img / stride) * stride)  # fmt: skip
     run_dir = increment_run_dir(opts.project, opts.name, opts.exist_ok)
     run_dir.mkdir(parents=True, exist_ok=True)
     report = DetectReport(str(run_dir), skipped=skipped)
