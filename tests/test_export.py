@@ -79,6 +79,21 @@ def test_end2end_graph_keeps_the_detections_of_our_nms(deploy_model, tmp_path: P
     np.testing.assert_array_equal(eager[0].numpy(), num)
 
 
+def test_an_img_off_the_stride_is_exported_rounded_up_as_the_reference_does(
+    deploy_model, tmp_path: Path, caplog
+) -> None:
+    """export.py rounds --img-size up to a multiple of the largest stride (check_img_size): 80 -> 96."""
+    from yolov7lib.deploy import export_and_verify
+
+    with caplog.at_level("WARNING", logger="yolov7lib.deploy.onnx_export"):
+        report = export_and_verify(deploy_model, tmp_path / "m.onnx", img_size=80)
+    dims = [
+        d.dim_value for d in onnx.load(str(tmp_path / "m.onnx")).graph.input[0].type.tensor_type.shape.dim
+    ]
+    assert dims == [1, 3, 96, 96] and [(c["height"], c["width"]) for c in report["checks"]] == [(96, 96)]
+    assert "--img 80 is not a multiple of the stride 32; using 96" in caplog.text
+
+
 def test_export_refuses_to_overwrite_and_old_opsets(deploy_model, tmp_path: Path) -> None:
     target = tmp_path / "user.onnx"
     target.write_bytes(b"user data")
