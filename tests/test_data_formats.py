@@ -90,6 +90,33 @@ def test_yaml_relative_paths_and_a_missing_folder_named(tmp_path: Path) -> None:
         load_data_config(tmp_path / "nope.yaml")
 
 
+def test_roboflow_export_yaml_with_parent_relative_splits_loads_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Roboflow's YOLO export: data.yaml inside the set names `../train/images`, meant as the set's own
+    train/images (Ultralytics reads it so); from another working folder it must still be found."""
+    root = tmp_path / "Shapes-1"
+    for split in ("train", "valid"):
+        _label(_image(root / split / "images" / "a_jpg.rf.1.jpg"), "0 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 2\nnames: ['a', 'b']\n"
+    )
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_data_config(os.path.relpath(root / "data.yaml"))
+    assert [p.resolve() for p in cfg.splits["train"]] == [(root / "train" / "images").resolve()]
+    assert [p.resolve() for p in cfg.splits["val"]] == [(root / "valid" / "images").resolve()]
+    assert "test" not in cfg.splits  # no test/ folder in this export: the optional split is skipped
+    # a real `../` path keeps its meaning: a sibling folder of the yaml's folder wins when it exists
+    _image(tmp_path / "train" / "images" / "b.jpg")
+    cfg = load_data_config(root / "data.yaml")
+    assert [p.resolve() for p in cfg.splits["train"]] == [(tmp_path / "train" / "images").resolve()]
+    (root / "data.yaml").write_text("train: ../nowhere/images\nnames: [a]\n")
+    with pytest.raises(FileNotFoundError, match=r"\.\./nowhere/images"):
+        load_data_config(root / "data.yaml")
+
+
 def _coco_fixture(tmp_path: Path) -> Path:
     img_dir = tmp_path / "images" / "val"
     _image(img_dir / "a.jpg", 40, 80)

@@ -178,12 +178,14 @@ class DataConfig:
         return self.category_ids[cls] if self.category_ids is not None else cls
 
 
-def _resolve(entry: str, bases: list[Path], key: str, origin: Path) -> Path:
+def _resolve(entry: str, bases: list[Path], key: str, origin: Path, own: tuple[Path, ...] = ()) -> Path:
     p = Path(entry).expanduser()
     if p.is_absolute():
         candidates = [p]
     else:
         candidates = [b / p for b in bases]
+        if p.parts[:1] == ("..",):  # Roboflow's `../train/images`: the set's own train/images, last
+            candidates += [b / Path(*p.parts[1:]) for b in own]
     for c in candidates:
         if c.exists():
             return c
@@ -198,7 +200,9 @@ def load_data_config(path: str | Path) -> DataConfig:
 
     Each split is a folder, a list file, a list of those, or a COCO json (`instances_*.json`). Relative
     paths are resolved against the `path:` key if present, else the yaml's folder, else the working
-    folder (where the reference resolves them), whichever exists. `<split>_json` keys name COCO
+    folder (where the reference resolves them), whichever exists; a `../x` found nowhere is last tried
+    as `x` in the data set's own folder (Roboflow's exports write `train: ../train/images` in a
+    data.yaml beside train/, which Ultralytics reads so). `<split>_json` keys name COCO
     annotations of the YOLO images (for pycocotools evaluation and the class <-> category mapping).
     """
     path = Path(path)
@@ -214,6 +218,7 @@ def load_data_config(path: str | Path) -> DataConfig:
     bases = [Path(root).expanduser()] if root else []
     if root and not Path(root).is_absolute():
         bases = [path.parent / root, Path.cwd() / root]
+    own = (bases[0] if root else path.parent,)  # the data set's own folder: `path:`, else the yaml's
     bases += [path.parent, Path.cwd()]
 
     splits: dict[str, list[Path]] = {}
@@ -223,7 +228,7 @@ def load_data_config(path: str | Path) -> DataConfig:
         if entry:
             entries = entry if isinstance(entry, list) else [entry]
             try:
-                splits[split] = [_resolve(str(e), bases, split, path) for e in entries]
+                splits[split] = [_resolve(str(e), bases, split, path, own) for e in entries]
             except FileNotFoundError as e:
                 if split != "test":
                     raise
@@ -232,7 +237,7 @@ def load_data_config(path: str | Path) -> DataConfig:
             if len(splits[split]) == 1 and splits[split][0].suffix == ".json":
                 json_paths[split] = splits[split][0]
         if doc.get(f"{split}_json"):
-            json_paths[split] = _resolve(str(doc[f"{split}_json"]), bases, f"{split}_json", path)
+            json_paths[split] = _resolve(str(doc[f"{split}_json"]), bases, f"{split}_json", path, own)
     if "train" not in splits and "val" not in splits:
         raise ValueError(f"{path}: needs at least a train or a val entry")
 
