@@ -413,6 +413,38 @@ def test_a_resume_keeps_the_runs_options_but_where_it_runs_and_how_it_reports(tm
     assert resumed.resume == str(tmp_path)
 
 
+def test_weights_without_model_fine_tune_the_checkpoints_own_architecture(data_yaml, tmp_path) -> None:
+    """--weights alone trains the checkpoint's architecture (the reference builds ckpt['model'].yaml when
+    --cfg is empty), every tensor but the class-dependent head ones transferred: the same model as with
+    the architecture named by --model, not the default small model with a few matching tensors."""
+    from yolov7lib.data import load_data_config
+    from yolov7lib.engine.ema import unwrap
+    from yolov7lib.engine.trainer import Trainer, TrainOptions
+    from yolov7lib.models import create_model
+
+    nc = load_data_config(data_yaml).nc
+    source = create_model("yolov7-tiny", nc=nc + 2)  # the data set has other classes
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(0.5)  # unlike any fresh initialisation
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    ckpt = save_checkpoint(
+        {"model": state, "model_cfg": source.cfg, "names": [str(i) for i in range(nc + 2)]}, tmp_path / "a.pt"
+    )
+    common = {"data": str(data_yaml), "weights": str(ckpt), "img": IMG, "workers": 0, "noval": True,
+              "project": str(tmp_path / "runs"), "progress": False, "plots": False}  # fmt: skip
+    alone = unwrap(Trainer(TrainOptions(**common)).model)
+    named = unwrap(Trainer(TrainOptions(**common, model="yolov7-tiny")).model)
+    assert alone.cfg["name"] == "yolov7-tiny" and alone.head.nc == nc
+    got, want = alone.state_dict(), named.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    same = [k for k in got if got[k].shape == state[k].shape and torch.equal(got[k], state[k])]
+    assert len(same) >= len(got) - 9  # all but the head's class-dependent convolutions (and their anchors)
+    bare = save_checkpoint(state, tmp_path / "bare.pt")  # a bare state dict names no architecture
+    with pytest.raises(ValueError, match="--model"):
+        Trainer(TrainOptions(**{**common, "weights": str(bare)}))
+
+
 # --- what is saved as best and last, and what metrics.json reports ------------------------------------
 
 

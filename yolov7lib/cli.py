@@ -150,20 +150,18 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
         "yolov7lib.engine.trainer.TrainOptions (the kit's small model, CPU-friendly settings).",
     )
     add = train.add_argument
-    add("--model", help="registry name (e.g. yolov7-tiny, yolov7) or cfg YAML path")
+    add("--model", help="registry name (e.g. yolov7-tiny, yolov7) or cfg YAML path (default: the "
+        "architecture of --weights, else yolov7-tiny-cpu)")  # fmt: skip
     add("--data", help="data.yaml (the reference's format; `yolov7 data synth` writes one)")
     add("--hyp", help="hyperparameters: cpu (the default), p5, p6, tiny, custom or a YAML file")
     add("--epochs", type=positive_int)
     add("--batch", type=positive_int, help="total batch size over all processes")
     add("--img", type=positive_int, help="training and validation image size (pixels)")
     add("--device", help="cpu, 0, or 0,1,... (several GPUs: run under torchrun)")
-    add("--weights", help="initialise from a checkpoint (yolov7lib or official)")
-    add(
-        "--resume",
-        nargs="?",
-        const="latest",
-        help="continue a run folder or its weights/last.pt (default: the latest run)",
-    )
+    add("--weights", help="initialise from a checkpoint (yolov7lib or official): every tensor whose name and "
+        "shape match; without --model its own architecture is trained")  # fmt: skip
+    add("--resume", nargs="?", const="latest",
+        help="continue a run folder or its weights/last.pt (default: the latest run)")  # fmt: skip
     add("--project", help="parent folder of run folders (default runs/train)")
     add("--name", help="run folder name (made unique unless --exist-ok)")
     add("--exist-ok", action="store_true", default=None, help="reuse an existing run folder name")

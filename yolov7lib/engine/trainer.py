@@ -50,6 +50,9 @@ from yolov7lib.engine.val import coco_ground_truth
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MODEL = "yolov7-tiny-cpu"  # yolov7-tiny at half width: 13 to 21 minutes on 2 CPU cores (README)
+"""What `train` builds when neither `model` nor `weights` names an architecture."""
+
 RESULT_COLUMNS = [
     "epoch", "box_loss", "obj_loss", "cls_loss", "total_loss", "lr0", "lr1", "lr2",
     "precision", "recall", "map50", "map", "fitness", "time_s",
@@ -65,7 +68,7 @@ class TrainOptions:
     """Every option of `yolov7 train`; the defaults train the kit's small model on a CPU."""
 
     data: str = ""
-    model: str = "yolov7-tiny-cpu"  # yolov7-tiny at half width: 13 to 21 minutes on 2 CPU cores (README)
+    model: str = ""  # empty: the architecture of `weights`, or without weights DEFAULT_MODEL
     hyp: str = "cpu"  # hyp.cpu.yaml: tiny's recipe adapted to a short CPU run
     epochs: int = 8
     batch: int = 8  # with hyp cpu's nbs 8: one optimizer step per batch
@@ -205,7 +208,8 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.cuda else None
             )
         self.log(
-            f"{opts.model}: {sum(p.numel() for p in self.model.parameters()):,} parameters; "
+            f"{unwrap(self.model).cfg.get('name') or opts.model}: "
+            f"{sum(p.numel() for p in self.model.parameters()):,} parameters; "
             f"{len(self.train_set)} training images, batch {opts.batch} x accumulate "
             f"{accumulation_steps(self.total_batch, nominal_batch(self.hyp))}, {opts.epochs} epochs, "
             f"device {self.device}, "
@@ -250,19 +254,20 @@ class Trainer:
         opts = self.opts
         if self.resume_ckpt is not None:
             model = create_model(self.resume_ckpt["model_cfg"], nc=nc)
+        elif opts.weights:  # the reference builds the checkpoint's own architecture unless --cfg is given
+            from yolov7lib.engine.weights import read_weights
+
+            arch, state, _ = read_weights(opts.weights, prefer_ema=True)  # ours or official, EMA preferred
+            model = create_model(opts.model or _architecture_of(arch, opts.weights), nc=nc)
+            self._transfer(model, state, opts.weights)
         else:
-            model = create_model(opts.model, nc=nc)
-            if opts.weights:
-                self._load_pretrained(model, opts.weights)
+            model = create_model(opts.model or DEFAULT_MODEL, nc=nc)
         model.names = self.names
         model.hyp = self.hyp
         return model
 
-    def _load_pretrained(self, model: nn.Module, weights: str) -> None:
-        """Initialise from a checkpoint (ours or an official one): each tensor whose name and shape match."""
-        from yolov7lib.engine.weights import read_weights
-
-        _, state, _ = read_weights(weights, prefer_ema=True)  # ours or official, EMA preferred
+    def _transfer(self, model: nn.Module, state: dict[str, torch.Tensor], weights: str) -> None:
+        """Initialise from a checkpoint's state dict: each tensor whose name and shape match."""
         own = model.state_dict()
         matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(matched, strict=False)
@@ -490,6 +495,18 @@ class Trainer:
         labels = [lb for lb in self.train_set.labels if len(lb)]
         plot_labels(np.concatenate(labels, 0) if labels else np.zeros((0, 5)), self.names,
                     self.run_dir / "labels.png")  # fmt: skip
+
+
+def _architecture_of(arch: Any, weights: str) -> dict[str, Any]:
+    """The training architecture a checkpoint was saved from (`read_weights`'s first item)."""
+    cfg = getattr(arch, "cfg", arch)  # an official checkpoint comes as a built model
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{weights}: a bare state dict names no architecture; give it with --model")
+    if cfg.get("fused"):
+        raise ValueError(
+            f"{weights}: a fused (deploy) checkpoint; name the training architecture with --model"
+        )
+    return cfg
 
 
 def _fault_injection(epoch: int, batch: int) -> None:
