@@ -177,6 +177,29 @@ def test_data_yaml_with_a_coco_json_split(tmp_path: Path) -> None:
     assert [cfg.category_id(i) for i in range(3)] == [5, 44, 90]
 
 
+def test_coco_export_with_images_beside_the_json_loads(tmp_path: Path) -> None:
+    """Roboflow's COCO export: train/_annotations.coco.json with the images in train/ itself."""
+    doc = json.loads(_coco_fixture(tmp_path / "ref").read_text())
+    split = tmp_path / "Set-1" / "train"
+    for im in doc["images"]:
+        _image(split / im["file_name"], im["height"], im["width"])
+    (split / "_annotations.coco.json").write_text(json.dumps(doc))
+    (tmp_path / "Set-1" / "data.yaml").write_text("train: train/_annotations.coco.json\n")
+    cfg = load_data_config(tmp_path / "Set-1" / "data.yaml")
+    ds = DetectionDataset(cfg.splits["train"][0], img_size=64, nc=cfg.nc, progress=False)
+    ref = DetectionDataset(tmp_path / "ref" / "annotations" / "instances_val.json", img_size=64, nc=3,
+                           progress=False)  # fmt: skip
+    assert [Path(f).parent for f in ds.img_files] == [split] * 3 and ds.report.usable == 3
+    assert ds.image_ids == ref.image_ids and all(
+        np.array_equal(a, b) for a, b in zip(ds.labels, ref.labels, strict=True)
+    )
+    (split / "a.jpg").unlink()  # the first image missing: none of the folders holds it, the old error
+    for im in ("b.jpg", "c.jpg"):
+        (split / im).unlink()
+    with pytest.raises(FileNotFoundError, match="image folder of"):
+        read_coco_json(split / "_annotations.coco.json")
+
+
 def test_names_as_a_mapping_are_listed_by_class_index(tmp_path: Path) -> None:
     _image(tmp_path / "images" / "train" / "a.jpg")
     (tmp_path / "data.yaml").write_text("train: images/train\nnames: {2: bird, 0: cat, 1: dog}\n")

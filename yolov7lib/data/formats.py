@@ -4,7 +4,8 @@ YOLO layout (the reference's): a split is a folder of images, a text file listin
 line, `./` meaning the list's own folder) or a list of either; the label file of `.../images/.../x.jpg`
 is `.../labels/.../x.txt` (the last `/images/` replaced), one row per object, `class x y w h` normalised
 to [0, 1], or `class x1 y1 x2 y2 ...` for a polygon (its box is used).
-COCO layout: an `instances_*.json` whose `file_name`s are relative to an images folder; category ids
+COCO layout: an `instances_*.json` whose `file_name`s are relative to an images folder (images/<split>,
+<split> or images beside annotations/, or the json's own folder as in Roboflow's exports); category ids
 are mapped to contiguous classes 0..nc-1 in increasing id order, and back for evaluation.
 """
 
@@ -306,11 +307,17 @@ class CocoSplit:
     n_crowd: int  # crowd annotations left out (the reference's convention for training)
 
 
-def coco_images_dir(json_path: Path) -> Path:
-    """Guess the images folder of `annotations/instances_<split>.json`: images/<split>, <split> or images."""
+def coco_images_dir(json_path: Path, first_file: str | None = None) -> Path:
+    """Guess the images folder of `annotations/instances_<split>.json`: images/<split>, <split> or images,
+    or the json's own folder (Roboflow's `train/_annotations.coco.json`). The first of them that holds
+    `first_file` (the json's first image) wins, else the first that exists of the three."""
     split = json_path.stem.removeprefix("instances_")
     root = json_path.parent.parent
     candidates = [root / "images" / split, root / split, root / "images"]
+    if first_file is not None:
+        for c in [*candidates, json_path.parent]:
+            if (c / first_file).is_file():
+                return c
     for c in candidates:
         if c.is_dir():
             return c
@@ -326,7 +333,8 @@ def read_coco_json(json_path: str | Path, images_dir: str | Path | None = None) 
     """
     json_path = Path(json_path)
     doc = _read_json(json_path)
-    img_dir = Path(images_dir) if images_dir is not None else coco_images_dir(json_path)
+    first = doc["images"][0]["file_name"] if doc["images"] else None
+    img_dir = Path(images_dir) if images_dir is not None else coco_images_dir(json_path, first)
     cats = sorted(doc.get("categories", []), key=lambda c: c["id"])
     cat_to_cls = {c["id"]: i for i, c in enumerate(cats)}
     by_image: dict[int, list[str]] = {}
