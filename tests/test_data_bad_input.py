@@ -419,6 +419,23 @@ def test_a_training_set_without_any_label_file_is_refused_but_evaluation_may_run
     assert len(ds) == 3 and ds.report.missing == 3  # backgrounds, to evaluate a detector's false positives
 
 
+def test_a_training_set_without_any_object_is_refused_naming_why(tmp_path: Path) -> None:
+    """Label files whose every row is dropped (here 1-based class ids in a one-class set) or that are all
+    empty leave nothing to learn: refused with the scan's counts, not trained on backgrounds alone."""
+    img_dir = _good_set(tmp_path)
+    labels = sorted((tmp_path / "labels").rglob("*.txt"))
+    for label in labels:
+        label.write_text(label.read_text().replace("0 ", "1 ", 1))  # classes 1.. where nc is 1
+    with pytest.raises(ValueError, match=r"no object .* 3 label rows dropped \(3 class id not an integer"):
+        create_dataloader(img_dir, 64, 2, 32, hyp=HYP, augment=True, nc=1, progress=False)
+    for label in labels:
+        label.write_text("")
+    with pytest.raises(ValueError, match=r"no object in the 3 images of .*images/train.* 3 empty"):
+        create_dataloader(img_dir, 64, 2, 32, hyp=HYP, augment=True, nc=1, progress=False)
+    _, ds = create_dataloader(img_dir, 64, 2, 32, nc=1, progress=False)  # evaluation may still run
+    assert len(ds) == 3 and ds.report.backgrounds == 3
+
+
 def test_a_missing_coco_tree_is_named_with_its_layout(tmp_path: Path) -> None:
     """Nothing is downloaded: a data.yaml naming COCO's absent split lists says what goes where."""
     (tmp_path / "coco.yaml").write_text("train: ./coco/train2017.txt\nval: ./coco/val2017.txt\nnc: 80\n")

@@ -107,6 +107,11 @@ class DetectionDataset(Dataset):
                 f"{prefix}no label file for any of the {len(scan.img_files)} images in {where}: training "
                 f"needs YOLO txt labels in {LABEL_LAYOUT}"
             )
+        if augment and not any(len(lb) for lb in scan.labels):  # backgrounds alone: nothing to learn
+            raise ValueError(
+                f"{prefix}no object in the {len(scan.img_files)} images of {where}: {scan.report.line()}; "
+                "training needs at least one labelled box (`yolov7 data check` lists every dropped row)"
+            )
         self.report: ScanReport = scan.report
         self.img_files = scan.img_files
         self.labels = [lb.copy() for lb in scan.labels]
