@@ -18,6 +18,7 @@ from PIL import Image
 from yolov7lib.cli import main
 from yolov7lib.data import create_dataloader, load_data_config
 from yolov7lib.data import scan as scan_module
+from yolov7lib.data.augment import letterbox
 from yolov7lib.data.dataset import DetectionDataset
 from yolov7lib.data.formats import img2label_path, parse_label_text, read_coco_json
 from yolov7lib.data.scan import CACHE_SUFFIX, scan_source, verify_image
@@ -434,6 +435,26 @@ def test_a_training_set_without_any_object_is_refused_naming_why(tmp_path: Path)
         create_dataloader(img_dir, 64, 2, 32, hyp=HYP, augment=True, nc=1, progress=False)
     _, ds = create_dataloader(img_dir, 64, 2, 32, nc=1, progress=False)  # evaluation may still run
     assert len(ds) == 3 and ds.report.backgrounds == 3
+
+
+def test_a_very_thin_image_loads_at_a_small_size_with_its_box_in_place(tmp_path: Path) -> None:
+    """12 x 1000 pixels at img 64 is 0.77 pixels high once resized: at least one row is kept (OpenCV's
+    resize refuses a zero side), in the loader and in the letterbox of `yolov7 detect`."""
+    img_dir = tmp_path / "images" / "train"
+    img_dir.mkdir(parents=True)
+    for name, (h, w) in {"strip": (12, 1000), "square": (64, 64)}.items():
+        cv2.imwrite(str(img_dir / f"{name}.png"), np.full((h, w, 3), 90, np.uint8))
+        lf = img2label_path(img_dir / f"{name}.png")
+        lf.parent.mkdir(parents=True, exist_ok=True)
+        lf.write_text("0 0.25 0.5 0.1 0.5\n")
+    ds = DetectionDataset(img_dir, img_size=64, nc=1, progress=False)  # evaluation: square letterbox
+    img, targets, _, shapes = ds[ds.img_files.index(str(img_dir / "strip.png"))]
+    assert tuple(img.shape) == (3, 64, 64) and shapes[0] == (12, 1000)
+    np.testing.assert_allclose(targets[0, 1:4].numpy(), [0, 0.25, 0.5], atol=1e-6)  # x, y as labelled
+    train = DetectionDataset(img_dir, img_size=64, augment=True, hyp=HYP, nc=1, progress=False)
+    assert all(tuple(train[(i, s)][0].shape) == (3, 64, 64) for i in range(2) for s in range(4))
+    boxed, _, _ = letterbox(np.zeros((10, 2000, 3), np.uint8), 64, auto=False)  # 0.32 rows: one
+    assert boxed.shape == (64, 64, 3)
 
 
 def test_a_missing_coco_tree_is_named_with_its_layout(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def letterbox(
     if not scaleup:
         r = min(r, 1.0)
     ratio = r, r
-    new_unpad = round(shape[1] * r), round(shape[0] * r)
+    new_unpad = max(1, round(shape[1] * r)), max(1, round(shape[0] * r))  # never a zero side
     dw, dh = new_shape[1] - new_unpad[0], new_shape[0] - new_unpad[1]
     if auto:
         dw, dh = dw % stride, dh % stride

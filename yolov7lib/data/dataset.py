@@ -154,7 +154,8 @@ class DetectionDataset(Dataset):
         r = self.img_size / max(h0, w0)
         if r != 1:
             interp = cv2.INTER_AREA if r < 1 and not self.augment else cv2.INTER_LINEAR
-            img = cv2.resize(img, (int(w0 * r), int(h0 * r)), interpolation=interp)
+            size = max(1, int(w0 * r)), max(1, int(h0 * r))  # a very thin image keeps one row or column
+            img = cv2.resize(img, size, interpolation=interp)
         return img
 
     def load_image(self, index: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int], int]:
