@@ -457,6 +457,22 @@ def test_a_very_thin_image_loads_at_a_small_size_with_its_box_in_place(tmp_path:
     assert boxed.shape == (64, 64, 3)
 
 
+def test_label_and_list_files_saved_with_a_byte_order_mark_read_as_without(tmp_path: Path) -> None:
+    """Windows editors save UTF-8 with a BOM: it is not part of the first row or the first path."""
+    img_dir = _good_set(tmp_path)
+    plain = DetectionDataset(img_dir, img_size=64, nc=1, cache_labels=False, progress=False)
+    for label in (tmp_path / "labels").rglob("*.txt"):
+        label.write_bytes(b"\xef\xbb\xbf" + label.read_bytes().replace(b"\n", b"\r\n"))
+    listing = tmp_path / "train.txt"
+    listing.write_bytes("\ufeff" .encode() + "".join(f"./images/train/{p.name}\r\n" for p in
+                        sorted(img_dir.iterdir())).encode())  # fmt: skip
+    for source in (img_dir, listing):
+        ds = DetectionDataset(source, img_size=64, nc=1, cache_labels=False, progress=False)
+        assert not ds.report.dropped_rows and not ds.report.corrupt and ds.report.labelled == 3
+        assert [Path(f).name for f in ds.img_files] == [Path(f).name for f in plain.img_files]
+        assert all(np.array_equal(a, b) for a, b in zip(ds.labels, plain.labels, strict=True))
+
+
 def test_a_missing_coco_tree_is_named_with_its_layout(tmp_path: Path) -> None:
     """Nothing is downloaded: a data.yaml naming COCO's absent split lists says what goes where."""
     (tmp_path / "coco.yaml").write_text("train: ./coco/train2017.txt\nval: ./coco/val2017.txt\nnc: 80\n")

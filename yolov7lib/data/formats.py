@@ -72,7 +72,7 @@ def list_image_files(source: str | Path | list[str | Path]) -> tuple[list[str], 
             files += [str(f) for f in p.rglob("*") if f.is_file()]
         elif p.is_file():
             parent = str(p.parent) + os.sep
-            for line in p.read_text().splitlines():
+            for line in p.read_text(encoding="utf-8-sig").splitlines():  # without a BOM
                 line = line.strip()
                 if line:
                     files.append(parent + line[2:] if line.startswith("./") else line)

@@ -34,7 +34,8 @@ from yolov7lib.data.formats import (
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 3  # 2: non-JPEG images checked and sized by OpenCV, the loader's decoder; 3: `emptied`
+CACHE_VERSION = 4  # 2: non-JPEG images checked and sized by OpenCV, the loader's decoder; 3: `emptied`;
+# 4: label files read without a UTF-8 byte order mark (scans of such files dropped their first row)
 CACHE_SUFFIX = ".yolov7lib.cache"
 MIN_IMAGE_SIDE = 10
 EXIF_ORIENTATION = 0x0112
@@ -188,7 +189,7 @@ def _scan_one(img_file: str, label_text: str | None, label_name: str, nc: int | 
         if not lf.is_file():
             return "ok", (parse_label_text(""), shape, False, False)
         try:
-            label_text = lf.read_text()
+            label_text = lf.read_text(encoding="utf-8-sig")  # a BOM is not part of the first row
         except (OSError, UnicodeDecodeError) as e:
             return "bad", f"unreadable label file {label_name}: {e}"
     parsed = parse_label_text(label_text, nc)
