@@ -294,3 +294,27 @@ def test_exist_ok_run_never_overwrites_labels_json_or_videos_already_there(tmp_p
     cap = cv2.VideoCapture(str(run / "clip_2.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
     cap.release()
+
+
+def test_a_nested_source_keeps_its_subfolders_so_each_output_names_its_own_input(tmp_path: Path) -> None:
+    """train/x.png and valid/x.png (a whole data set as the source) must not become x.txt and x_2.txt: the
+    latter is also the name of x_2.png's results. Outputs mirror the folders under the source's."""
+    src = tmp_path / "set"
+    for rel, img in {"train/x.png": _scene(), "valid/x.png": np.zeros((H0, W0, 3), np.uint8),
+                     "x_2.png": _scene(seed=1)}.items():  # fmt: skip
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(src / rel), img)
+    opts = DetectOptions(source=str(src), img=IMG, project=str(tmp_path / "runs"), save_txt=True,
+                         progress=False)  # fmt: skip
+    run = Path(run_detect(opts, model=_model()).run_dir)
+    for rel, n in {"train/x": 2, "valid/x": 0, "x_2": 2}.items():
+        rows = [line.split() for line in (run / "labels" / f"{rel}.txt").read_text().splitlines()]
+        assert len(rows) == n and all(len(r) == 5 for r in rows), rel
+        assert np.array_equal(cv2.imread(str(run / f"{rel}.png")).shape, (H0, W0, 3))
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*.png")) == [
+        "train/x.png", "valid/x.png", "x_2.png"]  # fmt: skip
+    # a flat folder, a glob or one file keep the plain names of the reference's detect.py
+    one = DetectOptions(source=str(src / "train" / "x.png"), img=IMG, project=str(tmp_path / "runs"),
+                        save_txt=True, nosave=True, progress=False)  # fmt: skip
+    flat = run_detect(one, model=_model())
+    assert (Path(flat.run_dir) / "labels" / "x.txt").is_file()

@@ -5,9 +5,10 @@ reference's detect.py does), passed through the deploy model, filtered by NMS (c
 0.45 by default) and its boxes mapped back to the original pixels with the letterbox's own ratio and
 padding (`ops.scale_boxes`). Results go to a new run folder: annotated images (or videos, same name),
 `labels/<stem>.txt` (YOLO rows `class x y w h [conf]`, normalised; for videos `<stem>_<n>.txt`, frames
-counted from 1 as the reference's detect.py does) and `predictions.json` (the same frame numbers).
-Unreadable or corrupt inputs are counted and reported, never fatal; nothing outside the run folder is
-written, and no existing file is ever overwritten.
+counted from 1 as the reference's detect.py does) and `predictions.json` (the same frame numbers);
+inputs in subfolders of the source keep them (`labels/<sub>/<stem>.txt`), so that `train/x.png` and
+`valid/x.png` do not share a name. Unreadable or corrupt inputs are counted and reported, never fatal;
+nothing outside the run folder is written, and no existing file is ever overwritten.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import glob
 import json
 import logging
 import math
+import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 VID_FORMATS = ("mp4", "avi", "mov", "mkv", "m4v", "mpg", "mpeg", "wmv", "webm")
 
-__all__ = ["DetectOptions", "DetectReport", "detect_frame", "list_sources", "postprocess", "preprocess",
-           "run_detect"]  # fmt: skip
+__all__ = ["DetectOptions", "DetectReport", "detect_frame", "list_sources", "output_names", "postprocess",
+           "preprocess", "run_detect"]  # fmt: skip
 
 
 @dataclass
@@ -200,11 +202,14 @@ class _Writer:
     def __init__(self, run_dir: Path, names: Sequence[str], opts: DetectOptions, report: DetectReport):
         self.run_dir, self.names, self.opts, self.report = run_dir, list(names), opts, report
         self.records: list[dict[str, Any]] = []
+        self.out_names: dict[Path, Path] = {}  # input -> its path relative to the run folder
 
     def add(self, source: Path, det: torch.Tensor, shape: tuple[int, int], frame: int | None = None) -> None:
         self.report.detections += len(det)
         self.report.per_class.update(self.names[int(c)] for c in det[:, 5].tolist())
-        stem = source.stem if frame is None else f"{source.stem}_{frame}"
+        out = self.out_names[source]  # the input's path under the source folder
+        base = (out.parent / out.stem).as_posix()
+        stem = base if frame is None else f"{base}_{frame}"
         if self.opts.save_txt:
             h, w = shape
             xywh = xyxy2xywhn(det[:, :4], w=w, h=h)
@@ -214,9 +219,9 @@ class _Writer:
             ):
                 tail = f" {conf:.5f}" if self.opts.save_conf else ""
                 lines.append(f"{int(c)} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}{tail}\n")
-            labels = self.run_dir / "labels"
-            labels.mkdir(exist_ok=True)
-            free_path(labels / f"{stem}.txt").write_text("".join(lines))
+            target = self.run_dir / "labels" / f"{stem}.txt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            free_path(target).write_text("".join(lines))
         if self.opts.save_json:
             for x1, y1, x2, y2, conf, c in det.tolist():
                 self.records.append({
@@ -266,6 +271,7 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
     run_dir.mkdir(parents=True, exist_ok=True)
     report = DetectReport(str(run_dir), skipped=skipped)
     writer = _Writer(run_dir, names, opts, report)
+    writer.out_names = output_names([p for p, _ in inputs])
     nms = {"img_size": opts.img, "conf_thres": opts.conf, "iou_thres": opts.iou, "classes": opts.classes,
            "agnostic": opts.agnostic, "max_det": opts.max_det}  # fmt: skip
     for path, kind in tqdm(inputs, desc="detect", disable=not opts.progress):
@@ -280,7 +286,7 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
                 report.images += 1
                 if not opts.nosave:
                     annotated = draw_detections(img, det, names, opts.line_width)
-                    cv2.imwrite(str(_annotated_path(run_dir, path)), annotated)
+                    cv2.imwrite(str(_annotated_path(run_dir, writer.out_names[path])), annotated)
             else:
                 n = _detect_video(path, model, nms, writer, run_dir, names, opts)
                 if n == 0:
@@ -294,10 +300,21 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
     return report
 
 
-def _annotated_path(run_dir: Path, source: Path) -> Path:
-    """Where the annotated copy of image `source` goes: its own name, or `.jpg` where OpenCV cannot write
-    that format (`.mpo`, for instance); never a taken name."""
-    target = run_dir / source.name
+def output_names(inputs: Sequence[Path]) -> dict[Path, Path]:
+    """Each input's name in the run folder: its path below the inputs' deepest common folder (the file
+    name alone for a flat folder, a glob in one folder or a single file)."""
+    if not inputs:
+        return {}
+    parents = [os.path.abspath(p.parent) for p in inputs]
+    base = os.path.commonpath(parents)
+    return {p: Path(os.path.relpath(os.path.abspath(p), base)) for p in inputs}
+
+
+def _annotated_path(run_dir: Path, name: Path) -> Path:
+    """Where the annotated copy of an image goes: `name` in the run folder (its path under the source), or
+    `.jpg` where OpenCV cannot write that format (`.mpo`, for instance); never a taken name."""
+    target = run_dir / name
+    target.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.haveImageWriter(str(target)):
         target = target.with_suffix(".jpg")
     return free_path(target)
@@ -320,7 +337,8 @@ def _detect_video(
             if opts.nosave:
                 continue
             if out is None:
-                target = free_path(run_dir / f"{path.stem}.mp4")
+                target = free_path(run_dir / writer.out_names[path].with_suffix(".mp4"))
+                target.parent.mkdir(parents=True, exist_ok=True)
                 h, w = frame.shape[:2]
                 out = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
             out.write(draw_detections(frame, det, names, opts.line_width))
