@@ -68,3 +68,17 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme.split("```")[1], "the README's first command block names `make test`"
     assert re.search(r"^make test\b", ci, re.MULTILINE), ".ci/run runs `make test`"
+
+
+def test_pre_commit_runs_the_ruff_of_make_lint_without_an_activated_environment() -> None:
+    """pre-commit looks an entry's bare command up on PATH, which holds .venv/bin only while the
+    environment is activated; the README's set-up (`.venv/bin/pre-commit install`) activates nothing."""
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    entries = {h["id"]: h["entry"].split() for r in config["repos"] for h in r["hooks"]}
+    assert {k: v[:2] for k, v in entries.items()} == {
+        "ruff": [".venv/bin/ruff", "check"],
+        "ruff-format": [".venv/bin/ruff", "format"],
+    }  # relative to the repository's root, where pre-commit runs its hooks
+    makefile = (ROOT / "Makefile").read_text()  # ... the same executable as `make lint`'s $(BIN)/ruff
+    assert re.search(r"^VENV +:= \.venv\nBIN +:= \$\(CURDIR\)/\$\(VENV\)/bin$", makefile, re.MULTILINE)
+    assert "\t$(BIN)/ruff check .\n\t$(BIN)/ruff format --check .\n" in makefile
