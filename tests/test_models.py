@@ -51,10 +51,33 @@ BASELINES = {
     "r50-csp": (34_299_578, 34_270_138),
     "x50-csp": (32_299_962, 32_264_442),
 }
+# Every other registered model (no official cfg): training graph, fused deploy graph, counted here when
+# it was added. Their deploy graphs are also checked against their base (test_models_ablations.py) or
+# the paper's Table 3 (test_models_scaling.py). A new registry name needs its counts in one of these
+# three dicts (test_every_registered_model_has_a_reference_parameter_count).
+KIT_COUNTS = {
+    "yolov7-tiny-cpu": (1_619_594, 1_614_685),
+    "yolov7x-light": (47_073_178, 47_045_245),
+    "yolov7x-light-depth2.0": (69_321_114, 69_285_757),
+    "yolov7x-light-width1.25": (73_391_490, 73_356_765),
+    "yolov7x-fig6a": (74_758_850, 71_311_741),
+    "yolov7x-fig6b": (73_053_122, 71_311_741),
+    "yolov7x-fig6c": (73_041_986, 71_311_741),
+    "yolov7x-fig6d": (73_053_122, 71_311_741),
+    "yolov7x-fig6e": (74_736_578, 71_311_741),
+    "yolor-csp-reprcsp": (54_657_114, 52_889_053),
+    "yolor-w6-rcsp": (79_873_400, 79_824_444),
+    "yolor-w6-repcsp": (81_710_200, 79_824_444),
+    "yolor-w6-reprcsp": (81_710_200, 79_824_444),
+    "yolov7-e6-noaux": (97_250_872, 97_202_940),
+    "yolov7-e6e-aux": (166_408_884, 151_687_420),
+    "yolov7-e6e-noaux": (151_761_464, 151_687_420),
+}
 ALL = [*OFFICIAL, *BASELINES]
 HEAVY = {"yolov7x", "yolov7-w6", "yolov7-e6", "yolov7-d6", "yolov7-e6e", "yolor-csp-x", "yolor-w6"}
 HEAVY |= {"yolor-e6", "yolor-d6", "yolov3", "yolov3-spp"}  # > 60M parameters: slow on 2 cores
 HEAVY |= {"yolov4-csp", "r50-csp", "yolov7-tiny-silu"}  # same blocks as yolor-csp, x50-csp, yolov7-tiny
+HEAVY |= {n for n, (params, _) in KIT_COUNTS.items() if params > 60_000_000}
 
 
 def _slow_if_heavy(names: list[str]) -> list[object]:
@@ -92,6 +115,20 @@ def test_baseline_parameter_counts_equal_the_official_figures(name: str) -> None
     model = meta_model(name)
     fused = reparameterize(model, drop_aux=False, fold_implicit=False)
     assert (count_params(model), count_params(fused)) == BASELINES[name]
+
+
+def test_every_registered_model_has_a_reference_parameter_count() -> None:
+    missing = sorted(set(list_models()) - {*ALL, *KIT_COUNTS})
+    assert not missing, f"registered without parameter counts in tests/test_models.py: {missing}"
+    assert not {*ALL, *KIT_COUNTS} - set(list_models()), "counts of models no longer registered"
+
+
+@pytest.mark.parametrize("name", _slow_if_heavy(list(KIT_COUNTS)))
+def test_kit_model_parameter_counts(name: str) -> None:
+    with torch.device("meta"):
+        deploy = create_model(name, deploy=True)
+    assert (count_params(meta_model(name)), count_params(deploy)) == KIT_COUNTS[name]
+    assert count_params(reparameterize(meta_model(name))) == KIT_COUNTS[name][1]
 
 
 @pytest.mark.parametrize("name", list(OFFICIAL))
