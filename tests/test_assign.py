@@ -17,7 +17,15 @@ from test_assign_oracle import (
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from yolov7lib.configs import load_hyp
-from yolov7lib.loss import COARSE_BIAS, FINE_BIAS, Assignment, build_loss, candidates, find_candidates
+from yolov7lib.loss import (
+    AUX_ASSIGNERS,
+    COARSE_BIAS,
+    FINE_BIAS,
+    Assignment,
+    build_loss,
+    candidates,
+    find_candidates,
+)
 
 IMG = 128
 
@@ -119,7 +127,7 @@ def test_simota_equals_per_image_oracle(scenario: str, setup: str) -> None:
         assert sum(map(len, o_lead.levels)) > 20
 
 
-@pytest.mark.parametrize("aux_assign", ["independent", "lead_guided", "coarse_to_fine"])
+@pytest.mark.parametrize("aux_assign", AUX_ASSIGNERS)
 @pytest.mark.parametrize("simota", [0, 1])
 def test_aux_assigners_equal_oracle(aux_assign: str, simota: int) -> None:
     gen = torch.Generator().manual_seed(7)

@@ -289,7 +289,9 @@ def oracle_assign(
         return fine, fine
     if cfg.aux_assign == "independent":
         return fine, labels(0.5, aux, cfg.aux_constrained)
-    return fine, labels(1.0, lead, True)
+    if cfg.aux_assign == "coarse_to_fine":
+        return fine, labels(1.0, lead, True)
+    raise ValueError(f"the oracle has no auxiliary assigner {cfg.aux_assign!r}")  # a new one: write it here
 
 
 def _bce_mean(logits: torch.Tensor, target: torch.Tensor, pos_weight: float, gamma: float) -> torch.Tensor:
