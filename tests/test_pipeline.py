@@ -51,6 +51,22 @@ def test_every_profile_trains_only_listed_models_with_known_architectures(profil
         assert PARAMS["ablation_catalogue"][variant]["model"] in known
 
 
+def test_every_hyp_override_names_a_known_hyperparameter() -> None:
+    """The trainer adds `hyp_overrides` to the loaded hyperparameters as they are: a misspelt key (say
+    `aux_asign`) would train the variant with the default value and fill its table row all the same."""
+    from yolov7lib.configs import load_hyp
+
+    known = load_hyp("p5").keys()
+    blocks = {f"ablation_catalogue.{k}": v for k, v in PARAMS["ablation_catalogue"].items()}
+    for profile in PROFILES:
+        blocks[f"{profile}.ablations.common"] = (PARAMS[profile].get("ablations") or {}).get("common", {})
+        for name, run in PARAMS[profile]["train"]["runs"].items():
+            blocks[f"{profile}.train.runs.{name}"] = run
+    for where, block in blocks.items():
+        unknown = set(block.get("hyp_overrides") or {}) - known
+        assert not unknown, f"params.yaml {where}: hyp_overrides names no hyperparameter: {sorted(unknown)}"
+
+
 def test_ablation_settings_merge_common_then_variant() -> None:
     name, settings = load_params(ROOT / "params.yaml", "default")
     item = f"{settings['ablations']['variants'][0]}-s{settings['ablations']['seeds'][0]}"
