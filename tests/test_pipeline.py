@@ -67,6 +67,16 @@ def test_every_hyp_override_names_a_known_hyperparameter() -> None:
         assert not unknown, f"params.yaml {where}: hyp_overrides names no hyperparameter: {sorted(unknown)}"
 
 
+def test_every_catalogue_row_is_a_row_of_the_papers_tables() -> None:
+    """The `ablations` stage resolves these only after every ablation run has finished."""
+    from yolov7lib import paper
+
+    for variant, entry in PARAMS["ablation_catalogue"].items():
+        assert entry["rows"], variant
+        for table, row_id in entry["rows"]:
+            paper.get_table(table).by_id(row_id)  # KeyError naming the table's rows otherwise
+
+
 def test_ablation_settings_merge_common_then_variant() -> None:
     name, settings = load_params(ROOT / "params.yaml", "default")
     item = f"{settings['ablations']['variants'][0]}-s{settings['ablations']['seeds'][0]}"
