@@ -218,6 +218,18 @@ def test_val_final_only_validates_after_the_last_epoch_only(
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # every epoch is still recorded
 
 
+def test_a_misspelt_hyp_override_is_refused_before_any_run_folder(data_yaml, tmp_path) -> None:
+    """`hyp_overrides` (the Python API's and the pipeline's way to change one hyperparameter) must name
+    keys the hyperparameters have: `lr_0` for `lr0` would otherwise train with the unchanged lr0."""
+    from yolov7lib.engine.trainer import train
+
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) aux_asign, lr_0"):
+        train(data=str(data_yaml), model="yolov7-tiny", img=IMG, epochs=1, workers=0, progress=False,
+              project=str(tmp_path / "runs"), hyp_overrides={"lr_0": 0.1, "aux_asign": "independent",
+                                                          "lr0": 0.02})  # fmt: skip
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch, before it refuses
 def test_train_refuses_bad_weights_and_a_missing_run_with_a_message(data_yaml, tmp_path, capsys) -> None:
     """Checked before any training: a clear one-line error naming the file, no traceback, no run folder."""

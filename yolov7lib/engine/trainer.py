@@ -144,6 +144,9 @@ class Trainer:
                 self.run_dir = Path(holder[0])
         self.weights_dir = self.run_dir / "weights"
         self.hyp = load_hyp(opts.hyp)
+        unknown = sorted(set(opts.hyp_overrides) - set(self.hyp))
+        if unknown:  # a misspelt key would otherwise train with the value it meant to change
+            raise ValueError(f"hyp_overrides: unknown hyperparameter(s) {', '.join(unknown)}")
         self.hyp.update(opts.hyp_overrides)
 
         # data
