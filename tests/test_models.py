@@ -11,6 +11,7 @@ import functools
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -18,6 +19,7 @@ from torch import nn
 
 from yolov7lib.cli import main
 from yolov7lib.models import (
+    Model,
     count_params,
     create_model,
     dump_cfg,
@@ -542,6 +544,23 @@ def test_bad_cfg_gives_a_clear_error(tmp_path, edit: tuple[str, str], message: s
     path.write_text(USER_CFG.replace(*edit))
     with pytest.raises(ValueError, match=message):
         create_model(path)
+
+
+@pytest.mark.parametrize("nc", [0, -1, 2.5, True, "3"])
+def test_a_number_of_classes_that_is_not_a_positive_whole_number_is_refused(tmp_path, nc) -> None:
+    """Before: nc=0 failed with 'math domain error' in the bias prior, nc=-1 with an IndexError, and
+    nc=2.5 silently built a 2-class model."""
+    with pytest.raises(ValueError, match="number of classes must be a whole number of at least 1"):
+        create_model("yolov7-tiny", nc=nc)
+    with pytest.raises(ValueError, match="number of classes"):
+        Model(meta_model("yolov7-tiny").cfg, nc=nc)
+    path = tmp_path / "bad_nc.yaml"
+    path.write_text(USER_CFG.replace("nc: 3\n", yaml.safe_dump({"nc": nc})))
+    with pytest.raises(ValueError, match=r"bad_nc.yaml: nc: the number of classes"):
+        create_model(path)
+    with torch.device("meta"):  # whole numbers of any integer or float type are taken
+        assert create_model("yolov7-tiny", nc=np.int64(2)).head.nc == 2
+        assert create_model("yolov7-tiny", nc=3.0).head.nc == 3
 
 
 def test_missing_cfg_file() -> None:

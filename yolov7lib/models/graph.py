@@ -37,7 +37,7 @@ from yolov7lib.models.layers import (
     Stem,
     parse_activation,
 )
-from yolov7lib.models.spec import HEAD_TYPES, resolve_from, spec_rows, validate_cfg
+from yolov7lib.models.spec import HEAD_TYPES, check_nc, resolve_from, spec_rows, validate_cfg
 
 __all__ = ["LAYER_TYPES", "Model", "build_layers", "register_layer"]
 
@@ -176,7 +176,7 @@ class Model(nn.Module):
         super().__init__()
         cfg = copy.deepcopy(cfg)
         if nc is not None:
-            cfg["nc"] = int(nc)
+            cfg["nc"] = check_nc(nc)
         cfg["ch"] = int(ch if ch is not None else cfg.get("ch", 3))
         self.cfg: dict[str, Any] = cfg
         layers, self.save = build_layers(cfg, cfg["ch"])

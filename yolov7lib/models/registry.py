@@ -21,7 +21,7 @@ from yolov7lib.models.architectures import ANCHORS_P6, ANCHORS_TINY, CSPNet, CSP
 from yolov7lib.models.blocks import ELAN
 from yolov7lib.models.graph import Model
 from yolov7lib.models.scaling import compound_scale, scale_depth, scale_width, v7x_light
-from yolov7lib.models.spec import deploy_spec, load_cfg, validate_cfg
+from yolov7lib.models.spec import check_nc, deploy_spec, load_cfg, validate_cfg
 
 __all__ = ["ModelEntry", "create_model", "get_entry", "list_models", "model_spec", "register_model"]
 
@@ -73,6 +73,8 @@ def _is_cfg_path(name: str) -> bool:
 def model_spec(name_or_cfg: str | os.PathLike[str] | dict[str, Any], nc: int | None = None) -> dict[str, Any]:
     """The training-graph spec of a registered name, a cfg file or a spec dict (nc overridden if given)."""
     _ensure_loaded()
+    if nc is not None:
+        nc = check_nc(nc)
     if isinstance(name_or_cfg, dict):
         cfg = copy.deepcopy(dict(validate_cfg(name_or_cfg)))
     elif isinstance(name_or_cfg, str) and name_or_cfg in _REGISTRY:

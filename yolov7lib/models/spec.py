@@ -15,6 +15,7 @@ A spec is a plain dict (``model.cfg``, what checkpoints store):
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ import yaml
 __all__ = [
     "HEAD_TYPES",
     "SpecBuilder",
+    "check_nc",
     "deploy_spec",
     "dump_cfg",
     "load_cfg",
@@ -48,6 +50,14 @@ def resolve_from(f: From, i: int) -> list[int]:
     return [j if j >= 0 else i + j for j in ([f] if isinstance(f, int) else f)]
 
 
+def check_nc(nc: Any, source: str = "nc") -> int:
+    """The number of classes as an int; ValueError unless it is a whole number of at least 1."""
+    whole = isinstance(nc, numbers.Integral) or (isinstance(nc, float) and nc.is_integer())
+    if isinstance(nc, bool) or not whole or nc < 1:
+        raise ValueError(f"{source}: the number of classes must be a whole number of at least 1, got {nc!r}")
+    return int(nc)
+
+
 def validate_cfg(cfg: Any, source: str = "cfg") -> dict[str, Any]:
     """Check the shape of a spec and return it; raise ValueError naming the first problem found."""
     if not isinstance(cfg, dict):
@@ -55,6 +65,7 @@ def validate_cfg(cfg: Any, source: str = "cfg") -> dict[str, Any]:
     missing = [k for k in ("nc", "anchors", "backbone", "head") if k not in cfg]
     if missing:
         raise ValueError(f"{source}: missing key(s) {', '.join(missing)}")
+    check_nc(cfg["nc"], f"{source}: nc")
     rows = spec_rows(cfg)
     if not rows:
         raise ValueError(f"{source}: the model has no layers")
