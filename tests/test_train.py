@@ -425,6 +425,41 @@ def test_a_resume_keeps_the_runs_options_but_where_it_runs_and_how_it_reports(tm
     assert resumed.resume == str(tmp_path)
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_train_deterministic_does_not_leave_the_process_wide_switches_on(monkeypatch, fails: bool) -> None:
+    """Before: `yolov7lib.train(deterministic=True)` returned with torch.use_deterministic_algorithms and
+    cudnn.deterministic still on, so later work in the caller's notebook ran (or failed, on CUDA ops
+    without a deterministic kernel) under them. The trainer is a stub that sets them as the real one does."""
+    import yolov7lib
+    from yolov7lib.engine import trainer
+
+    class SwitchingTrainer:
+        def __init__(self, opts: trainer.TrainOptions) -> None:
+            trainer._set_seeds(opts.seed, opts.deterministic)
+            assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+
+        def fit(self) -> dict:
+            if fails:
+                raise RuntimeError("stopped")
+            return {"epochs": 1}
+
+    monkeypatch.setattr(trainer, "Trainer", SwitchingTrainer)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)  # fmt: skip
+    try:
+        if fails:
+            with pytest.raises(RuntimeError, match="stopped"):
+                yolov7lib.train(data="d.yaml", deterministic=True)
+        else:
+            assert yolov7lib.train(data="d.yaml", deterministic=True) == {"epochs": 1}
+        after = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                 torch.backends.cudnn.benchmark)  # fmt: skip
+    finally:  # never leak into the other tests, even when failing
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
+    assert after == before == (False, False, False)
+
+
 def test_weights_without_model_fine_tune_the_checkpoints_own_architecture(data_yaml, tmp_path) -> None:
     """--weights alone trains the checkpoint's architecture (the reference builds ckpt['model'].yaml when
     --cfg is empty), every tensor but the class-dependent head ones transferred: the same model as with

@@ -14,6 +14,7 @@ sample), a run killed at any point and resumed ends with the same weights as an 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -22,6 +23,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -520,8 +522,26 @@ def _fault_injection(epoch: int, batch: int) -> None:
 
 
 def train(**options: Any) -> dict[str, Any]:
-    """Train with the options of `yolov7 train` given as keyword arguments; return the final metrics."""
+    """Train with the options of `yolov7 train` given as keyword arguments; return the final metrics.
+
+    The global random generators are seeded from `seed`; `deterministic=True` switches PyTorch's
+    deterministic algorithms (and cuDNN's) on for the run and back to the caller's settings after it.
+    """
     unknown = set(options) - {f.name for f in fields(TrainOptions)}
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    return Trainer(TrainOptions(**options)).fit()
+    with _determinism_restored():  # `deterministic=True` holds for the run only, not for the caller after it
+        return Trainer(TrainOptions(**options)).fit()
+
+
+@contextlib.contextmanager
+def _determinism_restored() -> Iterator[None]:
+    """Put PyTorch's process-wide determinism switches (set by `deterministic=True`) back as they were."""
+    algorithms = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
