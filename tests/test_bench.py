@@ -59,6 +59,20 @@ def test_a_failing_backend_is_reported_in_its_row(cfg_file: Path, monkeypatch) -
         bench.run_bench(str(cfg_file), img=64, backends=("tensorrt",))
 
 
+def test_threads_apply_to_the_measurements_only(cfg_file: Path) -> None:
+    """Before: run_bench(threads=n) left torch.set_num_threads(n) set for the rest of the caller's process."""
+    before = torch.get_num_threads()
+    wanted = 2 if before != 2 else 1
+    try:
+        rows = bench.run_bench(str(cfg_file), img=64, batches=(1,), backends=("eager",), runs=1, warmup=0,
+                               threads=wanted, progress=False)  # fmt: skip
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert rows[0].threads == wanted and rows[0].error is None
+    assert after == before
+
+
 def test_matmul_peak_counts_two_n_cubed_flops(monkeypatch) -> None:
     monkeypatch.setattr(bench, "_median_seconds", lambda fn, runs, warmup, device: 0.5)
     assert bench.matmul_peak("cpu", n=256) == pytest.approx(2 * 256**3 / 0.5 / 1e9)

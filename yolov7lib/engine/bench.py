@@ -159,18 +159,41 @@ def run_bench(
     threads: int | None = None,
     progress: bool = True,
 ) -> list[BenchRow]:
-    """Measure every (backend, batch) pair once; return one row each (errors reported in their row)."""
-    from yolov7lib.engine.distributed import select_device
-    from yolov7lib.engine.weights import load_model
-    from yolov7lib.models import model_info
+    """Measure every (backend, batch) pair once; return one row each (errors reported in their row).
 
+    `threads` sets PyTorch's intra-op thread count for the measurements only; the caller's is restored.
+    """
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise ValueError(
             f"unknown backend(s) {', '.join(sorted(unknown))}; choose from {', '.join(BACKENDS)}"
         )
+    previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    try:
+        return _measure(model_name, weights, img, batches, backends, device, half, runs, warmup, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _measure(
+    model_name: str | None,
+    weights: str | None,
+    img: int,
+    batches: Sequence[int],
+    backends: Sequence[str],
+    device: str,
+    half: bool,
+    runs: int,
+    warmup: int,
+    progress: bool,
+) -> list[BenchRow]:
+    """The measurements of `run_bench`, at the thread count it set."""
+    from yolov7lib.engine.distributed import select_device
+    from yolov7lib.engine.weights import load_model
+    from yolov7lib.models import model_info
+
     threads = torch.get_num_threads()
     dev = select_device(device)
     half = half and dev.type == "cuda"
