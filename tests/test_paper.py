@@ -109,6 +109,21 @@ def test_row_counts_of_every_table() -> None:
     }
 
 
+def test_every_row_id_of_the_dataframe_is_found_by_row_and_value() -> None:
+    """`row()` takes a row id (its docstring); before, the ids of improvement rows, which `table()` lists in
+    its `row` column, raised KeyError ("Table 1 has no row for 'improvement' (variant 'yolov7')")."""
+    for number in P.TABLES:
+        df = P.table(number)
+        for row_id in df["row"]:
+            assert row(number, row_id).id == row_id
+        imp = df[df["kind"] == "improvement"]
+        for _, rec in imp.iterrows():
+            columns = P.get_table(number).columns
+            numbers = [c for c in columns if isinstance(rec[c], float) and not math.isnan(rec[c])]
+            assert numbers and all(value(number, rec["row"], c) == rec[c] for c in numbers)
+    assert len(P.table(1).query("kind == 'improvement'")) == 6  # the loop above checked something
+
+
 # --------------------------------------------------------------------------------------------------
 # Improvement rows against the rows above them
 # --------------------------------------------------------------------------------------------------

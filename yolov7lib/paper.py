@@ -183,6 +183,10 @@ class Table:
     def find(self, model: str, variant: str | None = None) -> Row:
         """The row of `model` (paper spelling, key, registry name or row id), disambiguated by
         `variant` where the table holds the model more than once."""
+        if variant is None:  # a row id, improvement rows' included (``improvement@yolov7``)
+            exact = [r for r in self.rows if r.id == model]
+            if exact:
+                return exact[0]
         if "@" in model and variant is None:
             model, variant = model.split("@", 1)
         key = model_key(model)
