@@ -563,6 +563,21 @@ def test_a_number_of_classes_that_is_not_a_positive_whole_number_is_refused(tmp_
         assert create_model("yolov7-tiny", nc=3.0).head.nc == 3
 
 
+def test_create_model_of_a_models_own_cfg_keeps_its_input_channels(tmp_path) -> None:
+    """`model.cfg` is enough to rebuild the model (CONTRIBUTING); before, create_model's ch=3 default
+    replaced the spec's own ch: a 1-channel model came back with 3 channels and its weights did not load."""
+    with torch.device("meta"):
+        gray = create_model("yolov7-tiny", nc=2, ch=1)
+        again = create_model(gray.cfg)
+        from_file = create_model(dump_cfg(gray.cfg, tmp_path / "gray.yaml"), deploy=True)
+        forced = create_model(gray.cfg, ch=3)
+        plain = create_model("yolov7-tiny")
+    assert gray.model[0].conv.in_channels == 1 and gray.cfg["ch"] == 1
+    assert again.cfg["ch"] == 1 and _signature(again) == _signature(gray)
+    assert from_file.model[0].conv.in_channels == 1
+    assert forced.model[0].conv.in_channels == 3 and plain.model[0].conv.in_channels == 3
+
+
 def test_missing_cfg_file() -> None:
     with pytest.raises(FileNotFoundError):
         create_model("no/such/model.yaml")

@@ -92,12 +92,13 @@ def create_model(
     name_or_cfg: str | os.PathLike[str] | dict[str, Any],
     nc: int | None = None,
     deploy: bool = False,
-    ch: int = 3,
+    ch: int | None = None,
 ) -> Model:
     """Build a model by registry name, cfg file path or spec dict.
 
-    ``nc`` defaults to 80 for registry names and to the file's ``nc`` for cfg files. ``deploy=True``
-    gives the deployed inference graph (fused, plain Detect, no auxiliary heads).
+    ``nc`` defaults to 80 for registry names and to the file's ``nc`` for cfg files; ``ch`` (input
+    channels) to the spec's own ``ch``, else 3, so ``create_model(model.cfg)`` rebuilds ``model``.
+    ``deploy=True`` gives the deployed inference graph (fused, plain Detect, no auxiliary heads).
     """
     cfg = model_spec(name_or_cfg, nc)
     if deploy:
