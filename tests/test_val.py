@@ -338,6 +338,20 @@ def test_evaluate_restores_the_models_mode_and_reports_milliseconds_per_image(
     assert result.speed_ms == pytest.approx({"inference": 1000 / 3, "nms": 1000 / 3})
 
 
+def test_evaluate_refuses_augmented_batches_clearly_and_leaves_the_model_as_it_was(tmp_path: Path) -> None:
+    """Augmented training batches carry no original shapes (None); before, evaluate failed on them with
+    "TypeError: cannot unpack non-iterable NoneType object" and left a training-mode model in eval mode."""
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, _ = _white_box_set(tmp_path, [(100, 80)] * 4)
+    loader, _ = create_dataloader(img_dir, 64, 2, 32, hyp="tiny", augment=True, nc=1, progress=False)
+    model = _BrightBoxDetector().train()
+    with pytest.raises(ValueError, match="without augment=True"):
+        evaluate(model, loader, ["box"], progress=False)
+    assert model.training
+
+
 def test_coco_scores_cover_the_evaluated_images_and_every_class_with_annotations(tmp_path: Path) -> None:
     """pycocotools scores only the images evaluated (the json may list more, e.g. corrupt ones skipped),
     and coco_per_class names each class with annotations in them, an AP of 0 included (class 'ghost':

@@ -107,35 +107,43 @@ def evaluate(
     n_labels = 0
     t_infer = t_nms = 0.0
     bar = tqdm(dataloader, desc="val", disable=not progress, leave=False)
-    for imgs, targets, paths, shapes in bar:
-        imgs = imgs.to(device, non_blocking=True)
-        imgs = imgs.to(torch.float16 if half else dtype) / 255.0
-        targets = targets.to(device)
-        _, _, height, width = imgs.shape
-        t0 = time.perf_counter()
-        pred = model(imgs)[0]
-        t1 = time.perf_counter()
-        dets = non_max_suppression(pred.float(), conf_thres, iou_thres, multi_label=True, max_det=max_det)
-        t_infer += t1 - t0
-        t_nms += time.perf_counter() - t1
-        scale = torch.tensor([width, height, width, height], device=device, dtype=targets.dtype)
-        for si, det in enumerate(dets):
-            labels = targets[targets[:, 0] == si, 1:]
-            n_labels += len(labels)
-            shape0, ratio_pad = shapes[si]
-            native = det.clone()
-            native[:, :4] = scale_boxes((height, width), native[:, :4], shape0, ratio_pad)
-            boxes = scale_boxes((height, width), xywh2xyxy(labels[:, 1:5] * scale), shape0, ratio_pad)
-            metrics.update(native, torch.cat([labels[:, :1], boxes], 1))
-            if coco_json or save_json:
-                name = Path(paths[si]).name
-                # without a COCO json: the stem, as an int where it is a number (the reference's test.py)
-                image_id = ids.get(name, ids.get(Path(name).stem, image_id_from_path(name)))
-                image_ids.append(image_id)
-                records += detections_to_coco(native, image_id, category_ids)
-    if half:
-        model.float()
-    model.train(was_training)
+    try:
+        for imgs, targets, paths, shapes in bar:
+            if shapes[0] is None:
+                raise ValueError(
+                    "evaluate needs batches that keep each image's original shape (shapes[i] = "
+                    "((h0, w0), ratio_pad)); this loader's are None, as augmented training batches' "
+                    "are: build it without augment=True, e.g. rect=True, pad=0.5"
+                )
+            imgs = imgs.to(device, non_blocking=True)
+            imgs = imgs.to(torch.float16 if half else dtype) / 255.0
+            targets = targets.to(device)
+            _, _, height, width = imgs.shape
+            t0 = time.perf_counter()
+            pred = model(imgs)[0]
+            t1 = time.perf_counter()
+            dets = non_max_suppression(pred.float(), conf_thres, iou_thres, multi_label=True, max_det=max_det)
+            t_infer += t1 - t0
+            t_nms += time.perf_counter() - t1
+            scale = torch.tensor([width, height, width, height], device=device, dtype=targets.dtype)
+            for si, det in enumerate(dets):
+                labels = targets[targets[:, 0] == si, 1:]
+                n_labels += len(labels)
+                shape0, ratio_pad = shapes[si]
+                native = det.clone()
+                native[:, :4] = scale_boxes((height, width), native[:, :4], shape0, ratio_pad)
+                boxes = scale_boxes((height, width), xywh2xyxy(labels[:, 1:5] * scale), shape0, ratio_pad)
+                metrics.update(native, torch.cat([labels[:, :1], boxes], 1))
+                if coco_json or save_json:
+                    name = Path(paths[si]).name
+                    # without a COCO json: the stem, as an int where it is a number (the reference's test.py)
+                    image_id = ids.get(name, ids.get(Path(name).stem, image_id_from_path(name)))
+                    image_ids.append(image_id)
+                    records += detections_to_coco(native, image_id, category_ids)
+    finally:  # the caller's model as it was, also when the loop fails
+        if half:
+            model.float()
+        model.train(was_training)
 
     m = metrics.compute()
     per_class = [
