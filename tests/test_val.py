@@ -352,6 +352,20 @@ def test_evaluate_refuses_augmented_batches_clearly_and_leaves_the_model_as_it_w
     assert model.training
 
 
+def test_evaluate_with_fewer_names_than_the_labels_classes_says_so(tmp_path: Path) -> None:
+    """Before: an IndexError ('list index out of range') from building the per-class rows."""
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, _ = _white_box_set(tmp_path, [(100, 80)] * 2)
+    label = img_dir.parent.parent / "labels" / "val" / "1.txt"
+    label.write_text(label.read_text().replace("0 ", "2 ", 1))  # image 1's box is of class 2
+    loader, _ = create_dataloader(img_dir, 64, 2, 32, rect=True, pad=0.5, progress=False)
+    with pytest.raises(ValueError, match="labels of class 2 but names lists 1 classes"):
+        evaluate(_BrightBoxDetector(), loader, ["box"], progress=False)
+    assert evaluate(_BrightBoxDetector(nc=3), loader, ["box", "b", "c"], progress=False).labels == 2
+
+
 def test_coco_scores_cover_the_evaluated_images_and_every_class_with_annotations(tmp_path: Path) -> None:
     """pycocotools scores only the images evaluated (the json may list more, e.g. corrupt ones skipped),
     and coco_per_class names each class with annotations in them, an AP of 0 included (class 'ghost':

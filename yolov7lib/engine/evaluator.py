@@ -146,6 +146,8 @@ def evaluate(
         model.train(was_training)
 
     m = metrics.compute()
+    if len(m.nt) > nc:
+        raise ValueError(f"the data has labels of class {len(m.nt) - 1} but names lists {nc} classes")
     per_class = [
         {
             "class": int(c),
