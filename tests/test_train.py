@@ -460,6 +460,30 @@ def test_train_deterministic_does_not_leave_the_process_wide_switches_on(monkeyp
     assert after == before == (False, False, False)
 
 
+def test_train_leaves_a_process_group_the_caller_set_up_in_place(data_yaml, tmp_path, monkeypatch) -> None:
+    """A researcher's own script may set up torch.distributed before calling yolov7lib.train (the trainer
+    joins such a group rather than creating one); before, the run destroyed it on its way out, so the
+    script's next collective failed with 'Default process group has not been initialized'."""
+    import torch.distributed as dist
+
+    import yolov7lib
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        yolov7lib.train(data=str(data_yaml), model="yolov7-tiny-cpu", img=IMG, batch=4, epochs=1,
+                        max_batches=1, workers=0, noval=True, plots=False, progress=False, device="cpu",
+                        project=str(tmp_path / "runs"))  # fmt: skip
+        assert dist.is_initialized()
+        value = torch.ones(1)
+        dist.all_reduce(value)  # the caller's group still works
+        assert value.item() == 1.0
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_weights_without_model_fine_tune_the_checkpoints_own_architecture(data_yaml, tmp_path) -> None:
     """--weights alone trains the checkpoint's architecture (the reference builds ckpt['model'].yaml when
     --cfg is empty), every tensor but the class-dependent head ones transferred: the same model as with

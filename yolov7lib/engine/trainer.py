@@ -118,6 +118,8 @@ class Trainer:
     """One training run (see the module docstring for the order of events)."""
 
     def __init__(self, opts: TrainOptions) -> None:
+        # a process group the caller set up before is the caller's: left in place when the run ends
+        self.owns_process_group = not (dist.is_available() and dist.is_initialized())
         self.ctx: DistContext = init_distributed(opts.device)
         self.resume_ckpt: dict[str, Any] | None = None
         if opts.resume:
@@ -317,7 +319,8 @@ class Trainer:
                     dist.barrier()
             metrics = self._finish(time.time() - t0) if self.ctx.is_main else {}
         finally:
-            cleanup_distributed()
+            if self.owns_process_group:
+                cleanup_distributed()
         return metrics
 
     def train_one_epoch(self, epoch: int) -> tuple[torch.Tensor, list[float]]:
