@@ -192,3 +192,18 @@ def test_not_an_official_checkpoint(tmp_path: Path) -> None:
     torch.save({"state_dict": {"w": torch.zeros(1)}}, weights_only)
     with pytest.raises(ValueError, match="no 'model' entry"):
         load_official(weights_only)
+
+
+def test_a_yolov7lib_checkpoint_or_a_folder_is_named_as_such(tmp_path: Path) -> None:
+    """Before: a run folder was reported as not existing, and the trainer's own last.pt as 'not an official
+    YOLOv7 model with its yaml architecture', with no word of load_model."""
+    from yolov7lib.engine.checkpoint import save_checkpoint
+
+    with pytest.raises(FileNotFoundError, match="is a folder, not a checkpoint file"):
+        load_official(tmp_path)
+    with torch.device("meta"):
+        model = create_model("yolov7-tiny", nc=2)
+    ours = tmp_path / "last.pt"
+    save_checkpoint({"model_cfg": model.cfg, "model": {"model.0.conv.weight": torch.zeros(1)}}, ours)
+    with pytest.raises(ValueError, match=r"a yolov7lib checkpoint .* yolov7lib\.load_model"):
+        load_official(ours)

@@ -135,7 +135,8 @@ def read_official_checkpoint(path: str | os.PathLike[str]) -> Any:
     """Unpickle an official checkpoint with the restricted unpickler (tensors on the CPU)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
+        what = "is a folder, not a checkpoint file" if p.is_dir() else "does not exist"
+        raise FileNotFoundError(f"checkpoint {str(p)!r} {what}")
     if not zipfile.is_zipfile(p):
         raise ValueError(f"{p}: not a torch.save zip archive (the legacy pre-1.6 format is not supported)")
     return torch.load(p, map_location="cpu", pickle_module=_restricted_pickle, weights_only=False)
@@ -156,6 +157,11 @@ def load_official(path: str | os.PathLike[str], prefer_ema: bool = True) -> Mode
     ckpt = read_official_checkpoint(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{path}: not an official YOLOv7 checkpoint (no 'model' entry)")
+    if "model_cfg" in ckpt and isinstance(ckpt["model"], dict):
+        raise ValueError(
+            f"{path}: a yolov7lib checkpoint (written by its trainer), not an official one; "
+            "load it with yolov7lib.load_model(weights)"
+        )
     source = ckpt.get("ema") if prefer_ema and ckpt.get("ema") is not None else ckpt["model"]
     if not isinstance(source, OfficialModule) or not isinstance(getattr(source, "yaml", None), dict):
         raise ValueError(
