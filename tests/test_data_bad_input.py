@@ -216,6 +216,18 @@ def test_missing_image_folder_is_a_clear_error_naming_the_path(tmp_path: Path) -
         load_data_config(tmp_path / "data.yaml")
 
 
+def test_a_data_yaml_given_as_an_image_source_points_to_its_splits(tmp_path: Path) -> None:
+    """create_dataloader takes one split; a data.yaml read as a list file found no images, and the error
+    said only that ('no images found in .../data.yaml'). Its splits load."""
+    img_dir = _good_set(tmp_path)
+    data = tmp_path / "data.yaml"
+    data.write_text("train: images/train\nval: images/train\nnc: 1\n")
+    with pytest.raises(FileNotFoundError, match=r"pass one of its splits, e\.g\. .*load_data_config"):
+        create_dataloader(data, 64, 2, 32, progress=False)
+    loader, _ = create_dataloader(load_data_config(data).splits["train"], 64, 2, 32, progress=False)
+    assert len(loader.dataset) == 3 and img_dir.is_dir()
+
+
 def test_image_that_breaks_after_the_scan_is_replaced_not_fatal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

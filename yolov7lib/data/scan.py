@@ -332,7 +332,14 @@ def scan_source(
         label_files = [str(img2label_path(f)) for f in img_files]
         hash_files = img_files + label_files
         if not img_files:
-            raise FileNotFoundError(f"{prefix}no images found in {', '.join(map(str, sources))}")
+            yaml_given = any(s.suffix in (".yaml", ".yml") for s in sources)
+            hint = (
+                " (a data.yaml describes the data set; pass one of its splits, "
+                "e.g. yolov7lib.data.load_data_config(path).splits['train'])"
+                if yaml_given
+                else ""
+            )
+            raise FileNotFoundError(f"{prefix}no images found in {', '.join(map(str, sources))}{hint}")
         default_cache = _default_cache_path(sources, Path(label_files[0]))
     if not img_files:
         raise FileNotFoundError(f"{prefix}no images listed in {sources[0]}")
