@@ -352,6 +352,34 @@ def test_evaluate_refuses_augmented_batches_clearly_and_leaves_the_model_as_it_w
     assert model.training
 
 
+class _NothingDetector(torch.nn.Module):
+    """A model that detects nothing, on the device of its one weight (not a float16 number: 1/3)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.full((4,), 1 / 3))
+
+    def forward(self, x: torch.Tensor):
+        return torch.zeros(x.shape[0], 1, 6, device=x.device, dtype=x.dtype) * self.weight[0], None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="evaluate(half=True) is for CUDA only")
+def test_evaluate_in_half_precision_leaves_the_callers_weights_as_they_were(tmp_path: Path) -> None:
+    """Before, half=True ran model.half() and model.float() on the caller's model: its weights came back
+    rounded to float16 (1/3 -> 0.33325195), and a float64 model came back float32."""
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, _ = _white_box_set(tmp_path, [(100, 80)] * 2)
+    loader, _ = create_dataloader(img_dir, 64, 2, 32, rect=True, pad=0.5, progress=False)
+    for dtype in (torch.float32, torch.float64):
+        model = _NothingDetector().to("cuda", dtype).train()
+        before = model.weight.detach().clone()
+        evaluate(model, loader, ["box"], half=True, progress=False)
+        assert model.weight.dtype == dtype and torch.equal(model.weight.detach(), before)
+        assert model.training
+
+
 def test_evaluate_with_fewer_names_than_the_labels_classes_says_so(tmp_path: Path) -> None:
     """Before: an IndexError ('list index out of range') from building the per-class rows."""
     from yolov7lib.data import create_dataloader

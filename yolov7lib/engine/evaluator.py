@@ -5,6 +5,7 @@ annotations of the split are known) a COCO-format predictions json scored by pyc
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -95,10 +96,10 @@ def evaluate(
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     half = half and device.type == "cuda"
-    was_training = model.training
+    caller, was_training = model, model.training
     model.eval()
-    if half:
-        model.half()
+    if half:  # a float16 copy: the caller's weights are not rounded to float16 for good
+        model = copy.deepcopy(model).half()
     nc = len(names)
     metrics = DetectionMetrics(nc, v5_metric=v5_metric)
     ids = _image_ids(Path(coco_json)) if coco_json else {}
@@ -141,9 +142,7 @@ def evaluate(
                     image_ids.append(image_id)
                     records += detections_to_coco(native, image_id, category_ids)
     finally:  # the caller's model as it was, also when the loop fails
-        if half:
-            model.float()
-        model.train(was_training)
+        caller.train(was_training)
 
     m = metrics.compute()
     if len(m.nt) > nc:
