@@ -9,7 +9,13 @@ import torch
 
 from yolov7lib.engine.checkpoint import save_checkpoint
 from yolov7lib.models import create_model, model_spec
-from yolov7lib.report.figure_sources import load_trained_model, measured_speed_points, objectness_outputs
+from yolov7lib.report.figure_sources import (
+    figure8_inputs,
+    load_trained_model,
+    measured_speed_points,
+    objectness_outputs,
+    sample_image,
+)
 
 
 def write(path, data) -> str:
@@ -81,3 +87,20 @@ def test_checkpoint_round_trip_gives_the_same_model(tmp_path) -> None:
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="not a yolov7lib checkpoint"):
         load_trained_model(save_checkpoint({"model": {}}, tmp_path / "x.pt"))
+
+
+def test_figure8_draws_saved_maps_over_the_image_they_were_computed_on(tmp_path) -> None:
+    """The ablation runs save their maps of data seed 0's image (notebook 02); before, the figures
+    notebook drew them over the image of its own `seed`, another image once `figures.seed` was changed."""
+    maps = [torch.rand(1, 3, 8, 8, 6), torch.rand(1, 3, 8, 8, 6)]
+    path = tmp_path / "run.objectness.pt"
+    torch.save({"img": 64, "nl": 1, "outputs": maps, "name": "m", "scale": "s"}, path)
+    seed0, seed1 = sample_image(64, 0), sample_image(64, 1)
+    assert not torch.equal(seed0, seed1)  # the seed does pick another image
+    outputs, image, nl = figure8_inputs([("run", path)], [], 64, seed=1)
+    assert torch.equal(image, seed0) and nl == 1
+    assert all(torch.equal(a, b) for a, b in zip(outputs["run"], maps, strict=True))
+    with pytest.raises(ValueError, match="another image size than 96"):
+        figure8_inputs([("run", path)], [], 96, seed=1)
+    _, image, _ = figure8_inputs([], [], 64, seed=1)  # the random model: the image of its own seed
+    assert torch.equal(image, seed1)

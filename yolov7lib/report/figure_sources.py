@@ -7,6 +7,8 @@
   points and a line saying why, so the figures stage works before those stages exist.
 - :func:`objectness_outputs`: the raw training-mode outputs of models with an auxiliary head on one
   image, for Figure 8: trained checkpoints of this kit, or a randomly initialised small model.
+- :func:`figure8_inputs`: Figure 8's maps and the image they belong to, from the maps the ablation runs
+  saved, else from checkpoints, else from the random model.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from yolov7lib.report.speed_accuracy import MeasuredPoint
 
 __all__ = [
     "demo_aux_model",
+    "figure8_inputs",
     "load_trained_model",
     "measured_speed_points",
     "objectness_outputs",
     "sample_image",
 ]
 
+SAVED_MAPS_IMAGE_SEED = 0  # notebook 02 computes the saved maps on sample_image(objectness_img, 0)
 BATCH1_FIGURES = (1, 9, 10)  # x = batch-1 frame rate
 BATCH_FIGURE = 11  # x = ms per image at the largest batch measured (the paper: batch 32)
 
@@ -145,3 +149,34 @@ def objectness_outputs(
         out[label] = [t.float() for t in model(image.to(next(model.parameters()).dtype))]
         model.eval()
     return out
+
+
+def figure8_inputs(
+    maps_files: Sequence[tuple[str, str | os.PathLike[str]]],
+    checkpoints: Sequence[tuple[str, str | os.PathLike[str]]],
+    img_size: int,
+    seed: int = 0,
+) -> tuple[dict[str, list[torch.Tensor]], torch.Tensor, int]:
+    """Figure 8's (outputs by label, the image they belong to, number of lead levels).
+
+    The maps the ablation runs saved (`maps_files`, (label, path) pairs) come first: they were computed
+    on the image of data seed `SAVED_MAPS_IMAGE_SEED`, so that image is drawn whatever `seed` is. Else
+    the `checkpoints` ((label, path) pairs), else a random model (`demo_aux_model`), run on the image of
+    data seed `seed`.
+    """
+    saved = [(label, torch.load(path, weights_only=True)) for label, path in maps_files]
+    if saved and not any(m.get("skipped") for _, m in saved):
+        if not all(m["img"] == img_size for _, m in saved):
+            raise ValueError(f"the saved maps were computed at another image size than {img_size}")
+        outputs = {label: [t.float() for t in m["outputs"]] for label, m in saved}
+        print("trained:", "; ".join(f"{label} = {m['name']} ({m['scale']})" for label, m in saved))
+        return outputs, sample_image(img_size, SAVED_MAPS_IMAGE_SEED), int(saved[0][1]["nl"])
+    if checkpoints:
+        models = [(label, load_trained_model(path)) for label, path in checkpoints]
+    else:
+        models = [("random YOLOv7-W6 x0.25 (untrained)", demo_aux_model(0.25, seed))]
+    nl = models[0][1].head.nl
+    if not all(m.head.nl == nl for _, m in models):
+        raise ValueError("Figure 8 compares models with the same number of levels")
+    image = sample_image(img_size, seed)
+    return objectness_outputs(models, image), image, nl
