@@ -89,6 +89,14 @@ def test_every_yolov7_and_built_baseline_row_is_counted() -> None:
     assert {(m, s) for m, s, _ in FLAGS} <= counted
 
 
+def test_a_model_without_a_counted_cell_is_named_not_skipped() -> None:
+    """Notebook 06 with `models: [yolov7-tinyy]` (or a registry model no table row counts) once counted
+    nothing and stopped at a bare AssertionError three cells later."""
+    for name in ("yolov7-tinyy", "yolov7-tiny-cpu"):
+        with pytest.raises(ValueError, match=rf"counted on {name}; the models counted: .*yolov7-tiny"):
+            architecture_counts(["yolov7-tiny", name])
+
+
 def test_json_is_read_back_as_reproduced_cells(tmp_path) -> None:
     counts = architecture_counts(["yolov7-tiny"])
     path = write_architecture_json(tmp_path / "architecture.json", counts)

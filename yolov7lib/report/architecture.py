@@ -224,7 +224,14 @@ def architecture_counts(
     """One :class:`ArchitectureCount` per #Param / FLOPs cell of Tables 1, 2, 3 and 9 that the kit
     counts (restricted to `models`, kit model names, if given), in table order."""
     wanted = None if models is None else set(models)
-    rows = [(r, m) for r, m in architecture_rows() if wanted is None or m in wanted]
+    every = list(architecture_rows())
+    unknown = sorted((wanted or set()) - {m for _, m in every})
+    if unknown:
+        raise ValueError(
+            f"no #Param / FLOPs cell of Tables 1, 2, 3, 9 is counted on {', '.join(unknown)}; "
+            f"the models counted: {', '.join(sorted({m for _, m in every}))}"
+        )
+    rows = [(r, m) for r, m in every if wanted is None or m in wanted]
     sizes: dict[str, set[int]] = {}
     for r, m in rows:
         sizes.setdefault(m, set()).add(int(r.size or 640))
