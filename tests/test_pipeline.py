@@ -189,6 +189,53 @@ def test_papermill_sees_every_parameter(notebook: str) -> None:
     assert list(papermill.inspect_notebook(str(path))) == declared
 
 
+def _papermill_parameters(args: list[str]) -> dict:
+    """The parameters a papermill command line passes, read as papermill's own CLI reads them."""
+    from papermill.cli import _resolve_type
+
+    passed, i = {}, 0
+    while i < len(args):
+        if args[i] in ("-p", "--parameters"):
+            passed[args[i + 1]] = _resolve_type(args[i + 2])
+            i += 3
+        elif args[i] in ("-y", "--parameters_yaml"):
+            passed.update(yaml.safe_load(args[i + 1]))
+            i += 2
+        else:
+            i += 1
+    return passed
+
+
+def test_documented_papermill_commands_pass_parameters_of_the_notebooks_types() -> None:
+    """Every papermill command of README and notebooks/README.md passes parameters the notebook declares,
+    each of its default's kind: `-p` turns anything but a number, True, False or None into a string, so a
+    list given with `-p` (`-p models '["yolov7"]'`) reaches the notebook as text."""
+    import re
+    import shlex
+
+    commands = []
+    for doc in ("README.md", "notebooks/README.md"):
+        text = (ROOT / doc).read_text()
+        commands += re.findall(r"^(?:\.venv/bin/)?papermill (.+?)(?:\s+#.*)?$", text, flags=re.M)
+        commands += re.findall(r"`(?:\.venv/bin/)?papermill ([^`]+)`", text)
+    assert any("-y" in c for c in commands), "no documented example of a list parameter (-y)"
+    for command in commands:
+        args = shlex.split(command)
+        cells = json.loads((ROOT / args[0]).read_text())["cells"]
+        cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+        defaults = {
+            t.id: ast.literal_eval(node.value)
+            for node in ast.parse("".join(cell["source"])).body
+            if isinstance(node, ast.Assign)
+            for t in node.targets
+        }
+        for name, value in _papermill_parameters(args[2:]).items():
+            assert name in defaults, (command, name)
+            default = defaults[name]
+            number = isinstance(default, int | float) and not isinstance(default, bool)
+            assert isinstance(value, (int, float) if number else type(default)), (command, name, value)
+
+
 @pytest.mark.slow
 def test_papermill_runs_the_training_notebook_with_a_parameter(tmp_path: Path) -> None:
     """The README's `papermill notebooks/02-train.ipynb out.ipynb -p epochs 1`, as a user types it (2
