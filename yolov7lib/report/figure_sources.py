@@ -169,7 +169,6 @@ def figure8_inputs(
         if not all(m["img"] == img_size for _, m in saved):
             raise ValueError(f"the saved maps were computed at another image size than {img_size}")
         outputs = {label: [t.float() for t in m["outputs"]] for label, m in saved}
-        print("trained:", "; ".join(f"{label} = {m['name']} ({m['scale']})" for label, m in saved))
         return outputs, sample_image(img_size, SAVED_MAPS_IMAGE_SEED), int(saved[0][1]["nl"])
     if checkpoints:
         models = [(label, load_trained_model(path)) for label, path in checkpoints]
