@@ -216,7 +216,7 @@ def test_an_img_off_the_stride_is_rounded_up_as_the_reference_does(tmp_path: Pat
     assert seen == [(160, 224), (160, 224)]
     assert len(at_224) == 2 and torch.equal(at_200, at_224)
     cv2.imwrite(str(tmp_path / "scene.png"), scene)
-    with caplog.at_level("WARNING", logger="yolov7lib.engine.detect"):
+    with caplog.at_level("WARNING", logger="yolov7lib.engine.weights"):
         opts = DetectOptions(source=str(tmp_path / "scene.png"), img=200, nosave=True,
                              project=str(tmp_path / "runs"), progress=False)  # fmt: skip
         report = run_detect(opts, model=model)

@@ -85,7 +85,7 @@ def test_an_img_off_the_stride_is_exported_rounded_up_as_the_reference_does(
     """export.py rounds --img-size up to a multiple of the largest stride (check_img_size): 80 -> 96."""
     from yolov7lib.deploy import export_and_verify
 
-    with caplog.at_level("WARNING", logger="yolov7lib.deploy.onnx_export"):
+    with caplog.at_level("WARNING", logger="yolov7lib.engine.weights"):
         report = export_and_verify(deploy_model, tmp_path / "m.onnx", img_size=80)
     dims = [
         d.dim_value for d in onnx.load(str(tmp_path / "m.onnx")).graph.input[0].type.tensor_type.shape.dim

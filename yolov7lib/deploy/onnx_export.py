@@ -13,7 +13,6 @@ the target and renamed, so an interrupted export leaves no partial file.
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import tempfile
 import warnings
@@ -25,8 +24,6 @@ from torch import nn
 
 from yolov7lib.deploy.end2end import End2End
 from yolov7lib.engine.checkpoint import new_file_mode
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["MIN_OPSET", "export_onnx", "onnx_session", "verify_onnx"]
 
@@ -193,11 +190,9 @@ def export_and_verify(
     """`export_onnx`, then `verify_onnx` at the exported shape (and, when dynamic, at batch + 1 and a
     non-square size one stride smaller in width); returns a report of the checks. `img_size` is rounded
     up to a multiple of the largest stride, as the reference's export.py does (check_img_size)."""
-    stride = max(int(getattr(model, "stride", torch.tensor([32])).max()), 32)
-    if img_size % stride:
-        rounded = -(-img_size // stride) * stride
-        logger.warning("--img %d is not a multiple of the stride %d; using %d", img_size, stride, rounded)
-        img_size = rounded
+    from yolov7lib.engine.weights import fit_img_size
+
+    img_size, stride = fit_img_size(img_size, model)
     path = export_onnx(model, path, img_size, batch, dynamic, end2end, opset, conf_thres, iou_thres, max_det)
     shapes = [(batch, img_size, img_size)]
     if dynamic:

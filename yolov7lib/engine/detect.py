@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import glob
 import json
-import logging
 import math
 import os
 from collections import Counter
@@ -34,8 +33,6 @@ from yolov7lib.data.formats import IMG_FORMATS
 from yolov7lib.engine.runs import free_path, increment_run_dir
 from yolov7lib.ops.boxes import scale_boxes, xyxy2xywhn
 from yolov7lib.ops.nms import non_max_suppression
-
-logger = logging.getLogger(__name__)
 
 VID_FORMATS = ("mp4", "avi", "mov", "mkv", "m4v", "mpg", "mpeg", "wmv", "webm")
 
@@ -251,7 +248,7 @@ def _frames(path: Path) -> Iterator[np.ndarray]:
 def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> DetectReport:
     """Detect on every input of `options.source`; return the report (see the module docstring)."""
     from yolov7lib.engine.distributed import select_device
-    from yolov7lib.engine.weights import load_model
+    from yolov7lib.engine.weights import fit_img_size, load_model
 
     opts = options
     inputs, skipped = list_sources(opts.source)
@@ -263,16 +260,13 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
     if model is None:
         model = load_model(opts.weights, opts.model, device=select_device(opts.device))
     names = list(model.names)
-    stride = max(int(model.stride.max()), 32)
-    if opts.img % stride:
-        logger.warning("--img %d is not a multiple of the stride %d; using %d", opts.img, stride,
-                       math.ceil(opts.img / stride) * stride)  # fmt: skip
+    img, _ = fit_img_size(opts.img, model)
     run_dir = increment_run_dir(opts.project, opts.name, opts.exist_ok)
     run_dir.mkdir(parents=True, exist_ok=True)
     report = DetectReport(str(run_dir), skipped=skipped)
     writer = _Writer(run_dir, names, opts, report)
     writer.out_names = output_names([p for p, _ in inputs])
-    nms = {"img_size": opts.img, "conf_thres": opts.conf, "iou_thres": opts.iou, "classes": opts.classes,
+    nms = {"img_size": img, "conf_thres": opts.conf, "iou_thres": opts.iou, "classes": opts.classes,
            "agnostic": opts.agnostic, "max_det": opts.max_det}  # fmt: skip
     for path, kind in tqdm(inputs, desc="detect", disable=not opts.progress):
         try:

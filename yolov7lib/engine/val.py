@@ -11,8 +11,6 @@ the pass runs in FP32 (the result records which precision was used).
 from __future__ import annotations
 
 import json
-import logging
-import math
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,9 +18,7 @@ from typing import Any
 
 from yolov7lib.engine.evaluator import EvalResult, evaluate, find_coco_annotations
 from yolov7lib.engine.runs import free_path, increment_run_dir
-from yolov7lib.engine.weights import load_model
-
-logger = logging.getLogger(__name__)
+from yolov7lib.engine.weights import fit_img_size, load_model
 
 __all__ = ["ValOptions", "format_result", "run_val"]
 
@@ -97,10 +93,7 @@ def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
     if opts.half and not half:
         print("yolov7 val: --half needs CUDA (FP16 on the CPU is not Table 10's setting); running FP32",
               file=sys.stderr)  # fmt: skip
-    grid = max(int(model.stride.max()), 32)
-    img = math.ceil(opts.img / grid) * grid
-    if img != opts.img:
-        logger.warning("--img %d is not a multiple of the stride %d; using %d", opts.img, grid, img)
+    img, grid = fit_img_size(opts.img, model)
 
     loader, _ = create_dataloader(
         data.splits[opts.task], img, opts.batch, grid, rect=True, pad=0.5, workers=opts.workers,

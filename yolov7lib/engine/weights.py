@@ -11,6 +11,8 @@ auxiliary head dropped: Sections 3.2 and 4.3), which computes the same function.
 
 from __future__ import annotations
 
+import logging
+import math
 import zipfile
 from pathlib import Path
 
@@ -21,7 +23,19 @@ from yolov7lib.models import Model, create_model, load_official
 from yolov7lib.models import reparameterize as to_deploy
 from yolov7lib.models.official import UnsafeCheckpointError
 
-__all__ = ["WeightsError", "load_model", "read_weights"]
+__all__ = ["WeightsError", "fit_img_size", "load_model", "read_weights"]
+
+logger = logging.getLogger(__name__)
+
+
+def fit_img_size(img: int, model: torch.nn.Module) -> tuple[int, int]:
+    """(`img` rounded up to a multiple of the grid, the grid): the grid is the model's largest stride, at
+    least 32. A changed size is logged, as the reference's check_img_size does for detect, test, export."""
+    grid = max(int(getattr(model, "stride", torch.tensor([32])).max()), 32)
+    fitted = math.ceil(img / grid) * grid
+    if fitted != img:
+        logger.warning("--img %d is not a multiple of the stride %d; using %d", img, grid, fitted)
+    return fitted, grid
 
 
 class WeightsError(ValueError):
