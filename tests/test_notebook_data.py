@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from yolov7lib.pipeline import GENERATED_HEADER, generate_data_set, is_generated_set, smoke_data
+from yolov7lib.data.synth import GENERATED_HEADER
+from yolov7lib.pipeline import generate_data_set, is_generated_set, smoke_data
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -33,7 +33,7 @@ __all__ = [
     "sample_image",
 ]
 
-SAVED_MAPS_IMAGE_SEED = 0  # notebook 02 computes the saved maps on sample_image(objectness_img, 0)
+SAVED_MAPS_IMAGE_SEED = 0  # the data seed of the image notebook 02 computes the saved maps on
 BATCH1_FIGURES = (1, 9, 10)  # x = batch-1 frame rate
 BATCH_FIGURE = 11  # x = ms per image at the largest batch measured (the paper: batch 32)
 
