@@ -28,6 +28,7 @@ from yolov7lib.models import (
     model_info,
     model_spec,
     randomize_batchnorm,
+    register_model,
     reparameterize,
 )
 from yolov7lib.models.heads import Detect, IAuxDetect, IDetect
@@ -463,6 +464,25 @@ def test_unknown_name_lists_the_valid_names() -> None:
     with pytest.raises(ValueError, match=r"unknown model 'yolov8'; valid names: .*yolov7-e6e.*yolov7x"):
         create_model("yolov8")
     assert {"yolov7", "yolov7-tiny", "yolov7-e6e", "yolor-csp", "yolov4-csp"} <= set(list_models())
+
+
+def test_a_registered_name_is_never_replaced_silently(monkeypatch) -> None:
+    """register_model refuses a taken name, the paper's included, even before the registry has loaded
+    (the paper's models used to be registered lazily over a user's entry of the same name)."""
+    from yolov7lib.models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", {})  # a fresh process: nothing loaded yet
+    monkeypatch.setattr(registry, "_LOADED", False)
+    tiny_spec = registry.model_spec("yolov7-tiny")
+    with pytest.raises(ValueError, match=r"'yolov7' is already registered .*overwrite=True"):
+        register_model("yolov7", lambda nc: tiny_spec, 320, "mine")
+    assert count_params(create_model("yolov7")) > 2 * count_params(create_model("yolov7-tiny"))
+    register_model("my-net", lambda nc: tiny_spec, 320, "mine")
+    with pytest.raises(ValueError, match="'my-net' is already registered"):
+        register_model("my-net", lambda nc: tiny_spec, 416, "mine again")
+    assert registry.get_entry("my-net").img_size == 320
+    register_model("my-net", lambda nc: tiny_spec, 416, "mine again", overwrite=True)
+    assert registry.get_entry("my-net").img_size == 416
 
 
 def _signature(model: nn.Module) -> tuple[object, ...]:

@@ -41,9 +41,23 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, arch: ELANNet | CSPNet | Callable[[int], dict[str, Any]], img_size: int, source: str
+    name: str,
+    arch: ELANNet | CSPNet | Callable[[int], dict[str, Any]],
+    img_size: int,
+    source: str,
+    *,
+    overwrite: bool = False,
 ) -> ModelEntry:
-    """Add an architecture to the registry (an ELANNet / CSPNet, or a function nc -> spec)."""
+    """Add an architecture to the registry (an ELANNet / CSPNet, or a function nc -> spec).
+
+    A name that is already registered, the paper's models included, is refused unless ``overwrite``.
+    """
+    _ensure_loaded()  # the paper's models first, so that a user's name can never be replaced by them
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"model {name!r} is already registered (from {_REGISTRY[name].source}); "
+            "choose another name, or pass overwrite=True to replace it"
+        )
     if isinstance(arch, ELANNet | CSPNet):
         entry = ModelEntry(name, lambda nc, a=arch: a.spec(name, nc), img_size, source, arch)
     else:
