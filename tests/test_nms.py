@@ -134,6 +134,9 @@ def test_empty_and_bad_input() -> None:
         non_max_suppression(torch.rand(10, 7))
     with pytest.raises(ValueError, match="iou_thres"):
         non_max_suppression(torch.rand(1, 10, 7), iou_thres=1.5)
+    for conf in (25, -0.1):  # a percentage would silently give no detections at all
+        with pytest.raises(ValueError, match=r"conf_thres must lie in \[0, 1\]"):
+            non_max_suppression(torch.rand(1, 10, 7), conf_thres=conf)
 
 
 def test_half_precision_input_keeps_classes_apart_without_overflow() -> None:

@@ -74,8 +74,9 @@ def non_max_suppression(
     """
     if prediction.ndim != 3 or prediction.shape[2] < 6:
         raise ValueError(f"prediction must be (batch, boxes, 5 + classes), got {tuple(prediction.shape)}")
-    if not 0.0 <= iou_thres <= 1.0:
-        raise ValueError(f"iou_thres must lie in [0, 1], got {iou_thres}")
+    for key, value in (("conf_thres", conf_thres), ("iou_thres", iou_thres)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{key} must lie in [0, 1], got {value}")
     nc = prediction.shape[2] - 5
     multi_label = multi_label and nc > 1
     wanted = None if classes is None else torch.as_tensor(classes, device=prediction.device)
