@@ -239,6 +239,18 @@ def test_bad_inputs_give_clear_errors() -> None:
     bad[0, 1] = head.nc
     with pytest.raises(ValueError, match="classes"):
         loss(maps, bad)
+    for column, value, message in (
+        (2, IMG / 2, r"normalised to the image.*pixel coordinates"),  # a centre in pixels
+        (5, 3.0, "normalised to the image"),
+        (3, -1.5, "normalised to the image"),
+        (4, -0.1, "must not be negative"),
+        (2, float("nan"), "finite"),
+        (5, float("inf"), "finite"),
+    ):
+        bad = targets.clone()
+        bad[1, column] = value
+        with pytest.raises(ValueError, match=message):
+            loss(maps, bad)
     with pytest.raises(ValueError, match="aux_assign"):
         build_loss(head, hyp | {"aux_assign": "coarse"})(maps, targets)
     with pytest.raises(ValueError, match="loss_ota"):

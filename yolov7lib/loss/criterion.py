@@ -188,6 +188,7 @@ class YOLOv7Loss:
                 raise ValueError(f"target image indices must be integers in [0, {batch})")
             if cls_lo < 0 or cls_hi >= self.nc or cls_frac:
                 raise ValueError(f"target classes must be integers in [0, {self.nc})")
+            _check_target_boxes(targets[:, 2:6])
 
     # -- assignment and terms -------------------------------------------------------------------
     def assigner_config(self, has_aux: bool) -> AssignerConfig:
@@ -412,6 +413,25 @@ class YOLOv7Loss:
                 [g["box"], g["obj"], g["cls"]], device=joint.device, dtype=joint.dtype
             )
         return self._constants[key]
+
+
+def _check_target_boxes(boxes: torch.Tensor) -> None:
+    """Refuse target boxes (n, 4) [x, y, w, h] that cannot be normalised to the image: not finite,
+    negative sizes, or a coordinate more than one image away from it ([-1, 2]; pixels, most likely)."""
+    xy_lo, xy_hi = torch.aminmax(boxes[:, :2])
+    wh_lo, wh_hi = torch.aminmax(boxes[:, 2:])
+    finite, xy_lo, xy_hi, wh_lo, wh_hi = torch.stack(
+        (torch.isfinite(boxes).all().to(boxes.dtype), xy_lo, xy_hi, wh_lo, wh_hi)
+    ).tolist()
+    if not finite:
+        raise ValueError("target boxes must be finite (a nan or inf in x, y, w or h)")
+    if wh_lo < 0:
+        raise ValueError(f"target widths and heights must not be negative (smallest {wh_lo:g})")
+    if xy_lo < -1 or max(xy_hi, wh_hi) > 2:
+        raise ValueError(
+            "target boxes must be normalised to the image, x, y, w, h in [0, 1]; got values from "
+            f"{min(xy_lo, wh_lo):g} to {max(xy_hi, wh_hi):g} (pixel coordinates?)"
+        )
 
 
 def _block_of_rows(cand: Candidates, head_sizes: Sequence[int], nl: int) -> torch.Tensor:
