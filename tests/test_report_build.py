@@ -45,6 +45,17 @@ def test_table10_takes_the_settings_sweep_in_percent() -> None:
     assert len(table10_reproductions(None)) == 0
 
 
+def test_table10_scale_names_the_evaluated_model() -> None:
+    """Table 10's rows are YOLOv7-X; the sweep evaluates whatever model the run trained (the default
+    profile: yolov7-tiny-cpu), so the scale of its cells names that model, not only the data."""
+    evaluation = {"model": "yolov7-tiny-cpu", "scale": "generated data, the default CPU run",
+                  "table10": [{"precision": "fp32", "iou": 0.65, "ap": 0.41}]}  # fmt: skip
+    cell = table10_reproductions(evaluation)[(10, "yolov7x@fp32-iou0.65", "ap_val")]
+    assert cell.scale == "yolov7-tiny-cpu, generated data, the default CPU run; FP32, NMS IoU 0.65"
+    same = table10_reproductions({**evaluation, "model": "yolov7x"})[(10, "yolov7x@fp32-iou0.65", "ap_val")]
+    assert same.scale == "generated data, the default CPU run; FP32, NMS IoU 0.65"  # the row's own model
+
+
 def test_table10_matches_the_nms_iou_at_two_decimals() -> None:
     """An IoU read back from JSON as 0.7000000001 (or 0.65 written as 0.6500000001) is the 0.70 row."""
     sweep = [

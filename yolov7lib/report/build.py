@@ -38,14 +38,19 @@ CLOSING = (
 
 
 def table10_reproductions(evaluation: Mapping[str, Any] | None) -> Reproductions:
-    """Table 10's reproduced column from the evaluation's settings sweep (precision x NMS IoU)."""
+    """Table 10's reproduced column from the evaluation's settings sweep (precision x NMS IoU). The
+    scale names the evaluated model where it is not the rows' YOLOv7-X."""
     rep = Reproductions()
     if not evaluation:
         return rep
+    base = str(evaluation.get("scale", "this kit"))
+    model = evaluation.get("model")
+    if model and model != paper.get_table(10).models[0].key:
+        base = f"{model}, {base}"
     for setting in evaluation.get("table10", []):
         key = (str(setting["precision"]).lower(), round(float(setting["iou"]), 2))
         if key in TABLE10_ROWS and setting.get("ap") is not None:
-            scale = f"{evaluation.get('scale', 'this kit')}; {key[0].upper()}, NMS IoU {key[1]:.2f}"
+            scale = f"{base}; {key[0].upper()}, NMS IoU {key[1]:.2f}"
             value = 100.0 * float(setting["ap"])
             rep.add(10, TABLE10_ROWS[key], "ap_val", value, scale, "notebooks/04-evaluate.ipynb")
     return rep
