@@ -632,6 +632,26 @@ def test_numbers_in_the_inconsistency_explanations_follow_from_the_tables() -> N
     assert re.findall(r"-?\d+\.\d%", note) == [_pct(expected["tiny-3l-params-rounding"][0])]
 
 
+def test_tiny_3l_rounding_bounds_follow_from_the_printed_row_and_the_official_count() -> None:
+    """The YOLOv4-tiny-3l counts for which the official YOLOv7-tiny count gives the printed -39%: at
+    least 8.65M (the printed 8.7M rounded) and below the count where the reduction reaches 39.5%."""
+    inc = next(i for i in P.KNOWN_INCONSISTENCIES if i.id == "tiny-3l-params-rounding")
+    official_tiny = P.OFFICIAL_COUNTS["yolov7-tiny"].deploy_fused / 1e6
+    cell = P.get_table(1).by_id("yolov4-tiny-3l").cell("params")
+    low = cell.value - 0.5 * 10.0**-cell.decimals  # 8.65: the smallest count printed as 8.7
+    high = official_tiny * (1 + 0.395)  # from here on the reduction rounds to 40%
+    assert (
+        round(-100 * (low - official_tiny) / official_tiny)
+        == -39
+        == round(-100 * (high - 1e-6 - official_tiny) / official_tiny)
+    )
+    assert re.findall(r"\d+\.\d\dM", inc.explanation) == [
+        f"{official_tiny:.2f}M",
+        f"{low:.2f}M",
+        f"{high:.2f}M",
+    ]
+
+
 def test_figure_11_points_are_the_numbers_quoted_beside_it() -> None:
     """Figure 11's points, transcribed apart from the claims of Section 8, agree with them: the
     milliseconds and AP quoted for YOLOv6-n/-s, and the tables' AP of YOLOv7-tiny and YOLOv7-E6E."""
