@@ -652,6 +652,26 @@ def test_tiny_3l_rounding_bounds_follow_from_the_printed_row_and_the_official_co
     ]
 
 
+def test_e_elan_note_states_how_the_e6e_model_is_built() -> None:
+    """The E-ELAN note describes the model the kit builds (whose counts are the official ones): no
+    grouped convolution, and as many E-ELANs of as many copies, merged by summation, as it says."""
+    import torch
+    from torch import nn
+
+    from yolov7lib.models import create_model
+
+    inc = next(i for i in P.KNOWN_INCONSISTENCIES if i.id == "e-elan-official-form")
+    with torch.device("meta"):
+        model = create_model("yolov7-e6e")
+    assert all(m.groups == 1 for m in model.modules() if isinstance(m, nn.Conv2d))
+    e_elans = [g for g in model.cfg["groups"] if g["kind"] == "E-ELAN"]
+    copies = {g["cardinality"] for g in e_elans}
+    assert len(copies) == 1
+    assert f"each of its {len(e_elans)} E-ELANs is {copies.pop()} ELAN copies" in inc.explanation
+    rows = [*model.cfg["backbone"], *model.cfg["head"]]
+    assert sum(row[2] == "Shortcut" for row in rows) == len(e_elans)  # one summation per E-ELAN
+
+
 def test_figure_11_points_are_the_numbers_quoted_beside_it() -> None:
     """Figure 11's points, transcribed apart from the claims of Section 8, agree with them: the
     milliseconds and AP quoted for YOLOv6-n/-s, and the tables' AP of YOLOv7-tiny and YOLOv7-E6E."""

@@ -34,7 +34,9 @@ if TYPE_CHECKING:  # pandas is imported only when a DataFrame is asked for
 ColumnKind = Literal["architecture", "accuracy", "speed", "setting"]
 ImprovementRule = Literal["relative", "points", "none"]
 RowKind = Literal["model", "improvement"]
-InconsistencyKind = Literal["arithmetic", "typo", "convention", "counting", "overstatement", "unverifiable"]
+InconsistencyKind = Literal[
+    "arithmetic", "typo", "convention", "counting", "overstatement", "unverifiable", "implementation"
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -954,7 +956,8 @@ class Inconsistency:
     `kind`: ``arithmetic`` (the printed number does not follow from the printed table rows; the tests
     assert that it does not), ``typo`` (a misprint kept as printed), ``convention`` (the number follows,
     but not under the usual reading), ``counting`` (the paper counts differently from its other rows),
-    ``overstatement`` (the words claim more than the numbers show), ``unverifiable``.
+    ``overstatement`` (the words claim more than the numbers show), ``unverifiable``, ``implementation``
+    (the official code builds it otherwise than the paper describes).
     `claims` and `cells` name what it affects (claim ids; ``(table, row id, column)``)."""
 
     id: str
@@ -1021,6 +1024,18 @@ KNOWN_INCONSISTENCIES: tuple[Inconsistency, ...] = (
             (2, "yolov7-d6", "flops"),
             (9, "yolov7-d6", "flops"),
         ),
+    ),
+    Inconsistency(
+        "e-elan-official-form",
+        "implementation",
+        "Section 3.1, Figure 2 (d)",
+        "'use group convolution to expand the channel and cardinality ... shuffled into g groups ... add g "
+        "groups of feature maps'",
+        "The official YOLOv7-E6E (cfg/training/yolov7-e6e.yaml) has no group convolution and no shuffle: "
+        "each of its 11 E-ELANs is 2 ELAN copies reading the same input, each with its own 1x1 transition, "
+        "summed by a Shortcut layer. The first author calls the two forms equivalent (ResNeXt's argument; "
+        "WongKinYiu/yolov7 issue #762); this kit builds the official form, whose counts are the paper's E6E "
+        "row, and draws it in Figure 2 (d).",
     ),
     Inconsistency(
         "yolor-w6-params-unit",
