@@ -132,6 +132,17 @@ def test_improvement_rows_carry_the_spread_of_their_two_rows() -> None:
     assert math.isnan(t1.loc[("improvement@yolov7x", "params")]["spread"])
 
 
+def test_the_paper_footnotes_are_printed_under_their_tables() -> None:
+    """Table 2's two footnotes (how FLOPs and inference time were measured) and Table 10's (the higher
+    IoU threshold) appear on their pages with their marks; tables without footnotes get none."""
+    pages = {n: render_markdown(n, compare_table(n)) for n in (1, 2, 10)}
+    table2 = pages[2].split("\n| model |")[0]  # above the table
+    assert "¹ Our FLOPs is calculated by rectangle input resolution like 640×640 or 1280×1280." in table2
+    assert "² Our inference time is estimated by using letterbox resize input image" in table2
+    assert "* Similar to meituan/YOLOv6 and PPYOLOE, our model could get higher AP" in pages[10]
+    assert "Footnotes" not in pages[1]
+
+
 def test_missing_cells_are_marked_with_what_it_takes() -> None:
     frame = compare_table(2, Reproductions(), Commands(accuracy="train {model} on COCO"))
     assert (frame["status"].isin(["not reproduced", "paper prints -"])).all()

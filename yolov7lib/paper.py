@@ -157,13 +157,15 @@ class Row:
 
 @dataclass(frozen=True)
 class Table:
-    """One table of the paper: number, caption, the section that discusses it, columns and rows."""
+    """One table of the paper: number, caption, the section that discusses it, columns and rows, and
+    the footnotes printed under it (with their marks, as printed)."""
 
     number: int
     title: str
     section: str
     columns: tuple[str, ...]
     rows: tuple[Row, ...]
+    footnotes: tuple[str, ...] = ()
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self.rows)
@@ -303,7 +305,14 @@ def _imp(
                  cell_notes=cell_notes)  # fmt: skip
 
 
-def _table(number: int, title: str, section: str, columns: tuple[str, ...], *specs: _Spec) -> Table:
+def _table(
+    number: int,
+    title: str,
+    section: str,
+    columns: tuple[str, ...],
+    *specs: _Spec,
+    footnotes: tuple[str, ...] = (),
+) -> Table:
     rows: list[Row] = []
     for spec in specs:
         if len(spec.printed) != len(columns):
@@ -349,7 +358,7 @@ def _table(number: int, title: str, section: str, columns: tuple[str, ...], *spe
         for other in (r.candidate, r.baseline):
             if other is not None and other not in ids:
                 raise ValueError(f"Table {number}: improvement row names unknown row {other!r}")
-    return Table(number, title, section, columns, tuple(rows))
+    return Table(number, title, section, columns, tuple(rows), footnotes)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -468,6 +477,11 @@ TABLE_2 = _table(
     _m("YOLOv7-E6", "97.2M 515.2G 1280 56 56.0% 55.9% 73.5% 61.2% 38.0% 59.9% 68.4%"),
     _m("YOLOv7-D6", "154.7M 806.8G 1280 44 56.6% 56.3% 74.0% 61.8% 38.8% 60.1% 69.5%", notes=_D6_NOTES),
     _m("YOLOv7-E6E", "151.7M 843.2G 1280 36 56.8% 56.8% 74.4% 62.1% 39.3% 60.5% 69.0%"),
+    footnotes=(
+        "¹ Our FLOPs is calculated by rectangle input resolution like 640×640 or 1280×1280.",
+        "² Our inference time is estimated by using letterbox resize input image to make its long side "
+        "equals to 640 or 1280.",
+    ),
 )
 
 _T3_COLS = ("params", "flops", "size", "ap_val", "ap50_val", "ap75_val")
@@ -623,6 +637,10 @@ TABLE_10 = _table(
     _m("YOLOv7-X", "FP16 0.70 53.0%", variant="fp16-iou0.70", registry=""),
     _m("YOLOv7-X", "FP32 0.70 53.1%", variant="fp32-iou0.70", registry=""),
     _imp("yolov7x@fp32-iou0.70", "yolov7x@fp16-iou0.65", "- - +0.2%"),
+    footnotes=(
+        "* Similar to meituan/YOLOv6 and PPYOLOE, our model could get higher AP when set higher IoU "
+        "threshold.",
+    ),
 )
 
 TABLES: dict[int, Table] = {

@@ -213,6 +213,8 @@ def render_markdown(number: int, frame: pd.DataFrame) -> str:
         "*agrees* compares at the paper's rounding; *scale* says at what scale a value was reproduced.\n\n"
         f"{summary}\n\n"
     )
+    if t.footnotes:
+        head += "Footnotes of the paper's table, as printed: " + " ".join(t.footnotes) + "\n\n"
     headers = ("model", "setting", "column", "paper", "reproduced", "difference", "agrees", "scale", "status",
                "how", "note")  # fmt: skip
     return head + markdown_table(headers, rows)
