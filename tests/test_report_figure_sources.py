@@ -11,6 +11,7 @@ from yolov7lib.engine.checkpoint import save_checkpoint
 from yolov7lib.models import create_model, model_spec
 from yolov7lib.report.figure_sources import (
     figure8_inputs,
+    figure8_scale,
     load_trained_model,
     measured_speed_points,
     objectness_outputs,
@@ -104,3 +105,27 @@ def test_figure8_draws_saved_maps_over_the_image_they_were_computed_on(tmp_path)
         figure8_inputs([("run", path)], [], 96, seed=1)
     _, image, _ = figure8_inputs([], [], 64, seed=1)  # the random model: the image of its own seed
     assert torch.equal(image, seed1)
+
+
+def test_figure8_scale_names_the_source_figure8_inputs_draws(tmp_path) -> None:
+    """Figure 8's label: the saved maps' model, runs and training scale; else the checkpoints; else the
+    random model - the same order in which `figure8_inputs` picks what it draws."""
+    maps = [torch.rand(1, 3, 8, 8, 6), torch.rand(1, 3, 8, 8, 6)]
+    paths = []
+    for name in ("t6-a-s0", "t6-b-s0"):
+        paths.append((name, tmp_path / f"{name}.objectness.pt"))
+        record = {
+            "img": 64,
+            "nl": 1,
+            "outputs": maps,
+            "name": name,
+            "model": "yolov7-e6",
+            "scale": "proxy, 2 epochs",
+        }
+        torch.save(record, paths[-1][1])
+    assert figure8_scale(paths, [("c", "ck.pt")]) == "trained yolov7-e6 (t6-a-s0, t6-b-s0): proxy, 2 epochs"
+    assert figure8_scale([], [("c", "ck.pt")]) == "trained checkpoints ck.pt"
+    assert "untrained" in figure8_scale([], [])
+    skipped = tmp_path / "skipped.objectness.pt"
+    torch.save({"skipped": True}, skipped)
+    assert figure8_scale([("s", skipped)], []) == figure8_scale([], [])  # as figure8_inputs: not drawn

@@ -779,6 +779,14 @@ def test_objectness_figure_draws_the_maps_of_each_method_head_and_level(tmp_path
     assert png_size(a) == tuple(round(v * fig.dpi) for v in fig.get_size_inches())
 
 
+def test_objectness_figure_prints_the_models_scale() -> None:
+    outs = [torch.zeros(1, 3, 8, 8, 6)]
+    image = torch.zeros(1, 3, 64, 64)
+    text = " ".join(t.get_text() for t in objectness_figure(outs, image, scale="proxy, 2 epochs").texts)
+    assert "Models: proxy, 2 epochs." in text
+    assert "Models:" not in " ".join(t.get_text() for t in objectness_figure(outs, image).texts)
+
+
 def test_objectness_figure_rejects_bad_images_and_grids() -> None:
     outs = raw_outputs(6)
     with pytest.raises(ValueError, match=r"float pixels must lie in \[0, 1\]"):

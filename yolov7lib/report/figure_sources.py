@@ -8,7 +8,8 @@
 - :func:`objectness_outputs`: the raw training-mode outputs of models with an auxiliary head on one
   image, for Figure 8: trained checkpoints of this kit, or a randomly initialised small model.
 - :func:`figure8_inputs`: Figure 8's maps and the image they belong to, from the maps the ablation runs
-  saved, else from checkpoints, else from the random model.
+  saved, else from checkpoints, else from the random model; :func:`figure8_scale` says which of these
+  it drew and at what scale the models were trained, for the figure's label.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from yolov7lib.report.speed_accuracy import MeasuredPoint
 __all__ = [
     "demo_aux_model",
     "figure8_inputs",
+    "figure8_scale",
     "load_trained_model",
     "measured_speed_points",
     "objectness_outputs",
@@ -179,3 +181,21 @@ def figure8_inputs(
         raise ValueError("Figure 8 compares models with the same number of levels")
     image = sample_image(img_size, seed)
     return objectness_outputs(models, image), image, nl
+
+
+def figure8_scale(
+    maps_files: Sequence[tuple[str, str | os.PathLike[str]]],
+    checkpoints: Sequence[tuple[str, str | os.PathLike[str]]],
+) -> str:
+    """What Figure 8 shows, in the order :func:`figure8_inputs` picks its source: the models and the
+    scale the saved maps record (their ``model``, ``name`` and ``scale``), else the checkpoints, else the
+    random untrained model."""
+    saved = [torch.load(path, weights_only=True) for _, path in maps_files]
+    if saved and not any(m.get("skipped") for m in saved):
+        models = ", ".join(dict.fromkeys(str(m.get("model", "?")) for m in saved))
+        runs = ", ".join(str(m.get("name", "?")) for m in saved)
+        scales = "; ".join(dict.fromkeys(str(m.get("scale", "scale not recorded")) for m in saved))
+        return f"trained {models} ({runs}): {scales}"
+    if checkpoints:
+        return "trained checkpoints " + ", ".join(str(path) for _, path in checkpoints)
+    return "a randomly initialised YOLOv7-W6 x0.25, untrained (no trained maps or checkpoints given)"

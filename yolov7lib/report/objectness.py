@@ -128,6 +128,7 @@ def objectness_figure(
     title: str = "Figure 8: Objectness map predicted by different methods at auxiliary head and lead head.",
     dpi: int = 100,
     vmax: float | None = 1.0,
+    scale: str = "",
 ) -> Figure:
     """Draw Figure 8 for image `index`: one row per method (`outputs` maps a method name to the raw
     training outputs of its model; a single list is one row), the input image first, then for every
@@ -135,7 +136,8 @@ def objectness_figure(
     where a model has none). `image` is the network input the outputs were computed from (a batch
     is indexed with `index`); its size must be the grids' size times the stride. All maps share one
     colour scale, 0 to `vmax` (None: the largest value over all maps, for models that are still
-    unsure everywhere, as after a short training run). Map images carry gids
+    unsure everywhere, as after a short training run). `scale` (what the models are and how they were
+    trained) is printed under the maps. Map images carry gids
     ``objectness:<method>:<lead|aux>:<level>``."""
     if not isinstance(outputs, Mapping):
         outputs = {"": outputs}
@@ -233,7 +235,7 @@ def objectness_figure(
             0.05 / height,
             f"max over anchors of sigmoid(objectness), image {index} of the batch, "
             f"{h_img}x{w_img} px; maps drawn at their grid resolution over the image; colour scale 0 to "
-            f"{vmax:.3g}.",
+            f"{vmax:.3g}." + (f"\nModels: {scale}." if scale else ""),
             ha="left",
             va="bottom",
             fontsize=7,
