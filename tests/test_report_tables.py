@@ -161,6 +161,15 @@ def test_missing_cells_are_marked_with_what_it_takes() -> None:
     assert "dvc exp run -S profile=paper" in ablation[("independent", "ap_val")]
 
 
+def test_table_10_fp16_rows_say_they_need_a_cuda_gpu() -> None:
+    """The evaluation measures FP16 only on a CUDA device (notebook 04), so on a CPU run Table 10's FP16
+    rows stay empty beside filled FP32 rows at the same scale: their marker says why."""
+    for row in ("yolov7x@fp16-iou0.65", "yolov7x@fp16-iou0.70"):
+        how = what_it_takes(paper.row(10, row), "ap_val")
+        assert how.startswith("not reproduced here: FP16 evaluation needs a CUDA GPU"), row
+    assert "CUDA" not in what_it_takes(paper.row(10, "yolov7x@fp32-iou0.70"), "ap_val")
+
+
 def test_marker_templates_get_the_model_the_table_and_the_row() -> None:
     """Commands templates: {model} is the registry name, else "the Table N variant '<paper name>'";
     {table} the table number and {row} the row id. Table 1's other detectors are cited, like Table 2's;

@@ -2,7 +2,8 @@
 
 A cell of a model the kit does not build is cited from another paper and stays the paper's. A cell of
 a kit model (or of an ablation variant the kit trains) names the command that produces it: #Param and
-FLOPs are counted exactly on any machine, AP needs COCO-scale training, FPS needs the paper's V100 GPU.
+FLOPs are counted exactly on any machine, AP needs COCO-scale training (and a CUDA GPU for Table 10's FP16
+rows), FPS needs the paper's V100 GPU.
 The pipeline passes its own :class:`Commands` where its stages differ from the defaults.
 """
 
@@ -46,4 +47,9 @@ def what_it_takes(r: paper.Row, column: str, commands: Commands | None = None) -
         return f"not reproduced yet: exact count by `{commands.architecture.format(**fields)}`"
     if kind == "speed":
         return f"not reproduced here: needs the paper's GPU; `{commands.speed.format(**fields)}`"
+    if "precision" in r.columns and r.cell("precision").printed.upper().startswith("FP16"):
+        return (
+            "not reproduced here: FP16 evaluation needs a CUDA GPU (on a CPU the evaluation runs FP32 only), "
+            f"the paper's value also COCO-scale training; `{commands.accuracy.format(**fields)}`"
+        )
     return f"not reproduced here: needs COCO-scale training; `{commands.accuracy.format(**fields)}`"
