@@ -689,6 +689,27 @@ def test_panels_show_their_whole_diagram_at_one_inch_per_unit() -> None:
         assert b - a == pytest.approx(pos.width * width) and d - c == pytest.approx(pos.height * height)
 
 
+def test_long_titles_fit_the_page_and_do_not_overlap() -> None:
+    """Titles wider than their narrow diagrams (Figure 7's two three-box blocks) widen the page: drawn
+    by Agg, the figure title and every panel title lie inside the page and the panel titles apart."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    panels = {
+        "dark block (BottleneckCSPA), 41,216 params": GRAPHS["dark"],
+        "reversed dark block (RBottleneckCSPA), 41,216 params": GRAPHS["dark"],
+    }
+    fig = diagram_figure(
+        panels, title="Figure 7: dark block and reversed dark block (CSPDarknet of YOLOR-W6)"
+    )
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    width = fig.get_size_inches()[0] * fig.dpi
+    titles = [fig.texts[0], *(ax.title for ax in fig.axes)]
+    boxes = [t.get_window_extent(renderer) for t in titles]
+    assert all(t.get_text() for t in titles)
+    assert all(0 <= b.x0 and b.x1 <= width for b in boxes), [(b.x0, b.x1, width) for b in boxes]
+    assert boxes[1].x1 <= boxes[2].x0  # the two panel titles side by side, apart
+
+
 # --------------------------------------------------------------------------------------------------
 # Figure 8
 # --------------------------------------------------------------------------------------------------

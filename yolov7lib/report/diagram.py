@@ -558,6 +558,8 @@ def _group_frames(
 MARGIN = 0.25  # inches around each panel
 PANEL_TITLE = 0.35  # inches for a panel's title
 TITLE = 0.45  # inches for the figure's title
+PANEL_TITLE_SIZE = FONT_SIZE + 1.5  # font sizes of a panel's and of the figure's title
+TITLE_SIZE = FONT_SIZE + 3
 LEGEND_ROW = 0.25  # inches per row of the legend
 
 
@@ -613,7 +615,7 @@ def _draw_panel(ax: Any, lay: Layout, title: str) -> set[str]:
             marker = Circle((x + w / 2, y + h / 2), 0.08, facecolor=fill, edgecolor="#1f5fbf", linewidth=1.5)
             marker.set_gid(f"marker:{i}")
             ax.add_patch(marker)
-    ax.set_title(title, fontsize=FONT_SIZE + 1.5)
+    ax.set_title(title, fontsize=PANEL_TITLE_SIZE)
     return used
 
 
@@ -666,9 +668,12 @@ def diagram_figure(
     names = list(lays)
     grid = [names[i : i + ncols] for i in range(0, len(names), ncols)]
 
-    def panel_w(n: str) -> float:
+    def text_w(text: str, fontsize: float) -> float:  # inches, from the average character width
+        return len(text) * CHAR_WIDTH * fontsize / FONT_SIZE
+
+    def panel_w(n: str) -> float:  # the diagram, or its title where that is wider
         x0, _, x1, _ = lays[n].extent
-        return x1 - x0 + 2 * MARGIN
+        return max(x1 - x0, text_w(n, PANEL_TITLE_SIZE)) + 2 * MARGIN
 
     def panel_h(n: str) -> float:
         _, y0, _, y1 = lays[n].extent
@@ -678,7 +683,7 @@ def diagram_figure(
     row_h = [max(panel_h(n) for n in row) for row in grid]
     used = {n.kind for lay in lays.values() for n in lay.nodes.values()}
     handles = _legend_handles(used)
-    width = max(sum(col_w), 4.0)
+    width = max(sum(col_w), 4.0, text_w(title, TITLE_SIZE) + 2 * MARGIN)
     legend_cols = max(1, int(width // 2.6))
     legend_h = LEGEND_ROW * math.ceil(len(handles) / legend_cols) + 0.15
     title_h = TITLE if title else 0.1
@@ -703,7 +708,7 @@ def diagram_figure(
             left += col_w[c]
         top -= row_h[r]
     if title:
-        fig.text(0.5, 1 - 0.3 / height, title, ha="center", va="center", fontsize=FONT_SIZE + 3)
+        fig.text(0.5, 1 - 0.3 / height, title, ha="center", va="center", fontsize=TITLE_SIZE)
     fig.legend(
         handles=handles,
         loc="lower center",
