@@ -56,6 +56,29 @@ def test_table10_scale_names_the_evaluated_model() -> None:
     assert same.scale == "generated data, the default CPU run; FP32, NMS IoU 0.65"  # the row's own model
 
 
+def test_the_evaluated_kit_model_fills_its_ap_val_cells_of_tables_1_2_and_9(tmp_path) -> None:
+    """The evaluation stage scores one model with the paper's protocol; where that is a model of the
+    tables (the paper profile evaluates yolov7 on COCO), its COCO AP fills that model's AP val cells of
+    Tables 1, 2 and 9 (in percent, at the first setting of the sweep), and nothing else."""
+    metrics, _ = _inputs(tmp_path)
+    evaluation = json.loads((metrics / "eval.json").read_text())
+    evaluation.update(model="yolov7", coco={"ap": 0.512, "ap50": 0.697, "ap75": 0.555, "ap_small": 0.352,
+                                            "ap_medium": 0.56, "ap_large": 0.667})  # fmt: skip
+    (metrics / "eval.json").write_text(json.dumps(evaluation))
+    rep, _ = collect(metrics)
+    got = {k: v.value for k, v in rep.items() if k[2] != "params" and k[0] != 10}
+    assert got == pytest.approx({
+        (1, "yolov7", "ap_val"): 51.2, (1, "yolov7", "ap50_val"): 69.7, (1, "yolov7", "ap75_val"): 55.5,
+        (1, "yolov7", "aps_val"): 35.2, (1, "yolov7", "apm_val"): 56.0, (1, "yolov7", "apl_val"): 66.7,
+        (2, "yolov7", "ap_val"): 51.2, (9, "yolov7", "ap_val"): 51.2,
+    })  # fmt: skip
+    assert rep[(2, "yolov7", "ap_val")].scale == "generated data, CPU model; FP32, NMS IoU 0.65"
+    evaluation["model"] = "yolov7-tiny-cpu"  # not a model of the tables: no cell
+    (metrics / "eval.json").write_text(json.dumps(evaluation))
+    rep, _ = collect(metrics)
+    assert not [k for k in rep if k[0] != 10 and k[2] != "params"]
+
+
 def test_table10_matches_the_nms_iou_at_two_decimals() -> None:
     """An IoU read back from JSON as 0.7000000001 (or 0.65 written as 0.6500000001) is the 0.70 row."""
     sweep = [

@@ -2,9 +2,10 @@
 
 Inputs are the JSON files the other stages write under `reports/metrics/`: reproduced cells in the
 `Reproductions` format (architecture.json, ablations.json), the evaluation (eval.json, whose settings
-sweep becomes Table 10's reproduced column), the training runs (train/*.json), the
-re-parameterisation check (reparam.json), the speed benchmark (speed.json) and the data summary
-(data.json). Any of them may be absent (a stage not run yet): the report then says so.
+sweep becomes Table 10's reproduced column and whose COCO AP fills the evaluated model's AP val cells of
+Tables 1, 2 and 9), the training runs (train/*.json), the re-parameterisation check (reparam.json), the
+speed benchmark (speed.json) and the data summary (data.json). Any of them may be absent (a stage not
+run yet): the report then says so.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from yolov7lib import paper
+from yolov7lib.report.ablations import COCO_COLUMNS
 from yolov7lib.report.claims import write_claims
+from yolov7lib.report.markers import COMPARISON_TABLES
 from yolov7lib.report.render import markdown_table, write_text_atomic
 from yolov7lib.report.reproduced import Reproductions
 from yolov7lib.report.tables import compare_table, write_tables
@@ -56,6 +59,26 @@ def table10_reproductions(evaluation: Mapping[str, Any] | None) -> Reproductions
     return rep
 
 
+def evaluation_reproductions(evaluation: Mapping[str, Any] | None) -> Reproductions:
+    """The evaluated model's COCO AP (val) in its rows of the comparison Tables 1, 2 and 9, when it is a
+    model of those tables at the evaluated input size; at the sweep's first setting (the run's `coco`)."""
+    rep = Reproductions()
+    if not evaluation or evaluation.get("model") not in paper.REGISTRY_NAMES or not evaluation.get("coco"):
+        return rep
+    img, coco = evaluation.get("img"), evaluation["coco"]
+    scale = str(evaluation.get("scale", "this kit"))
+    sweep = evaluation.get("table10") or []
+    if sweep:
+        scale += f"; {str(sweep[0]['precision']).upper()}, NMS IoU {float(sweep[0]['iou']):.2f}"
+    for r in paper.rows_for_model(evaluation["model"]):
+        if r.table not in COMPARISON_TABLES or (img is not None and r.size not in (None, int(img))):
+            continue
+        for column, key in COCO_COLUMNS.items():
+            if column in r.columns and coco.get(key) is not None:
+                rep.add(r.table, r.id, column, 100.0 * float(coco[key]), scale, "notebooks/04-evaluate.ipynb")
+    return rep
+
+
 def collect(metrics_dir: str | Path) -> tuple[Reproductions, dict[str, Any]]:
     """Every reproduced cell, and the other measurements (keyed by file stem), found in `metrics_dir`."""
     metrics_dir = Path(metrics_dir)
@@ -67,7 +90,10 @@ def collect(metrics_dir: str | Path) -> tuple[Reproductions, dict[str, Any]]:
         measured[name] = json.loads(path.read_text()) if path.is_file() else None
     runs = sorted((metrics_dir / "train").glob("*.json"))
     measured["train"] = {p.stem: json.loads(p.read_text()) for p in runs}
-    for cell in table10_reproductions(measured["eval"]).values():
+    for cell in [
+        *table10_reproductions(measured["eval"]).values(),
+        *evaluation_reproductions(measured["eval"]).values(),
+    ]:
         rep.add(cell.table, cell.row, cell.column, cell.value, cell.scale, cell.source)
     return rep, measured
 
