@@ -167,6 +167,21 @@ def test_report_tables_readme_and_counts(tmp_path) -> None:
                      "- [figure10](figures/figure10.png)"]  # fmt: skip
 
 
+def test_readme_indexes_every_figure_under_the_figures_directory(tmp_path) -> None:
+    """The paper's figures in number order, then every other PNG (speed.png, tour/figure2.png, ...)."""
+    metrics, figures = _inputs(tmp_path)
+    (figures / "tour").mkdir()
+    for name in ("speed.png", "tour/figure2.png", "ablations.png"):
+        (figures / name).write_bytes(b"png")
+    readme = tmp_path / "README.md"
+    build_report(metrics, tmp_path / "tables", readme, figures, profile="default")
+    listed = [x for x in readme.read_text().splitlines() if x.startswith("- [")]
+    linked = sorted(line.split("](figures/")[1].rstrip(")") for line in listed if "](figures/" in line)
+    assert linked == sorted(p.relative_to(figures).as_posix() for p in figures.rglob("*.png"))
+    paper_figures = [x.split("](")[0] for x in listed if "](figures/figure" in x]
+    assert paper_figures == ["- [figure1", "- [figure2", "- [figure10"]  # the paper's, in number order
+
+
 def test_readme_summary_counts_cells_as_the_table_pages_do(tmp_path) -> None:
     """A derived cell (an improvement row from two reproduced ones), and a reproduced cell where the
     paper prints "-" (reproduced, not compared), count in both, the same way."""

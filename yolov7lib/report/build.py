@@ -11,7 +11,7 @@ run yet): the report then says so.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,8 +188,16 @@ def measured_sections(measured: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def readme(rep: Reproductions, measured: Mapping[str, Any], profile: str, figures: list[str]) -> str:
-    """reports/README.md: the index of tables, claims, measurements, figures and paper inconsistencies."""
+def readme(
+    rep: Reproductions,
+    measured: Mapping[str, Any],
+    profile: str,
+    figures: list[str],
+    other_figures: Sequence[str] = (),
+) -> str:
+    """reports/README.md: the index of tables, claims, measurements, figures and paper inconsistencies.
+    `figures` are the paper's (``figure<N>.png``), `other_figures` this kit's own, as paths relative to
+    the figures directory."""
     header = ["table", "what", "result cells", "reproduced", "agree at the paper's rounding", "scale"]
     out = [
         "# reports/: the YOLOv7 paper beside this kit's reproduction",
@@ -211,6 +219,11 @@ def readme(rep: Reproductions, measured: Mapping[str, Any], profile: str, figure
         "",
         *([f"- [{Path(f).stem}](figures/{Path(f).name})" for f in figures] or ["(none yet)"]),
         "",
+        *(
+            ["This kit's own figures:", "", *[f"- [{f}](figures/{f})" for f in other_figures], ""]
+            if other_figures
+            else []
+        ),
         "## Where the paper disagrees with itself or with the official code",
         "",
         *[f"- **{inc.where}** ({inc.kind}): {inc.explanation}" for inc in paper.KNOWN_INCONSISTENCIES],
@@ -228,5 +241,8 @@ def build_report(
     write_tables(rep, tables_dir)
     write_claims(rep, tables_dir)
     figures = sorted(Path(figures_dir).glob("figure*.png"), key=lambda p: int(p.stem[6:] or 0))
-    write_text_atomic(Path(readme_out), readme(rep, measured, profile, [str(f) for f in figures]))
+    others = sorted(
+        p.relative_to(figures_dir).as_posix() for p in Path(figures_dir).rglob("*.png") if p not in figures
+    )
+    write_text_atomic(Path(readme_out), readme(rep, measured, profile, [str(f) for f in figures], others))
     return rep
