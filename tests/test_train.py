@@ -682,3 +682,17 @@ def test_plot_labels_counts_every_class_and_bins_centres_and_sizes(tmp_path, kep
         expected, _, _ = np.histogram2d(labels[:, u], labels[:, v], bins=40, range=[[0, 1], [0, 1]])
         assert np.asarray(ax.collections[0].get_array()).reshape(40, 40).tolist() == expected.T.tolist()
     assert np.asarray(one.axes[1].collections[0].get_array()).sum() == 1
+
+
+def test_a_new_run_in_a_reused_folder_records_only_its_own_epochs(data_yaml, tmp_path) -> None:
+    """Before: with --exist-ok the new run appended its rows to the old run's results.csv, so a 1-epoch run
+    reported "epochs": 3 in metrics.json and could name an old epoch as its best."""
+    from yolov7lib.engine.trainer import train
+
+    common = dict(data=str(data_yaml), model="yolov7-tiny-cpu", img=IMG, batch=4, max_batches=1,
+                  workers=0, noval=True, project=str(tmp_path), name="r", exist_ok=True, progress=False,
+                  plots=False)  # fmt: skip
+    train(**common, epochs=2)
+    assert [int(r["epoch"]) for r in read_results(tmp_path / "r" / "results.csv")] == [0, 1]
+    assert train(**common, epochs=1)["epochs"] == 1
+    assert [int(r["epoch"]) for r in read_results(tmp_path / "r" / "results.csv")] == [0]
