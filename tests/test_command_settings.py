@@ -315,6 +315,16 @@ def test_a_device_this_process_cannot_use_is_a_one_line_error(tmp_path: Path, ca
     assert not (tmp_path / "runs").exists()
 
 
+def test_train_on_a_device_this_process_cannot_use_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    """Before: `yolov7 train --device 0` on a machine without CUDA ended in a traceback (val and detect
+    already gave the one-line error); the device is checked before the data set is read."""
+    runs = tmp_path / "runs"
+    assert main(["train", "--data", str(tmp_path / "d.yaml"), "--device", "0,1", "--project", str(runs)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("yolov7 train: error: --device 0,1 ") and "Traceback" not in err
+    assert not runs.exists()
+
+
 def test_no_command_prints_the_usage_and_succeeds(capsys) -> None:
     assert main([]) == 0
     assert capsys.readouterr().out.startswith("usage: yolov7")

@@ -182,6 +182,7 @@ def _train(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
     from yolov7lib.engine.checkpoint import CheckpointError
+    from yolov7lib.engine.distributed import DeviceError
     from yolov7lib.engine.trainer import TrainingDiverged, TrainOptions, latest_run, train
     from yolov7lib.models.official import UnsafeCheckpointError
 
@@ -192,7 +193,8 @@ def _train(args: argparse.Namespace) -> int:
         if options.get("resume") == "latest":
             options["resume"] = str(latest_run(options.get("project", TrainOptions.project)))
         train(**options)
-    except (FileNotFoundError, ValueError, TrainingDiverged, CheckpointError, UnsafeCheckpointError) as err:
+    except (FileNotFoundError, ValueError, TrainingDiverged, CheckpointError, UnsafeCheckpointError,
+            DeviceError) as err:  # fmt: skip
         print(f"yolov7 train: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

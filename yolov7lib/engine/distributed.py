@@ -28,6 +28,10 @@ class DistContext:
         return self.rank in (-1, 0)
 
 
+class DeviceError(RuntimeError):
+    """--device names a device this process cannot use (no CUDA here, or several GPUs outside torchrun)."""
+
+
 def select_device(device: str = "") -> torch.device:
     """'cpu', '0', '0,1' or '' (first GPU if any, else CPU) -> torch.device for this process."""
     device = str(device).strip().lower().replace("cuda:", "")
@@ -35,7 +39,7 @@ def select_device(device: str = "") -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         if device:
-            raise RuntimeError(
+            raise DeviceError(
                 f"--device {device} asks for a GPU but CUDA is not available here; use --device cpu"
             )
         return torch.device("cpu")
@@ -44,7 +48,7 @@ def select_device(device: str = "") -> torch.device:
     if local_rank >= 0:
         return torch.device("cuda", ids[local_rank % len(ids)] if len(ids) > 1 else local_rank)
     if len(ids) > 1:
-        raise RuntimeError(
+        raise DeviceError(
             f"--device {device} names {len(ids)} GPUs: run under torchrun, e.g. "
             f"`torchrun --nproc_per_node {len(ids)} -m yolov7lib train ...`"
         )
