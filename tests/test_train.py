@@ -392,6 +392,23 @@ def test_multi_scale_draws_half_to_one_and_a_half_img_in_stride_multiples(spied_
     assert {s for s, _ in expected} == {32, 64, 96}  # this seed reaches both ends of the range
 
 
+def test_multi_scale_never_draws_an_empty_image_at_small_sizes() -> None:
+    """Before: --img 32 --multi-scale (or a P6 model, grid 64, at --img 64) drew 0 px for a quarter of the
+    batches and training stopped in F.interpolate; such draws now give one grid cell, the others are
+    the reference's."""
+    import random
+
+    from yolov7lib.engine.trainer import multi_scale_size
+
+    for img, grid in ((32, 32), (64, 64), (64, 32), (320, 32)):
+        ours, ref = random.Random(1), random.Random(1)
+        for _ in range(200):
+            reference = ref.randrange(int(img * 0.5), int(img * 1.5) + grid) // grid * grid
+            assert multi_scale_size(ours, img, grid) == (reference or grid), (img, grid)
+    zeros = random.Random(1)
+    assert 0 in {zeros.randrange(16, 80) // 32 * 32 for _ in range(200)}  # the case is reached above
+
+
 def test_without_validation_best_pt_is_the_last_epoch(spied_run) -> None:
     """--noval scores every epoch 0: all tie, so best.pt is the latest (the reference's rule), not epoch 0."""
     best = load_checkpoint(spied_run.run / "weights" / "best.pt")

@@ -349,8 +349,7 @@ class Trainer:
             accumulate = self.schedule.accumulate(ni)
 
             if opts.multi_scale:
-                size = scale_rng.randrange(int(opts.img * 0.5), int(opts.img * 1.5) + self.grid)
-                size = size // self.grid * self.grid
+                size = multi_scale_size(scale_rng, opts.img, self.grid)
                 factor = size / max(imgs.shape[2:])
                 if factor != 1:
                     new = [math.ceil(x * factor / self.grid) * self.grid for x in imgs.shape[2:]]
@@ -505,6 +504,13 @@ class Trainer:
         labels = [lb for lb in self.train_set.labels if len(lb)]
         plot_labels(np.concatenate(labels, 0) if labels else np.zeros((0, 5)), self.names,
                     self.run_dir / "labels.png")  # fmt: skip
+
+
+def multi_scale_size(rng: random.Random, img: int, grid: int) -> int:
+    """A --multi-scale training size: the reference's randrange(0.5 img, 1.5 img + grid) rounded down to
+    the grid, but at least one grid cell (the reference's draw can round to 0 px below --img 2 x grid)."""
+    size = rng.randrange(int(img * 0.5), int(img * 1.5) + grid) // grid * grid
+    return max(size, grid)
 
 
 def _architecture_of(arch: Any, weights: str) -> dict[str, Any]:
