@@ -230,6 +230,17 @@ def test_a_misspelt_hyp_override_is_refused_before_any_run_folder(data_yaml, tmp
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(("option", "flag"), [("max_batches", "--max-batches"), ("workers", "--workers")])
+def test_a_negative_count_is_refused_before_any_run_folder(data_yaml, tmp_path, option, flag) -> None:
+    """Before: max_batches=-1 trained no batch at all and reported a finished run (workers=-1 failed in
+    the DataLoader after the label scan)."""
+    from yolov7lib.engine.trainer import train
+
+    with pytest.raises(ValueError, match=f"{flag} must be at least 0, got -1"):
+        train(data=str(data_yaml), project=str(tmp_path / "runs"), progress=False, **{option: -1})
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch, before it refuses
 def test_train_refuses_bad_weights_and_a_missing_run_with_a_message(data_yaml, tmp_path, capsys) -> None:
     """Checked before any training: a clear one-line error naming the file, no traceback, no run folder."""

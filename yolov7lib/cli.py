@@ -27,6 +27,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type of counts where 0 means none or no limit: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def unit_interval(text: str) -> float:
     """argparse type of thresholds: a number from 0 to 1."""
     try:
@@ -167,13 +178,13 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
     add("--exist-ok", action="store_true", default=None, help="reuse an existing run folder name")
     add("--seed", type=int)
     add("--deterministic", action="store_true", default=None, help="bit-reproducible CPU runs")
-    add("--workers", type=int, help="data loader processes")
+    add("--workers", type=non_negative_int, help="data loader processes")
     add("--multi-scale", action="store_true", default=None, help="vary the image size +/- 50 %%")
     add("--sync-bn", action="store_true", default=None, help="synchronised BatchNorm across processes")
     add("--linear-lr", action="store_true", default=None, help="linear instead of cosine lr decay")
     add("--noval", action="store_true", default=None, help="skip validation after each epoch")
     add("--val-final-only", action="store_true", default=None, help="validate after the last epoch only")
-    add("--max-batches", type=int, help="batches per epoch at most (smoke runs)")
+    add("--max-batches", type=non_negative_int, help="batches per epoch at most (smoke runs; 0: all)")
     add("--float64", action="store_true", default=None, help="double precision on CPU (verification)")
     train.set_defaults(handler=_train)
 

@@ -129,6 +129,9 @@ class Trainer:
             raise ValueError("training needs a data config: --data path/to/data.yaml")
         if opts.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {opts.epochs}")
+        for name in ("workers", "max_batches"):  # -1 batches would train none and report success
+            if getattr(opts, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(opts, name)}")
         _set_seeds(opts.seed + max(self.ctx.rank, 0), opts.deterministic)
         self.device = self.ctx.device
         self.cuda = self.device.type == "cuda"
