@@ -544,6 +544,30 @@ def test_weights_without_model_fine_tune_the_checkpoints_own_architecture(data_y
         Trainer(TrainOptions(**{**common, "weights": str(bare)}))
 
 
+def test_weights_with_model_keep_the_named_architectures_anchors(data_yaml, tmp_path) -> None:
+    """Before: --model my.yaml --weights a.pt trained with a.pt's anchors over the cfg's own; the reference
+    excludes the anchors from the transfer when --cfg is given. Without --model the checkpoint's
+    architecture, anchors included, is trained."""
+    from yolov7lib.data import load_data_config
+    from yolov7lib.engine.ema import unwrap
+    from yolov7lib.engine.trainer import Trainer, TrainOptions
+    from yolov7lib.models import create_model
+
+    nc = load_data_config(data_yaml).nc
+    named = create_model("yolov7-tiny-cpu", nc=nc)
+    doubled = [[2 * a for a in row] for row in named.cfg["anchors"]]
+    source = create_model({**named.cfg, "anchors": doubled})
+    ckpt = save_checkpoint({"model": source.state_dict(), "model_cfg": source.cfg}, tmp_path / "a.pt")
+    common = {"data": str(data_yaml), "weights": str(ckpt), "img": IMG, "workers": 0, "noval": True,
+              "project": str(tmp_path / "runs"), "progress": False, "plots": False}  # fmt: skip
+    head = unwrap(Trainer(TrainOptions(**common, model="yolov7-tiny-cpu")).model).head
+    assert torch.equal(head.anchor_grid, named.head.anchor_grid)
+    assert torch.equal(head.anchors, named.head.anchors)
+    alone = unwrap(Trainer(TrainOptions(**common)).model).head
+    assert torch.equal(alone.anchor_grid, source.head.anchor_grid)
+    assert not torch.equal(source.head.anchor_grid, named.head.anchor_grid)
+
+
 # --- what is saved as best and last, and what metrics.json reports ------------------------------------
 
 
