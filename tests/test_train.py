@@ -453,6 +453,28 @@ def test_a_resume_keeps_the_runs_options_but_where_it_runs_and_how_it_reports(tm
     assert resumed.resume == str(tmp_path)
 
 
+def test_a_resume_names_the_options_it_ignores(data_yaml, tmp_path, caplog) -> None:
+    """Before: `--resume RUN --epochs 5 --batch 2` trained on with the run's epochs and batch without a
+    word; now a warning names each given option that differs from the run's (not --workers, which a resume
+    takes), and the run still ends with its own options."""
+    import logging
+
+    import yaml
+
+    from yolov7lib.engine.trainer import train
+
+    train(data=str(data_yaml), model="yolov7-tiny-cpu", img=IMG, batch=4, epochs=1, max_batches=1, workers=0,
+          noval=True, project=str(tmp_path), name="r", progress=False, plots=False)  # fmt: skip
+    run = tmp_path / "r"
+    opt = yaml.safe_load((run / "opt.yaml").read_text())
+    (run / "opt.yaml").write_text(yaml.safe_dump({**opt, "epochs": 2}))  # one epoch left to resume
+    with caplog.at_level(logging.WARNING, logger="yolov7lib.engine.trainer"):
+        metrics = train(resume=str(run), epochs=5, batch=2, img=IMG, workers=1, progress=False)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "ignored: epochs=5 (run: 2), batch=2 (run: 4)" in warning and "workers" not in warning
+    assert metrics["epochs"] == 2
+
+
 @pytest.mark.parametrize("fails", [False, True])
 def test_train_deterministic_does_not_leave_the_process_wide_switches_on(monkeypatch, fails: bool) -> None:
     """Before: `yolov7lib.train(deterministic=True)` returned with torch.use_deterministic_algorithms and
@@ -462,7 +484,7 @@ def test_train_deterministic_does_not_leave_the_process_wide_switches_on(monkeyp
     from yolov7lib.engine import trainer
 
     class SwitchingTrainer:
-        def __init__(self, opts: trainer.TrainOptions) -> None:
+        def __init__(self, opts: trainer.TrainOptions, given: object = None) -> None:
             trainer._set_seeds(opts.seed, opts.deterministic)
             assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
 

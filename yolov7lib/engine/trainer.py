@@ -23,7 +23,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,10 @@ RESULT_COLUMNS = [
     "epoch", "box_loss", "obj_loss", "cls_loss", "total_loss", "lr0", "lr1", "lr2",
     "precision", "recall", "map50", "map", "fitness", "time_s",
 ]  # fmt: skip
+
+
+RESUME_TAKES_NEW = ("device", "workers", "progress")
+"""The options a resume takes from its call (where it runs, how it reports); the others are the run's."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -117,14 +121,24 @@ def _set_seeds(seed: int, deterministic: bool) -> None:
 class Trainer:
     """One training run (see the module docstring for the order of events)."""
 
-    def __init__(self, opts: TrainOptions) -> None:
+    def __init__(self, opts: TrainOptions, given: Collection[str] | None = None) -> None:
+        """`given`: the options the caller set (`train`'s keywords), to name those a resume ignores; None:
+        those that differ from TrainOptions' defaults."""
         # a process group the caller set up before is the caller's: left in place when the run ends
         self.owns_process_group = not (dist.is_available() and dist.is_initialized())
         self.ctx: DistContext = init_distributed(opts.device)
         self.resume_ckpt: dict[str, Any] | None = None
+        ignored: list[str] = []
         if opts.resume:
+            requested = opts
             opts, self.resume_ckpt = self._load_resume(opts)
+            ignored = _ignored_on_resume(requested, opts, given)
         self.opts = opts
+        if ignored and self.ctx.is_main:
+            logger.warning(
+                f"--resume continues {opts.resume} with the options of its opt.yaml; ignored: "
+                f"{', '.join(ignored)}"
+            )
         if not opts.data:
             raise ValueError("training needs a data config: --data path/to/data.yaml")
         if opts.epochs < 1:
@@ -254,10 +268,13 @@ class Trainer:
         known = {f.name for f in fields(TrainOptions)}
         resumed = TrainOptions(**{k: v for k, v in saved.items() if k in known})
         if int(ckpt["epoch"]) + 1 >= resumed.epochs:  # refused before anything in the run is written
-            raise ValueError(f"{run_dir} already finished its {resumed.epochs} epochs; nothing to resume")
+            raise ValueError(
+                f"{run_dir} already finished its {resumed.epochs} epochs; nothing to resume (to train on, "
+                f"start a new run from its weights: --weights {last})"
+            )
         resumed.resume = str(run_dir)
-        # what may legitimately change on resume: where it runs and how it reports
-        resumed.device, resumed.workers, resumed.progress = opts.device, opts.workers, opts.progress
+        for name in RESUME_TAKES_NEW:
+            setattr(resumed, name, getattr(opts, name))
         return resumed, ckpt
 
     def _build_model(self, nc: int) -> nn.Module:
@@ -299,7 +316,7 @@ class Trainer:
         self.best_fitness = float(ckpt["best_fitness"])
         set_rng_state(ckpt["rng"])
         self._truncate_results(int(ckpt["epoch"]))
-        self.log(f"resuming {self.run_dir} from epoch {self.start_epoch}")
+        self.log(f"resuming {self.run_dir} from epoch {self.start_epoch + 1}/{self.opts.epochs}")
 
     def _truncate_results(self, last_epoch: int) -> None:
         """Drop results.csv rows of epochs after the checkpoint (they are about to be redone)."""
@@ -513,6 +530,24 @@ class Trainer:
                     self.run_dir / "labels.png")  # fmt: skip
 
 
+def _ignored_on_resume(
+    requested: TrainOptions, resumed: TrainOptions, given: Collection[str] | None
+) -> list[str]:
+    """The options of a --resume call that differ from the run's own and are not taken (`name=value (run:
+    value)`); `project` is left out, as the CLI's bare --resume uses it to find the run."""
+    if given is None:
+        defaults = TrainOptions()
+        given = [
+            f.name for f in fields(TrainOptions) if getattr(requested, f.name) != getattr(defaults, f.name)
+        ]
+    skipped = {"resume", "project", *RESUME_TAKES_NEW}
+    return [
+        f"{name}={getattr(requested, name)!r} (run: {getattr(resumed, name)!r})"
+        for name in given
+        if name not in skipped and getattr(requested, name) != getattr(resumed, name)
+    ]
+
+
 def multi_scale_size(rng: random.Random, img: int, grid: int) -> int:
     """A --multi-scale training size: the reference's randrange(0.5 img, 1.5 img + grid) rounded down to
     the grid, but at least one grid cell (the reference's draw can round to 0 px below --img 2 x grid)."""
@@ -549,7 +584,7 @@ def train(**options: Any) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     with _determinism_restored():  # `deterministic=True` holds for the run only, not for the caller after it
-        return Trainer(TrainOptions(**options)).fit()
+        return Trainer(TrainOptions(**options), given=options).fit()
 
 
 @contextlib.contextmanager
