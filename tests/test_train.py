@@ -475,6 +475,28 @@ def test_a_resume_names_the_options_it_ignores(data_yaml, tmp_path, caplog) -> N
     assert metrics["epochs"] == 2
 
 
+def test_time_s_counts_on_from_the_resumed_sessions_time(data_yaml, tmp_path) -> None:
+    """Before: a resumed run restarted its clock, so time_s fell from one epoch to the next and metrics.json's
+    train_time_s counted the last session only. The first session's time is set to an hour here."""
+    import yaml
+
+    from yolov7lib.engine.trainer import train
+
+    train(data=str(data_yaml), model="yolov7-tiny-cpu", img=IMG, batch=4, epochs=1, max_batches=1, workers=0,
+          noval=True, project=str(tmp_path), name="r", progress=False, plots=False)  # fmt: skip
+    run = tmp_path / "r"
+    opt = yaml.safe_load((run / "opt.yaml").read_text())
+    (run / "opt.yaml").write_text(yaml.safe_dump({**opt, "epochs": 2}))
+    (row,) = read_results(run / "results.csv")
+    lines = (run / "results.csv").read_text().splitlines()
+    (run / "results.csv").write_text("\n".join([lines[0], lines[1].rsplit(",", 1)[0] + ",3600.0"]) + "\n")
+    assert float(row["time_s"]) < 600
+    metrics = train(resume=str(run), workers=0, progress=False)
+    times = [float(r["time_s"]) for r in read_results(run / "results.csv")]
+    assert times[0] == 3600.0 and 3600.0 <= times[1] < 4200.0
+    assert times[1] <= metrics["train_time_s"] < 4200.0
+
+
 @pytest.mark.parametrize("fails", [False, True])
 def test_train_deterministic_does_not_leave_the_process_wide_switches_on(monkeypatch, fails: bool) -> None:
     """Before: `yolov7lib.train(deterministic=True)` returned with torch.use_deterministic_algorithms and

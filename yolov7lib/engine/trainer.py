@@ -219,6 +219,7 @@ class Trainer:
         self.loss_fn = build_loss(self.model, self.hyp, img_size=opts.img)
         self.loss_fn.distribute(world)
         self.start_epoch, self.best_fitness = 0, -1.0
+        self.seconds_before = 0.0  # training time of the sessions a resume continues (their last time_s)
         if self.ctx.is_main:  # the set-up succeeded: the run folder and its resolved options
             self.weights_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "opt.yaml").write_text(yaml.safe_dump(asdict(opts), sort_keys=False))
@@ -326,12 +327,14 @@ class Trainer:
         rows = read_results(path)
         kept = [r for r in rows if int(r["epoch"]) <= last_epoch]
         self._write_results(kept)
+        if kept:
+            self.seconds_before = float(kept[-1]["time_s"])
 
     # -- the loop -----------------------------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
         """Train all remaining epochs; return the final metrics (also written to metrics.json)."""
-        t0 = time.time()
+        t0 = time.time() - self.seconds_before  # time_s and train_time_s count from the run's start
         if self.ctx.is_main and self.opts.plots and self.start_epoch == 0:
             self._plot_labels()
         try:
