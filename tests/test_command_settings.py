@@ -346,6 +346,20 @@ def test_a_file_missing_a_single_reference_key_is_refused_by_name(tmp_path: Path
         load_hyp(f)
 
 
+@pytest.mark.parametrize(("extra", "hint"), [({"label_smothing": 0.1}, ""), ({"anchors": 3}, "cfg YAML")])
+def test_a_key_the_kit_does_not_read_is_refused_by_name(tmp_path: Path, extra: dict, hint: str) -> None:
+    """Before: a misspelt kit key (`label_smothing` for `label_smoothing`, which README says to set for the
+    reference's --label-smoothing) loaded without a word and trained with the default; so did the
+    reference's `anchors` key, which the kit never reads."""
+    f = tmp_path / "hyp.yaml"
+    f.write_text(yaml.safe_dump({**_reference(), **extra}))
+    (key,) = extra
+    with pytest.raises(ValueError, match=rf"unknown hyperparameter\(s\) {key}\b.*{hint}"):
+        load_hyp(f)
+    f.write_text(yaml.safe_dump({**_reference(), "label_smoothing": 0.1}))  # the right spelling loads
+    assert load_hyp(f)["label_smoothing"] == 0.1
+
+
 def test_a_kit_key_that_is_not_a_number_is_refused_by_name(tmp_path: Path) -> None:
     f = tmp_path / "hyp.yaml"
     f.write_text(yaml.safe_dump({**_reference(), "aux_weight": "high"}))

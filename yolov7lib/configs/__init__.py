@@ -53,12 +53,30 @@ def _check_hyp(hyp: dict[str, Any], origin: str) -> None:
             raise ValueError(f"{origin}: hyperparameter {key} must be a number, got {value!r}")
 
 
+def _check_known(chosen: dict[str, Any], known: set[str], origin: str) -> None:
+    """Every key of a hyperparameter file must be one the kit reads: a misspelt one (`label_smothing`)
+    would leave the value it meant to set at its default without a word."""
+    unknown = sorted(set(chosen) - known)
+    if not unknown:
+        return
+    message = f"{origin}: unknown hyperparameter(s) {', '.join(unknown)}"
+    if (
+        "anchors" in unknown
+    ):  # the reference's hyp files carry it commented out: an anchor count for autoanchor
+        message += (
+            " (anchors come from the model's cfg and are never recomputed here, as with the reference's "
+            "--noautoanchor: give other anchors in a cfg YAML with --model)"
+        )
+    raise ValueError(f"{message}; the known ones are those of {_REFERENCE_FILE.name} and hyp.defaults.yaml")
+
+
 def load_hyp(name_or_path: str | Path | dict[str, Any] = "p5") -> dict[str, Any]:
     """Return the hyperparameters of a packaged profile (p5, p6, tiny, custom, cpu), a YAML file or a dict.
 
     The packaged defaults (hyp.defaults.yaml) fill keys that the chosen source does not set, so the
     reference implementation's hyp files load unchanged. A YAML file must set every key the reference's
-    files set, each to a number (ValueError naming the key otherwise); a dict is taken as it is.
+    files set, each to a number, and no key the kit does not read (ValueError naming the key otherwise);
+    a dict is taken as it is.
     """
     pkg = resources.files(__package__)
     hyp = _read_yaml(pkg.joinpath("hyp.defaults.yaml").read_text(), "hyp.defaults.yaml")
@@ -77,6 +95,7 @@ def load_hyp(name_or_path: str | Path | dict[str, Any] = "p5") -> dict[str, Any]
             )
         origin = str(path)
         chosen = _read_yaml(path.read_text(), origin)
+        _check_known(chosen, {*hyp, *_reference_keys()}, origin)
         _check_hyp({**hyp, **chosen}, origin)  # packaged profiles are complete (tests check them)
     hyp.update(chosen)
     return hyp
