@@ -475,6 +475,30 @@ def test_a_resume_names_the_options_it_ignores(data_yaml, tmp_path, caplog) -> N
     assert metrics["epochs"] == 2
 
 
+def test_a_resume_trains_with_the_runs_hyperparameters_not_the_edited_hyp_file(data_yaml, tmp_path) -> None:
+    """Before: --resume read the --hyp file again, so a file edited (lr0 0.001 -> 0.1) or moved since the
+    run started changed the rest of the run (or refused it) and hyp.yaml in the run was rewritten."""
+    import yaml
+
+    from yolov7lib.configs import load_hyp
+    from yolov7lib.engine.trainer import train
+
+    hyp_file = tmp_path / "hyp.yaml"
+    hyp_file.write_text(yaml.safe_dump(load_hyp("cpu")))
+    train(data=str(data_yaml), model="yolov7-tiny-cpu", hyp=str(hyp_file), img=IMG, batch=4, epochs=1,
+          max_batches=1, workers=0, noval=True, project=str(tmp_path), name="r", progress=False,
+          plots=False)  # fmt: skip
+    run = tmp_path / "r"
+    opt = yaml.safe_load((run / "opt.yaml").read_text())
+    (run / "opt.yaml").write_text(yaml.safe_dump({**opt, "epochs": 2}))
+    hyp_file.write_text(yaml.safe_dump({**load_hyp("cpu"), "lr0": 0.1}))
+    train(resume=str(run), workers=0, progress=False)
+    second = read_results(run / "results.csv")[1]
+    assert float(second["lr1"]) == pytest.approx(0.001 * 0.505)  # lr0 x lf(1) of a 2-epoch cosine
+    assert yaml.safe_load((run / "hyp.yaml").read_text())["lr0"] == 0.001
+    assert load_checkpoint(run / "weights" / "last.pt")["hyp"]["lr0"] == 0.001
+
+
 def test_time_s_counts_on_from_the_resumed_sessions_time(data_yaml, tmp_path) -> None:
     """Before: a resumed run restarted its clock, so time_s fell from one epoch to the next and metrics.json's
     train_time_s counted the last session only. The first session's time is set to an hour here."""

@@ -6,8 +6,8 @@ accumulation to a nominal batch of 64, AMP on CUDA, EMA update), `validate` scor
 rank 0 and `save` writes `weights/last.pt` and `best.pt` atomically.
 
 Resuming (`resume=RUN_DIR`, or its `weights/last.pt` as in the reference) reloads the run's options and
-its `last.pt` (model, EMA, optimizer, AMP scaler, epoch, RNG states) and re-runs from the first
-unfinished epoch. Because the sample order and every augmentation are functions of (seed, epoch,
+its `last.pt` (model, EMA, optimizer, AMP scaler, epoch, RNG states, hyperparameters) and re-runs from
+the first unfinished epoch. Because the sample order and every augmentation are functions of (seed, epoch,
 sample), a run killed at any point and resumed ends with the same weights as an uninterrupted one
 (exactly, with `deterministic=True` on CPU).
 """
@@ -164,11 +164,15 @@ class Trainer:
                 dist.broadcast_object_list(holder, src=0)
                 self.run_dir = Path(holder[0])
         self.weights_dir = self.run_dir / "weights"
-        self.hyp = load_hyp(opts.hyp)
-        unknown = sorted(set(opts.hyp_overrides) - set(self.hyp))
-        if unknown:  # a misspelt key would otherwise train with the value it meant to change
-            raise ValueError(f"hyp_overrides: unknown hyperparameter(s) {', '.join(unknown)}")
-        self.hyp.update(opts.hyp_overrides)
+        if self.resume_ckpt is not None and "hyp" in self.resume_ckpt:
+            # the run's own values: the --hyp file may have been edited or moved since the run started
+            self.hyp = dict(self.resume_ckpt["hyp"])
+        else:
+            self.hyp = load_hyp(opts.hyp)
+            unknown = sorted(set(opts.hyp_overrides) - set(self.hyp))
+            if unknown:  # a misspelt key would otherwise train with the value it meant to change
+                raise ValueError(f"hyp_overrides: unknown hyperparameter(s) {', '.join(unknown)}")
+            self.hyp.update(opts.hyp_overrides)
 
         # data
         from yolov7lib.data import create_dataloader, load_data_config
