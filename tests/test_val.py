@@ -421,6 +421,31 @@ def test_coco_scores_cover_the_evaluated_images_and_every_class_with_annotations
     assert result.coco_per_class["box"] > 0.8
 
 
+def test_images_of_the_same_name_in_subfolders_keep_their_own_coco_ids(tmp_path: Path) -> None:
+    """A COCO json whose file names repeat in different folders (camA/0.png, camB/0.png): each image's
+    predictions carry its own id (matched on the longest path), so an exact detector scores AP50 = 1;
+    keyed by the bare file name, both images took the last one's id."""
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, coco = _white_box_set(tmp_path, [(100, 80), (80, 100), (90, 120), (120, 90)])
+    for i, image in enumerate(coco["images"]):
+        sub = f"cam{'AB'[i % 2]}/{i // 2}.png"
+        for folder, suffix in ((img_dir, ".png"), (tmp_path / "labels" / "val", ".txt")):
+            (folder / sub).parent.mkdir(exist_ok=True)
+            (folder / f"{i}{suffix}").rename((folder / sub).with_suffix(suffix))
+        image["file_name"], image["id"] = sub, 100 + i
+    for ann in coco["annotations"]:
+        ann["image_id"] += 100
+    (tmp_path / "val.json").write_text(json.dumps(coco))
+    loader, _ = create_dataloader(img_dir, 128, 2, 32, rect=True, pad=0.5, workers=0, nc=1, progress=False)
+    out = tmp_path / "predictions.json"
+    result = evaluate(_BrightBoxDetector(), loader, ["box"], coco_json=tmp_path / "val.json",
+                      category_ids=[1], save_json=out, progress=False)  # fmt: skip
+    assert sorted(r["image_id"] for r in json.loads(out.read_text())) == [100, 101, 102, 103]
+    assert result.coco["ap50"] == pytest.approx(1.0)
+
+
 def test_predictions_json_without_coco_annotations_is_keyed_by_file_stem(tmp_path: Path) -> None:
     """save_json alone (no COCO json known) still writes the predictions, each image keyed by its stem,
     as an int where the stem is a number (the reference's test.py: COCO's file names are their ids)."""

@@ -9,7 +9,7 @@ import copy
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -61,14 +61,29 @@ def find_coco_annotations(split_sources: list[Path]) -> Path | None:
 
 
 def _image_ids(coco_json: Path) -> dict[str, Any]:
-    """file name (and stem) -> COCO image id, so predictions can be keyed the way the json is."""
+    """Every trailing part of each json file name (`camA/0.png`, `0.png`) and its stem -> COCO image id,
+    so predictions can be keyed the way the json is; a key that several images share is left out."""
     images = json.loads(Path(coco_json).read_text())["images"]
     ids: dict[str, Any] = {}
+    shared: set[str] = set()
     for img in images:
-        name = Path(img["file_name"]).name
-        ids[name] = img["id"]
-        ids.setdefault(Path(name).stem, img["id"])
-    return ids
+        parts = PurePosixPath(str(img["file_name"]).replace("\\", "/")).parts
+        keys = ["/".join(parts[-k:]) for k in range(1, len(parts) + 1)] + [Path(parts[-1]).stem]
+        for key in keys:
+            if ids.setdefault(key, img["id"]) != img["id"]:
+                shared.add(key)
+    return {k: v for k, v in ids.items() if k not in shared}
+
+
+def _coco_image_id(ids: dict[str, Any], path: str | Path) -> Any:
+    """The COCO id of an image file: the json's entry with the longest matching path tail, else its stem's,
+    else the stem itself (as an int where it is a number: the reference's test.py)."""
+    parts = Path(path).parts
+    for k in range(len(parts), 0, -1):
+        key = "/".join(parts[-k:])
+        if key in ids:
+            return ids[key]
+    return ids.get(Path(path).stem, image_id_from_path(path))
 
 
 @torch.no_grad()
@@ -136,9 +151,7 @@ def evaluate(
                 boxes = scale_boxes((height, width), xywh2xyxy(labels[:, 1:5] * scale), shape0, ratio_pad)
                 metrics.update(native, torch.cat([labels[:, :1], boxes], 1))
                 if coco_json or save_json:
-                    name = Path(paths[si]).name
-                    # without a COCO json: the stem, as an int where it is a number (the reference's test.py)
-                    image_id = ids.get(name, ids.get(Path(name).stem, image_id_from_path(name)))
+                    image_id = _coco_image_id(ids, paths[si])
                     image_ids.append(image_id)
                     records += detections_to_coco(native, image_id, category_ids)
     finally:  # the caller's model as it was, also when the loop fails
