@@ -98,6 +98,23 @@ def test_val_options_iou_fp16_note_and_training_graph(data_yaml, weights, tmp_pa
     assert unfused["coco"]["ap"] == pytest.approx(fused["coco"]["ap"], abs=2e-3)
 
 
+def test_val_warns_when_the_checkpoints_class_names_differ_from_the_datas(
+    data_yaml, weights, tmp_path: Path, capsys
+) -> None:
+    """Classes are scored by index: weights trained with other names (or another order) get a warning
+    naming the first class that differs, while weights with the data's own names get none."""
+    from yolov7lib.data import load_data_config
+
+    common = ["--data", str(data_yaml), "--img", str(IMG), "--project", str(tmp_path)]
+    assert main(["val", "--weights", str(weights), *common, "--json"]) == 0
+    err = capsys.readouterr().err
+    names = load_data_config(data_yaml).names
+    assert "class names differ" in err and f"class 0 is 'c0' in the weights but {names[0]!r}" in err
+    same = save_checkpoint(checkpoint_of(small_model(nc=8), names), tmp_path / "same.pt")
+    assert main(["val", "--weights", str(same), *common, "--json"]) == 0
+    assert "class names differ" not in capsys.readouterr().err
+
+
 def test_val_v5_metric_integrates_ap_up_to_recall_one(data_yaml, weights, tmp_path: Path, capsys) -> None:
     """test.py's --v5-metric: the precision envelope runs to recall 1 instead of the last recall + 0.01, so
     no class's AP can fall and a class whose detections stop short of full recall gains; P and R stay."""

@@ -89,6 +89,15 @@ def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
     )
     if model.head.nc != data.nc:
         raise ValueError(f"the model predicts {model.head.nc} classes but {opts.data} has {data.nc}")
+    differ = [c for c, (a, b) in enumerate(zip(model.names, data.names, strict=True)) if a != b]
+    if opts.weights and differ and model.names != [str(c) for c in range(data.nc)]:  # not unnamed
+        c = differ[0]
+        note = (
+            f"yolov7 val: warning: the weights' class names differ from {opts.data}'s ({len(differ)} of "
+            f"{data.nc}; class {c} is {model.names[c]!r} in the weights but {data.names[c]!r} in the "
+            "data); classes are scored by index and reported with the data's names"
+        )
+        print(note, file=sys.stderr)
     half = opts.half and device.type == "cuda"
     if opts.half and not half:
         print("yolov7 val: --half needs CUDA (FP16 on the CPU is not Table 10's setting); running FP32",
