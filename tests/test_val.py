@@ -202,6 +202,25 @@ def test_category_ids_follow_the_json_else_cocos_80_to_91_mapping(tmp_path: Path
     assert class_category_ids(two, gt) == [4, 9]
 
 
+def test_a_found_json_with_other_categories_is_mapped_by_name_or_not_scored(tmp_path: Path, caplog) -> None:
+    """annotations/instances_<split>.json found beside a YOLO split may list more categories than the
+    data has classes: the classes then map to the categories of their names; where a name is missing,
+    pycocotools is not run (with a warning) rather than scoring class indices as category ids."""
+    from types import SimpleNamespace
+
+    from yolov7lib.engine.val import class_category_ids, coco_ground_truth
+
+    gt = tmp_path / "instances_val.json"
+    cats = [{"id": 9, "name": "b"}, {"id": 4, "name": "a"}, {"id": 23, "name": "unused"}]
+    gt.write_text(json.dumps({"images": [], "categories": cats}))
+    two = SimpleNamespace(category_ids=None, nc=2, names=["b", "a"], path=tmp_path / "d.yaml", json={},
+                          splits={"val": [gt]})  # fmt: skip
+    assert class_category_ids(two, gt) == [9, 4] and coco_ground_truth(two, "val") == (gt, [9, 4])
+    two.names = ["b", "c"]  # 'c' is no category of the json
+    assert coco_ground_truth(two, "val") == (None, None)
+    assert "pycocotools is not run" in caplog.text and "'c'" in caplog.text
+
+
 def _white_box_set(root: Path, sizes) -> tuple[Path, dict]:
     """One white rectangle per black image of each (w, h) in `sizes`: the images and YOLO labels under
     `root`/images/val and labels/val, and the same boxes as a COCO dict (category id 1, image ids 0..n-1)."""

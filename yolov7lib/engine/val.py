@@ -11,6 +11,7 @@ the pass runs in FP32 (the result records which precision was used).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,6 +22,8 @@ from yolov7lib.engine.runs import free_path, increment_run_dir
 from yolov7lib.engine.weights import fit_img_size, load_model
 
 __all__ = ["ValOptions", "format_result", "run_val"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,7 +52,8 @@ class ValOptions:
 
 def class_category_ids(data: Any, coco_json: Path | None) -> list[int] | None:
     """Class index -> COCO category id: the data config's, else the json's categories in id order
-    (for COCO: the 80-to-91 mapping), else None (the class index is the id)."""
+    (for COCO: the 80-to-91 mapping) or, where the json has another number of categories, the one
+    named like each class, else None (the class index is the id)."""
     if data.category_ids is not None:
         return list(data.category_ids)
     if coco_json is not None:
@@ -58,6 +62,11 @@ def class_category_ids(data: Any, coco_json: Path | None) -> list[int] | None:
         cats = read_coco_categories(coco_json)
         if len(cats) == data.nc:
             return [int(c["id"]) for c in cats]
+        named: dict[str, list[int]] = {}
+        for c in cats:
+            named.setdefault(str(c.get("name")), []).append(int(c["id"]))
+        if all(len(named.get(n, ())) == 1 for n in data.names):
+            return [named[n][0] for n in data.names]
     if data.nc == 80 and Path(data.path).stem.startswith("coco"):
         from yolov7lib.ops.coco import COCO80_TO_COCO91
 
@@ -68,9 +77,24 @@ def class_category_ids(data: Any, coco_json: Path | None) -> list[int] | None:
 def coco_ground_truth(data: Any, split: str) -> tuple[Path | None, list[int] | None]:
     """The COCO annotations a split is scored against (named by the data config, else found beside the
     split, as the official coco.yaml names none) and the class -> category id mapping that goes with
-    them (`class_category_ids`); used by `yolov7 val` and by the trainer's final validation alike."""
+    them (`class_category_ids`); used by `yolov7 val` and by the trainer's final validation alike.
+    A json whose categories cannot be matched to the classes is not used (pycocotools is not run)."""
     coco_json = data.json.get(split) or find_coco_annotations(data.splits[split])
-    return coco_json, class_category_ids(data, coco_json)
+    category_ids = class_category_ids(data, coco_json)
+    if coco_json is not None and category_ids is None:
+        from yolov7lib.data.formats import read_coco_categories
+
+        cats = read_coco_categories(coco_json)
+        known = [str(c.get("name")) for c in cats]
+        missing = [n for n in data.names if n not in known]
+        logger.warning(
+            "%s has %d categories for %d classes and %s: the classes cannot be mapped to its category ids, "
+            "so pycocotools is not run (direct metrics only)",
+            coco_json, len(cats), data.nc,
+            f"no category named {missing[0]!r}" if missing else "class names shared by several categories",
+        )  # fmt: skip
+        return None, None
+    return coco_json, category_ids
 
 
 def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
