@@ -482,6 +482,31 @@ def test_images_of_the_same_name_in_subfolders_keep_their_own_coco_ids(tmp_path:
     assert result.coco["ap50"] == pytest.approx(1.0)
 
 
+def test_images_missing_from_the_coco_json_are_left_out_of_its_scores_and_reported(
+    tmp_path: Path, caplog
+) -> None:
+    """An image of the split that the COCO json does not list cannot be scored by pycocotools: it is left
+    out of predictions.json (which then loads with COCO.loadRes as is) and of the COCO numbers, and
+    counted in a warning, while the direct metrics still include it (the run used to fail at the end)."""
+    from pycocotools.coco import COCO
+
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, coco = _white_box_set(tmp_path, [(100, 80), (80, 100), (90, 120)])
+    coco["images"].pop(), coco["annotations"].pop()  # 2.png is not in the json
+    (tmp_path / "val.json").write_text(json.dumps(coco))
+    loader, _ = create_dataloader(img_dir, 128, 3, 32, rect=True, pad=0.5, workers=0, nc=1, progress=False)
+    out = tmp_path / "predictions.json"
+    result = evaluate(_BrightBoxDetector(), loader, ["box"], coco_json=tmp_path / "val.json",
+                      category_ids=[1], save_json=out, progress=False)  # fmt: skip
+    assert result.images == 3 and result.labels == 3 and result.map50 == pytest.approx(1.0)
+    assert result.coco["ap50"] == pytest.approx(1.0)
+    assert sorted(r["image_id"] for r in json.loads(out.read_text())) == [0, 1]
+    assert len(COCO(str(tmp_path / "val.json")).loadRes(str(out)).anns) == 2
+    assert "1 of the 3 images" in caplog.text and "2.png" in caplog.text
+
+
 def test_predictions_json_without_coco_annotations_is_keyed_by_file_stem(tmp_path: Path) -> None:
     """save_json alone (no COCO json known) still writes the predictions, each image keyed by its stem,
     as an int where the stem is a number (the reference's test.py: COCO's file names are their ids)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -20,6 +21,8 @@ from yolov7lib.ops.boxes import scale_boxes, xywh2xyxy
 from yolov7lib.ops.coco import detections_to_coco, evaluate_pycocotools, image_id_from_path
 from yolov7lib.ops.metrics import DetectionMetrics
 from yolov7lib.ops.nms import non_max_suppression
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,6 +121,8 @@ def evaluate(
     nc = len(names)
     metrics = DetectionMetrics(nc, v5_metric=v5_metric)
     ids = _image_ids(Path(coco_json)) if coco_json else {}
+    known = set(ids.values())
+    not_in_json: list[str] = []
     records: list[dict[str, Any]] = []
     image_ids: list[Any] = []
     n_labels = 0
@@ -152,11 +157,20 @@ def evaluate(
                 metrics.update(native, torch.cat([labels[:, :1], boxes], 1))
                 if coco_json or save_json:
                     image_id = _coco_image_id(ids, paths[si])
+                    if coco_json and image_id not in known:  # pycocotools cannot score it
+                        not_in_json.append(str(paths[si]))
+                        continue
                     image_ids.append(image_id)
                     records += detections_to_coco(native, image_id, category_ids)
     finally:  # the caller's model as it was, also when the loop fails
         caller.train(was_training)
 
+    if not_in_json:
+        logger.warning(
+            "%d of the %d images evaluated are not in %s (e.g. %s): left out of the predictions json and "
+            "the pycocotools scores (the direct metrics include them)",
+            len(not_in_json), metrics.seen, coco_json, not_in_json[0],
+        )  # fmt: skip
     m = metrics.compute()
     if len(m.nt) > nc:
         raise ValueError(f"the data has labels of class {len(m.nt) - 1} but names lists {nc} classes")
