@@ -200,6 +200,22 @@ def test_coco_export_with_images_beside_the_json_loads(tmp_path: Path) -> None:
         read_coco_json(split / "_annotations.coco.json")
 
 
+def test_coco_images_folder_is_the_one_that_holds_the_jsons_images(tmp_path: Path) -> None:
+    """A json not named after its folder (annotations/image_info_test.json, images in images/test2017) is
+    refused naming the folders tried, rather than read from images/ where every image is 'missing or
+    corrupt'; where the json's first image alone is missing, the folder of the others is still found."""
+    json_path = _coco_fixture(tmp_path)
+    doc = json.loads(json_path.read_text())
+    (tmp_path / "images" / "val").rename(tmp_path / "images" / "test2017")
+    other = tmp_path / "annotations" / "image_info_test.json"
+    other.write_text(json.dumps(doc))
+    with pytest.raises(FileNotFoundError, match=r"image folder of .*image_info_test.json.*'a.jpg'"):
+        read_coco_json(other)
+    (tmp_path / "images" / "test2017").rename(tmp_path / "images" / "val")
+    (tmp_path / "images" / "val" / "a.jpg").unlink()
+    assert Path(read_coco_json(json_path).img_files[1]).parent == tmp_path / "images" / "val"
+
+
 def test_names_as_a_mapping_are_listed_by_class_index(tmp_path: Path) -> None:
     _image(tmp_path / "images" / "train" / "a.jpg")
     (tmp_path / "data.yaml").write_text("train: images/train\nnames: {2: bird, 0: cat, 1: dog}\n")

@@ -307,22 +307,25 @@ class CocoSplit:
     n_crowd: int  # crowd annotations left out (the reference's convention for training)
 
 
-def coco_images_dir(json_path: Path, first_file: str | None = None) -> Path:
+def coco_images_dir(json_path: Path, first_file: str | list[str] | None = None) -> Path:
     """Guess the images folder of `annotations/instances_<split>.json`: images/<split>, <split> or images,
-    or the json's own folder (Roboflow's `train/_annotations.coco.json`). The first of them that holds
-    `first_file` (the json's first image) wins, else the first that exists of the three."""
+    or the json's own folder (Roboflow's `train/_annotations.coco.json`). Given the json's first file
+    names (`first_file`, one or a list), the first folder that holds one of them wins, and none holding
+    any raises FileNotFoundError; without names, the first of the three that exists."""
     split = json_path.stem.removeprefix("instances_")
     root = json_path.parent.parent
     candidates = [root / "images" / split, root / split, root / "images"]
-    if first_file is not None:
+    names = [first_file] if isinstance(first_file, str) else list(first_file or [])
+    if names:
         for c in [*candidates, json_path.parent]:
-            if (c / first_file).is_file():
+            if any((c / name).is_file() for name in names):
                 return c
     for c in candidates:
-        if c.is_dir():
+        if c.is_dir() and not names:
             return c
-    tried = ", ".join(repr(str(c)) for c in candidates)
-    raise FileNotFoundError(f"image folder of {str(json_path)!r} not found (tried {tried})")
+    tried = ", ".join(repr(str(c)) for c in [*candidates, *([json_path.parent] if names else [])])
+    held = f" holds its images (e.g. {names[0]!r})" if names else " exists"
+    raise FileNotFoundError(f"image folder of {str(json_path)!r} not found: none of {tried}{held}")
 
 
 def read_coco_json(json_path: str | Path, images_dir: str | Path | None = None) -> CocoSplit:
@@ -333,7 +336,9 @@ def read_coco_json(json_path: str | Path, images_dir: str | Path | None = None) 
     """
     json_path = Path(json_path)
     doc = _read_json(json_path)
-    first = doc["images"][0]["file_name"] if doc["images"] else None
+    first = [
+        im["file_name"] for im in doc["images"][:20]
+    ]  # a missing first image alone still finds its folder
     img_dir = Path(images_dir) if images_dir is not None else coco_images_dir(json_path, first)
     cats = sorted(doc.get("categories", []), key=lambda c: c["id"])
     cat_to_cls = {c["id"]: i for i, c in enumerate(cats)}
