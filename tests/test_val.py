@@ -507,6 +507,60 @@ def test_images_missing_from_the_coco_json_are_left_out_of_its_scores_and_report
     assert "1 of the 3 images" in caplog.text and "2.png" in caplog.text
 
 
+class _FixedBox(torch.nn.Module):
+    """A stand-in model that records its inputs and predicts one box, centre (10, 20), size 4 x 6 px."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor):
+        self.inputs.append(x)
+        return torch.tensor([[[10.0, 20.0, 4.0, 6.0, 1.0, 1.0]]]).expand(len(x), 1, 6), None
+
+
+def test_test_time_augmentation_scales_flips_and_maps_boxes_back_as_the_reference() -> None:
+    """--augment (the reference's augmented inference): passes at scale 1, 0.83 flipped left-right and
+    0.67, each resized and padded right and bottom with grey 0.447 to a multiple of the grid; each pass's
+    boxes come back into the input's pixels (divided by the scale, x mirrored for the flipped pass)."""
+    from yolov7lib.engine.evaluator import augmented_forward
+
+    imgs = torch.rand(2, 3, 96, 160)
+    model = _FixedBox()
+    out = augmented_forward(model, imgs, grid=32)
+    assert [tuple(x.shape[2:]) for x in model.inputs] == [(96, 160), (96, 160), (96, 128)]
+    assert torch.equal(model.inputs[0], imgs)
+    flipped = model.inputs[1]  # 79 x 132 of content (int(96 * 0.83), int(160 * 0.83)), then the padding
+    assert (flipped[:, :, 79:] == 0.447).all() and (flipped[:, :, :, 132:] == 0.447).all()
+    resized = torch.nn.functional.interpolate(
+        imgs.flip(3), size=(79, 132), mode="bilinear", align_corners=False
+    )
+    assert torch.allclose(flipped[:, :, :79, :132], resized)
+    expected = torch.tensor(
+        [
+            [10, 20, 4, 6],
+            [160 - 10 / 0.83, 20 / 0.83, 4 / 0.83, 6 / 0.83],
+            [10 / 0.67, 20 / 0.67, 4 / 0.67, 6 / 0.67],
+        ]
+    )
+    assert out.shape == (2, 3, 6) and torch.allclose(out[0, :, :4], expected)
+
+
+def test_evaluate_with_test_time_augmentation_still_maps_boxes_to_each_images_pixels(tmp_path: Path) -> None:
+    """An exact detector stays exact with --augment: the scaled and flipped passes' boxes come back onto
+    the objects in every image's own frame (mAP@0.5 and pycocotools AP50 of 1)."""
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, coco = _white_box_set(tmp_path, [(200, 120), (120, 200), (160, 160), (300, 100)])
+    (tmp_path / "val.json").write_text(json.dumps(coco))
+    loader, _ = create_dataloader(img_dir, 128, 2, 32, rect=True, pad=0.5, workers=0, nc=1, progress=False)
+    result = evaluate(_BrightBoxDetector(), loader, ["box"], coco_json=tmp_path / "val.json",
+                      category_ids=[1], progress=False, augment=True)  # fmt: skip
+    assert result.map50 == pytest.approx(1.0) and result.coco["ap50"] == pytest.approx(1.0)
+
+
 def test_predictions_json_without_coco_annotations_is_keyed_by_file_stem(tmp_path: Path) -> None:
     """save_json alone (no COCO json known) still writes the predictions, each image keyed by its stem,
     as an int where the stem is a number (the reference's test.py: COCO's file names are their ids)."""

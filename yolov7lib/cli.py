@@ -311,6 +311,9 @@ def _add_val_command(commands: argparse._SubParsersAction) -> None:
     add("--v5-metric", action="store_true",
         help="AP integrated up to recall 1, as YOLOv5 (the reference's test.py --v5-metric); default: up to "
         "the last recall + 0.01, the reference's default")  # fmt: skip
+    add("--augment", action="store_true",
+        help="test-time augmentation, as the reference's test.py --augment: scales 1, 0.83 (flipped "
+        "left-right) and 0.67, one NMS over all three")  # fmt: skip
     add("--json", action="store_true", help="print the metrics as JSON instead of a table")
     add("--device", default="cpu", help="cpu or a CUDA index (default cpu)")
     add("--workers", type=int, default=0, help="data loader processes (default 0)")
@@ -488,7 +491,6 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_NO_TTA = "not available: no test-time augmentation here"
 _NO_TRACE = "not needed: nothing is traced here"
 _SIZES = {"--img-size": "use --img", "--batch-size": "use --batch"}
 _THRESHOLDS = {"--conf-thres": "use --conf", "--iou-thres": "use --iou"}
@@ -517,7 +519,6 @@ OFFICIAL_FLAGS: dict[str, dict[str, str]] = {
         **_SIZES,
         **_THRESHOLDS,
         "--verbose": "not needed: the per-class rows are always printed",
-        "--augment": _NO_TTA,
         "--no-trace": _NO_TRACE,
         "--single-cls": "not available in yolov7 val",
         **dict.fromkeys(
@@ -529,7 +530,7 @@ OFFICIAL_FLAGS: dict[str, dict[str, str]] = {
     "detect": {
         "--img-size": "use --img",
         **_THRESHOLDS,
-        "--augment": _NO_TTA,
+        "--augment": "not available in yolov7 detect (yolov7 val --augment has test-time augmentation)",
         "--no-trace": _NO_TRACE,
         "--view-img": "not available: results are written to the run folder only",
         "--update": "not needed: checkpoints are read as they are",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from yolov7lib.engine.weights import model_grid
 from yolov7lib.ops.boxes import scale_boxes, xywh2xyxy
 from yolov7lib.ops.coco import detections_to_coco, evaluate_pycocotools, image_id_from_path
 from yolov7lib.ops.metrics import DetectionMetrics
@@ -89,6 +91,32 @@ def _coco_image_id(ids: dict[str, Any], path: str | Path) -> Any:
     return ids.get(Path(path).stem, image_id_from_path(path))
 
 
+TTA_PASSES = ((1.0, False), (0.83, True), (0.67, False))
+"""Test-time augmentation's passes, (scale, flipped left-right), as the reference's augmented inference."""
+
+
+def augmented_forward(model: nn.Module, imgs: torch.Tensor, grid: int = 32) -> torch.Tensor:
+    """Test-time augmentation (the reference's test.py --augment): the batch at scales 1, 0.83 (flipped
+    left-right) and 0.67, each resized bilinearly and padded right and bottom to a multiple of `grid` with
+    grey 0.447; each pass's boxes are scaled back and unflipped into the input's pixels and all of them
+    concatenated (n1 + n2 + n3 candidates per image) for one NMS."""
+    height, width = imgs.shape[2:]
+    outputs = []
+    for scale, flip in TTA_PASSES:
+        x = imgs.flip(3) if flip else imgs
+        if scale != 1:
+            size = int(height * scale), int(width * scale)
+            x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            padded = [math.ceil(side * scale / grid) * grid for side in (height, width)]
+            x = torch.nn.functional.pad(x, [0, padded[1] - size[1], 0, padded[0] - size[0]], value=0.447)
+        y = model(x)[0].clone()
+        y[..., :4] /= scale
+        if flip:
+            y[..., 0] = width - y[..., 0]
+        outputs.append(y)
+    return torch.cat(outputs, 1)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -103,6 +131,7 @@ def evaluate(
     progress: bool = True,
     max_det: int = 300,
     v5_metric: bool = False,
+    augment: bool = False,
 ) -> EvalResult:
     """Evaluate `model` (eval mode, returns (decoded, raw)) on `dataloader` (rect batches, pad 0.5).
 
@@ -110,6 +139,7 @@ def evaluate(
     the 80-to-91 mapping); without it the class index is the id. pycocotools runs when `coco_json`
     is given; the predictions are written to `save_json` (default: next to nothing, kept in memory).
     `v5_metric` integrates AP up to recall 1 (the reference's test.py --v5-metric; `ops.compute_ap`).
+    `augment` runs test-time augmentation (`augmented_forward`).
     """
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
@@ -141,7 +171,7 @@ def evaluate(
             targets = targets.to(device)
             _, _, height, width = imgs.shape
             t0 = time.perf_counter()
-            pred = model(imgs)[0]
+            pred = augmented_forward(model, imgs, model_grid(model)) if augment else model(imgs)[0]
             t1 = time.perf_counter()
             dets = non_max_suppression(pred.float(), conf_thres, iou_thres, multi_label=True, max_det=max_det)
             t_infer += t1 - t0

@@ -42,6 +42,7 @@ class ValOptions:
     reparameterize: bool = True
     save_json: bool = False
     v5_metric: bool = False
+    augment: bool = False
     device: str = "cpu"
     workers: int = 0
     project: str = "runs/val"
@@ -142,7 +143,7 @@ def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
     result = evaluate(
         model, loader, names, conf_thres=opts.conf, iou_thres=opts.iou, half=half,
         coco_json=coco_json, category_ids=category_ids, save_json=predictions, progress=opts.progress,
-        v5_metric=opts.v5_metric,
+        v5_metric=opts.v5_metric, augment=opts.augment,
     )  # fmt: skip
     record = {
         "weights": opts.weights,
@@ -156,6 +157,7 @@ def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
         "half": half,
         "reparameterized": opts.reparameterize,
         "v5_metric": opts.v5_metric,
+        "augment": opts.augment,
         "device": str(device),
         "coco_annotations": str(coco_json) if coco_json else None,
         **{k: v for k, v in result.to_dict().items() if k != "predictions_json"},
@@ -179,6 +181,8 @@ def format_result(record: dict[str, Any]) -> str:
             f"{c['name'][:14]:>14s}{record['images']:>9d}{c['labels']:>9d}{c['precision']:>9.3f}"
             f"{c['recall']:>9.3f}{c['ap50']:>9.3f}{c['ap']:>12.3f}"
         )
+    if record.get("augment"):
+        rows.append("with test-time augmentation (--augment: scales 1, 0.83 flipped, 0.67)")
     if record.get("v5_metric"):
         rows.append("mAP above: YOLOv5's AP, integrated up to recall 1 (--v5-metric)")
     speed = record.get("speed_ms", {})

@@ -28,10 +28,15 @@ __all__ = ["WeightsError", "fit_img_size", "load_model", "read_weights"]
 logger = logging.getLogger(__name__)
 
 
+def model_grid(model: torch.nn.Module) -> int:
+    """The multiple that input sides must have: the model's largest stride, at least 32."""
+    return max(int(getattr(model, "stride", torch.tensor([32])).max()), 32)
+
+
 def fit_img_size(img: int, model: torch.nn.Module) -> tuple[int, int]:
     """(`img` rounded up to a multiple of the grid, the grid): the grid is the model's largest stride, at
     least 32. A changed size is logged, as the reference's check_img_size does for detect, test, export."""
-    grid = max(int(getattr(model, "stride", torch.tensor([32])).max()), 32)
+    grid = model_grid(model)
     fitted = math.ceil(img / grid) * grid
     if fitted != img:
         logger.warning("--img %d is not a multiple of the stride %d; using %d", img, grid, fitted)
