@@ -561,6 +561,28 @@ def test_evaluate_with_test_time_augmentation_still_maps_boxes_to_each_images_pi
     assert result.map50 == pytest.approx(1.0) and result.coco["ap50"] == pytest.approx(1.0)
 
 
+def test_predictions_follow_the_coco_jsons_image_sizes_where_the_files_differ(tmp_path: Path, caplog) -> None:
+    """Images resized on disk after their COCO json was written (the json's width, height and boxes twice
+    the files'): the json's boxes are read relative to its sizes, and the predictions go to pycocotools
+    in the json's frame too (an exact detector scores AP50 = 1; in the files' pixels it scored about 0),
+    with a warning that counts those images."""
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, coco = _white_box_set(tmp_path, [(100, 80), (80, 100), (90, 120)])
+    for image in coco["images"][:2]:
+        image["width"], image["height"] = 2 * image["width"], 2 * image["height"]
+    for ann in coco["annotations"][:2]:
+        ann["bbox"] = [2 * v for v in ann["bbox"]]
+        ann["area"] *= 4
+    (tmp_path / "val.json").write_text(json.dumps(coco))
+    loader, _ = create_dataloader(img_dir, 128, 3, 32, rect=True, pad=0.5, workers=0, nc=1, progress=False)
+    result = evaluate(_BrightBoxDetector(), loader, ["box"], coco_json=tmp_path / "val.json",
+                      category_ids=[1], progress=False)  # fmt: skip
+    assert result.map50 == pytest.approx(1.0) and result.coco["ap50"] == pytest.approx(1.0)
+    assert "2 of the 3 images" in caplog.text and "100x80 on disk, 200x160 in" in caplog.text
+
+
 def test_predictions_json_without_coco_annotations_is_keyed_by_file_stem(tmp_path: Path) -> None:
     """save_json alone (no COCO json known) still writes the predictions, each image keyed by its stem,
     as an int where the stem is a number (the reference's test.py: COCO's file names are their ids)."""

@@ -65,9 +65,10 @@ def find_coco_annotations(split_sources: list[Path]) -> Path | None:
     return None
 
 
-def _image_ids(coco_json: Path) -> dict[str, Any]:
-    """Every trailing part of each json file name (`camA/0.png`, `0.png`) and its stem -> COCO image id,
-    so predictions can be keyed the way the json is; a key that several images share is left out."""
+def _json_images(coco_json: Path) -> tuple[dict[str, Any], dict[Any, tuple[int, int]]]:
+    """Keys -> COCO image id: every trailing part of each json file name (`camA/0.png`, `0.png`) and its
+    stem, so predictions can be keyed the way the json is (a key that several images share is left
+    out); and image id -> (width, height) as the json gives them (where it gives both)."""
     images = json.loads(Path(coco_json).read_text())["images"]
     ids: dict[str, Any] = {}
     shared: set[str] = set()
@@ -77,7 +78,12 @@ def _image_ids(coco_json: Path) -> dict[str, Any]:
         for key in keys:
             if ids.setdefault(key, img["id"]) != img["id"]:
                 shared.add(key)
-    return {k: v for k, v in ids.items() if k not in shared}
+    sizes = {
+        im["id"]: (int(im["width"]), int(im["height"]))
+        for im in images
+        if im.get("width") and im.get("height")
+    }
+    return {k: v for k, v in ids.items() if k not in shared}, sizes
 
 
 def _coco_image_id(ids: dict[str, Any], path: str | Path) -> Any:
@@ -150,9 +156,10 @@ def evaluate(
         model = copy.deepcopy(model).half()
     nc = len(names)
     metrics = DetectionMetrics(nc, v5_metric=v5_metric)
-    ids = _image_ids(Path(coco_json)) if coco_json else {}
+    ids, json_sizes = _json_images(Path(coco_json)) if coco_json else ({}, {})
     known = set(ids.values())
     not_in_json: list[str] = []
+    resized: list[str] = []  # images whose size differs from the json's: predictions go to its frame
     records: list[dict[str, Any]] = []
     image_ids: list[Any] = []
     n_labels = 0
@@ -190,6 +197,14 @@ def evaluate(
                     if coco_json and image_id not in known:  # pycocotools cannot score it
                         not_in_json.append(str(paths[si]))
                         continue
+                    size = json_sizes.get(image_id)
+                    if size is not None and size != (int(shape0[1]), int(shape0[0])):
+                        resized.append(
+                            f"{paths[si]}: {shape0[1]}x{shape0[0]} on disk, {size[0]}x{size[1]} in"
+                        )
+                        native = native.clone()
+                        native[:, [0, 2]] *= size[0] / shape0[1]
+                        native[:, [1, 3]] *= size[1] / shape0[0]
                     image_ids.append(image_id)
                     records += detections_to_coco(native, image_id, category_ids)
     finally:  # the caller's model as it was, also when the loop fails
@@ -200,6 +215,12 @@ def evaluate(
             "%d of the %d images evaluated are not in %s (e.g. %s): left out of the predictions json and "
             "the pycocotools scores (the direct metrics include them)",
             len(not_in_json), metrics.seen, coco_json, not_in_json[0],
+        )  # fmt: skip
+    if resized:
+        logger.warning(
+            "%d of the %d images evaluated differ in size from %s's width and height (e.g. %s it): their "
+            "boxes there are read relative to the json's size and their predictions scaled to it",
+            len(resized), metrics.seen, coco_json, resized[0],
         )  # fmt: skip
     m = metrics.compute()
     if len(m.nt) > nc:
