@@ -296,7 +296,9 @@ def _add_val_command(commands: argparse._SubParsersAction) -> None:
     add = val.add_argument
     add("--data", required=True, help="data.yaml")
     add("--img", type=positive_int, default=640, help="inference size (long side, pixels; default 640)")
-    add("--batch", type=positive_int, default=32, help="batch size (default 32)")
+    add("--batch", type=positive_int, default=32,
+        help="batch size (default 32, test.py's); each batch is padded to the shape of its images' aspect "
+        "ratios, so the scores change slightly with it, as in test.py")  # fmt: skip
     add("--conf", type=unit_interval, default=0.001, help="confidence threshold (default 0.001)")
     add("--iou", type=unit_interval, default=0.65, help="NMS IoU threshold (default 0.65; Table 10: 0.70)")
     add("--half", action="store_true", help="FP16 inference (CUDA only; Table 10)")
