@@ -63,6 +63,24 @@ def test_failed_write_keeps_previous_checkpoint_and_leaves_no_temp_file(tmp_path
     assert sorted(os.listdir(tmp_path)) == ["last.pt"]
 
 
+def test_a_write_cut_short_by_a_size_limit_is_a_clear_error_and_keeps_the_old_file(tmp_path) -> None:
+    """A full disk or `ulimit -f` (Python ignores SIGXFSZ, so writes fail): before, torch's zip writer's
+    "[enforce fail at inline_container.cc] unexpected pos" came up as a traceback from `yolov7 train`."""
+    import resource
+
+    path = save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    before = path.read_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    try:
+        with pytest.raises(CheckpointError, match=r"last\.pt' could not be written .*disk full") as err:
+            save_checkpoint({"epoch": 2, "w": torch.zeros(256 * 1024)}, path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "inline_container" not in str(err.value)
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["last.pt"]
+
+
 def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path) -> None:
     """mkstemp makes its file private (0600); the renamed checkpoint follows the umask like open() does."""
     old = os.umask(0o027)

@@ -36,8 +36,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
             os.fchmod(f.fileno(), new_file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "unexpected pos" in str(e)):
+            # a full disk or a file size limit: torch's zip writer reports a short write as "unexpected pos"
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else "the write stopped short"
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} could not be written ({reason}: is the disk full or a file size "
+                "limit reached?); the file there, if any, is unchanged"
+            ) from e
         raise
     return path
 
