@@ -109,6 +109,39 @@ def test_a_project_path_that_is_a_file_is_an_error_and_the_file_stays(
     assert mine.read_text() == "a user's file"
 
 
+@pytest.mark.parametrize("command", ["val", "detect", "export", "train", "data synth"])
+def test_an_output_folder_that_cannot_be_written_is_a_one_line_error(
+    command: str, data_yaml: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A read-only or foreign folder (EACCES; as root, chmod does not stop a write, so os.mkdir refuses
+    here): before, each command ended in a PermissionError traceback."""
+    import errno
+    import os
+
+    locked = tmp_path / "locked"
+    real_mkdir = os.mkdir
+
+    def refusing_mkdir(path, *args, **kwargs):
+        if Path(path).is_relative_to(locked):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", refusing_mkdir)
+    where = {
+        "val": ["--model", "yolov7-tiny", "--data", str(data_yaml), "--project", str(locked), "--img", "64"],
+        "detect": ["--model", "yolov7-tiny", "--source", str(data_yaml.parent / "images"), "--project",
+                   str(locked), "--img", "64"],
+        "export": ["--model", "yolov7-tiny", "--out", str(locked / "m.onnx"), "--img", "64"],
+        "train": ["--model", "yolov7-tiny", "--data", str(data_yaml), "--epochs", "1", "--workers", "0",
+                  "--project", str(locked), "--img", "64"],
+        "data synth": ["--out", str(locked / "data"), "--train", "1", "--val", "1", "--workers", "1"],
+    }[command]  # fmt: skip
+    assert main([*command.split(), *where]) == (2 if command == "data synth" else 1)
+    err = capsys.readouterr().err
+    assert f"yolov7 {command}: error: " in err and "Permission denied" in err and str(locked) in err
+    assert "Traceback" not in err
+
+
 def test_data_check_reports_each_problem_once(data_yaml: Path, caplog, capsys) -> None:
     bad = data_yaml.parent / "labels" / "val"
     label = sorted(bad.glob("*.txt"))[0]

@@ -121,7 +121,7 @@ def _data_synth(args: argparse.Namespace) -> int:
 
     try:
         path = synthesize(args.out, args.train, args.val, args.img_size, args.seed, workers=args.workers)
-    except (FileExistsError, ValueError) as e:
+    except (OSError, ValueError) as e:  # an --out in the way or not writable
         print(f"yolov7 data synth: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {path}")
@@ -204,7 +204,7 @@ def _train(args: argparse.Namespace) -> int:
         if options.get("resume") == "latest":
             options["resume"] = str(latest_run(options.get("project", TrainOptions.project)))
         train(**options)
-    except (FileNotFoundError, ValueError, TrainingDiverged, CheckpointError, UnsafeCheckpointError,
+    except (OSError, ValueError, TrainingDiverged, CheckpointError, UnsafeCheckpointError,
             DeviceError) as err:  # fmt: skip
         print(f"yolov7 train: error: {err}", file=sys.stderr)
         return 1
@@ -259,9 +259,7 @@ def _model_errors() -> tuple[type[BaseException], ...]:
     from yolov7lib.models.official import UnsafeCheckpointError
 
     return (
-        FileNotFoundError,
-        FileExistsError,
-        NotADirectoryError,
+        OSError,  # a missing input, an output in the way, a folder that cannot be written, a full disk
         ValueError,
         CheckpointError,
         UnsafeCheckpointError,
