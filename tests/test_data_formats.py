@@ -233,11 +233,22 @@ def test_names_as_a_mapping_are_listed_by_class_index(tmp_path: Path) -> None:
         ("train: images/train\nnames: {'0': x, '1': y}\n", "keys 0..1"),
         ("train: images/train\nnc: abc\n", "nc must be a whole number"),
         ("train: images/train\nnc: 0\nnames: []\n", "nc must be at least 1"),
+        ("train: images/train\nnc: 2.5\nnames: [a, b]\n", "nc must be a whole number"),  # was read as 2
+        ("train: images/train\nnc: true\n", "nc must be a whole number"),  # was read as 1
+        (
+            b"\xff\xd8\xff\xe0 a JPEG given as the data.yaml",
+            "not a UTF-8 text file",
+        ),  # was a bare decode error
     ],
 )
-def test_a_malformed_data_yaml_is_named_with_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+def test_a_malformed_data_yaml_is_named_with_what_is_wrong(
+    tmp_path: Path, text: str | bytes, message: str
+) -> None:
     _image(tmp_path / "images" / "train" / "a.jpg")
-    (tmp_path / "data.yaml").write_text(text)
+    if isinstance(text, bytes):
+        (tmp_path / "data.yaml").write_bytes(text)
+    else:
+        (tmp_path / "data.yaml").write_text(text)
     with pytest.raises(ValueError, match=message) as err:
         load_data_config(tmp_path / "data.yaml")
     assert str(tmp_path / "data.yaml") in str(err.value)

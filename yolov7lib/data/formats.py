@@ -213,6 +213,10 @@ def load_data_config(path: str | Path) -> DataConfig:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML: {e}") from e
+    except UnicodeDecodeError as e:  # an image or an archive given for the data.yaml
+        raise ValueError(
+            f"{path}: not a UTF-8 text file, so not a data.yaml ({e.reason} at byte {e.start})"
+        ) from e
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: expected a mapping with train, val, nc and names")
     root = doc.get("path")
@@ -260,6 +264,8 @@ def load_data_config(path: str | Path) -> DataConfig:
     if nc is None and names is None:
         raise ValueError(f"{path}: needs nc or names")
     try:
+        if isinstance(nc, bool) or (isinstance(nc, float) and not nc.is_integer()):
+            raise ValueError(nc)  # int() would read true as 1 and 2.5 as 2
         nc = int(nc if nc is not None else len(names))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: nc must be a whole number of classes, got {nc!r}") from e
