@@ -207,6 +207,21 @@ def test_missing_label_file_is_a_background(tmp_path: Path) -> None:
     assert _digest(tmp_path) == before
 
 
+def test_a_folder_where_the_label_file_should_be_skips_its_image_with_the_reason(tmp_path: Path) -> None:
+    """labels/train/good2.txt/ a directory: its image's labels cannot be read, so the image is skipped and
+    reported like an unreadable label file (before: counted as a background and trained without boxes)."""
+    img_dir = _good_set(tmp_path)
+    label = img2label_path(img_dir / "good2.png")
+    label.unlink()
+    label.mkdir()
+    res = scan_source(img_dir, nc=2, cache=False, progress=False)
+    assert res.report.missing == 0 and res.report.usable == 2
+    assert [(Path(p).name, "unreadable label file" in why) for p, why in res.report.corrupt] == [
+        ("good2.png", True)
+    ]
+    assert str(label) in res.report.corrupt[0][1] and "directory" in res.report.corrupt[0][1].lower()
+
+
 def test_missing_image_folder_is_a_clear_error_naming_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "images" / "nowhere"
     with pytest.raises(FileNotFoundError, match=str(missing)):

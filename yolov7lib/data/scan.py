@@ -34,8 +34,9 @@ from yolov7lib.data.formats import (
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 4  # 2: non-JPEG images checked and sized by OpenCV, the loader's decoder; 3: `emptied`;
-# 4: label files read without a UTF-8 byte order mark (scans of such files dropped their first row)
+CACHE_VERSION = 5  # 2: non-JPEG images checked and sized by OpenCV, the loader's decoder; 3: `emptied`;
+# 4: label files read without a UTF-8 byte order mark (scans of such files dropped their first row);
+# 5: a folder in a label file's place is an unreadable label file (was counted as a background)
 CACHE_SUFFIX = ".yolov7lib.cache"
 MIN_IMAGE_SIDE = 10
 EXIF_ORIENTATION = 0x0112
@@ -186,7 +187,7 @@ def _scan_one(img_file: str, label_text: str | None, label_name: str, nc: int | 
         return "bad", str(e)
     if label_text is None:
         lf = Path(label_name)
-        if not lf.is_file():
+        if not lf.exists():  # a folder of that name is no background: reading it fails below, reported
             return "ok", (parse_label_text(""), shape, False, False)
         try:
             label_text = lf.read_text(encoding="utf-8-sig")  # a BOM is not part of the first row
