@@ -222,6 +222,21 @@ def test_a_folder_where_the_label_file_should_be_skips_its_image_with_the_reason
     assert str(label) in res.report.corrupt[0][1] and "directory" in res.report.corrupt[0][1].lower()
 
 
+def test_images_that_share_a_label_file_are_reported(tmp_path: Path, capsys) -> None:
+    """good0.png and good0.jpg both read labels/train/good0.txt, right for at most one of them (before:
+    nothing said so; `yolov7 data check` listed both as labelled)."""
+    img_dir = _good_set(tmp_path)
+    cv2.imwrite(str(img_dir / "good0.jpg"), np.zeros((48, 64, 3), np.uint8))
+    (tmp_path / "data.yaml").write_text(f"train: {img_dir}\nnc: 2\n")
+    assert main(["data", "check", str(tmp_path / "data.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "1 label files read for several images" in out
+    assert f"{img2label_path(img_dir / 'good0.png')}: good0.jpg, good0.png" in out
+    cached = scan_source(img_dir, nc=2, progress=False)
+    again = scan_source(img_dir, nc=2, progress=False)  # from the cache written just before
+    assert cached.cache_file is not None and again.report.shared_labels == cached.report.shared_labels != []
+
+
 def test_missing_image_folder_is_a_clear_error_naming_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "images" / "nowhere"
     with pytest.raises(FileNotFoundError, match=str(missing)):

@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 5  # 2: non-JPEG images checked and sized by OpenCV, the loader's decoder; 3: `emptied`;
 # 4: label files read without a UTF-8 byte order mark (scans of such files dropped their first row);
-# 5: a folder in a label file's place is an unreadable label file (was counted as a background)
+# 5: a folder in a label file's place is an unreadable label file (was counted as a background), and
+# label files read for several images (a.jpg and a.png) are reported
 CACHE_SUFFIX = ".yolov7lib.cache"
 MIN_IMAGE_SIDE = 10
 EXIF_ORIENTATION = 0x0112
@@ -57,6 +58,7 @@ class ScanReport:
     dropped_rows: Counter = field(default_factory=Counter)  # reason -> rows dropped
     row_problems: list[tuple[str, str]] = field(default_factory=list)  # (label file, what was dropped)
     crowd: int = 0  # COCO crowd annotations left out
+    shared_labels: list[tuple[str, str]] = field(default_factory=list)  # (label file, its images) read twice
 
     @property
     def usable(self) -> int:
@@ -87,6 +89,8 @@ class ScanReport:
             text += f", {self.non_images} non-image files ignored"
         if self.crowd:
             text += f", {self.crowd} crowd annotations left out"
+        if self.shared_labels:
+            text += f", {len(self.shared_labels)} label files read for several images"
         return text
 
     def details(self) -> list[str]:
@@ -99,6 +103,10 @@ class ScanReport:
             )
         lines += [f"corrupt image skipped: {path}: {reason}" for path, reason in self.corrupt]
         lines += [f"label rows dropped: {path}: {what}" for path, what in self.row_problems]
+        lines += [
+            f"one label file for several images (same name, other suffix): {path}: {images}"
+            for path, images in self.shared_labels
+        ]
         return lines
 
     def to_json(self) -> str:
@@ -112,6 +120,7 @@ class ScanReport:
         d["dropped_rows"] = Counter(d["dropped_rows"])
         d["corrupt"] = [tuple(x) for x in d["corrupt"]]
         d["row_problems"] = [tuple(x) for x in d["row_problems"]]
+        d["shared_labels"] = [tuple(x) for x in d["shared_labels"]]
         return cls(**d)
 
 
@@ -356,6 +365,11 @@ def scan_source(
                     return res
 
     report = ScanReport(source=", ".join(map(str, sources)), images=len(img_files), non_images=n_other)
+    if coco is None:  # a.jpg and a.png both read labels/a.txt: right for at most one of them
+        readers: dict[str, list[str]] = {}
+        for img, lf in zip(img_files, label_files, strict=True):
+            readers.setdefault(lf, []).append(Path(img).name)
+        report.shared_labels = [(lf, ", ".join(imgs)) for lf, imgs in readers.items() if len(imgs) > 1]
     report.crowd = coco.n_crowd if coco else 0
     kept_files, labels, shapes, segments, ids = [], [], [], [], []
     jobs = zip(img_files, label_texts, label_files, [nc] * len(img_files), strict=True)
