@@ -466,12 +466,12 @@ def test_resume_takes_the_run_folder_or_its_last_pt_as_the_reference_does(tmp_pa
     works as before, and any other file is refused by name rather than read as a folder."""
     import yaml
 
-    from yolov7lib.engine.trainer import Trainer, TrainOptions
+    from yolov7lib.engine.trainer import RESUME_KEYS, Trainer, TrainOptions
 
     run = tmp_path / "exp"
     (run / "weights").mkdir(parents=True)
     (run / "opt.yaml").write_text(yaml.safe_dump({"data": "d.yaml", "epochs": 5, "img": 96}))
-    save_checkpoint({"epoch": 1}, run / "weights" / "last.pt")
+    save_checkpoint({**dict.fromkeys(RESUME_KEYS, 0), "epoch": 1}, run / "weights" / "last.pt")
     save_checkpoint({"epoch": 1}, run / "weights" / "best.pt")
     for given in (run, run / "weights" / "last.pt"):
         resumed, ckpt = Trainer._load_resume(TrainOptions(resume=str(given), workers=0))

@@ -285,6 +285,31 @@ def test_a_refused_resume_leaves_the_finished_run_as_it_was(data_yaml, tmp_path,
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_a_resume_of_a_damaged_run_folder_is_a_one_line_error(tmp_path, capsys) -> None:
+    """A last.pt that is a bare state dict, or an opt.yaml that is not YAML or not a mapping: before, a
+    KeyError 'epoch', a ScannerError or an AttributeError traceback."""
+    from dataclasses import asdict
+
+    import yaml
+
+    from yolov7lib.engine.trainer import RESUME_KEYS, TrainOptions
+
+    good_opt = yaml.safe_dump(asdict(TrainOptions(data="d.yaml", epochs=5)))
+    cases = [
+        (good_opt, {"model.0.conv.weight": torch.zeros(1)}, f"checkpoint (no {', '.join(RESUME_KEYS)})"),
+        (good_opt, {"epoch": 1, "model": {}}, "not a training checkpoint (no best_fitness, model_cfg, ema"),
+        ("epochs: [5\n", {"epoch": 1}, "opt.yaml is not valid YAML"),
+        ("- 5\n", {"epoch": 1}, "opt.yaml is not a mapping of training options"),
+    ]  # fmt: skip
+    for i, (opt_text, state, message) in enumerate(cases):
+        run = tmp_path / f"run{i}"
+        save_checkpoint(state, run / "weights" / "last.pt")
+        (run / "opt.yaml").write_text(opt_text)
+        assert main(["train", "--resume", str(run)]) == 1
+        err = capsys.readouterr().err
+        assert message in err and str(run) in err and "Traceback" not in err, err
+
+
 def test_resume_restores_the_global_random_states_of_the_checkpoint(data_yaml, tmp_path, monkeypatch) -> None:
     """Python's, NumPy's and torch's global generators continue from the checkpoint, whatever ran before.
 
@@ -440,11 +465,11 @@ def test_a_resume_keeps_the_runs_options_but_where_it_runs_and_how_it_reports(tm
 
     import yaml
 
-    from yolov7lib.engine.trainer import Trainer, TrainOptions
+    from yolov7lib.engine.trainer import RESUME_KEYS, Trainer, TrainOptions
 
     saved = TrainOptions(data="d.yaml", epochs=5, batch=6, device="", workers=3, progress=True, seed=9)
     (tmp_path / "opt.yaml").write_text(yaml.safe_dump(asdict(saved)))
-    save_checkpoint({"epoch": 1}, tmp_path / "weights" / "last.pt")
+    save_checkpoint({**dict.fromkeys(RESUME_KEYS, 0), "epoch": 1}, tmp_path / "weights" / "last.pt")
     given = TrainOptions(resume=str(tmp_path), epochs=50, batch=2, device="cpu", workers=0, progress=False)
     resumed, ckpt = Trainer._load_resume(given)
     assert ckpt["epoch"] == 1

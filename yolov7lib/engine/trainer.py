@@ -100,6 +100,10 @@ class TrainOptions:
     hyp_overrides: dict[str, Any] = field(default_factory=dict)
 
 
+RESUME_KEYS = ("epoch", "best_fitness", "model", "model_cfg", "ema", "optimizer", "scaler", "rng")
+"""What `Trainer.save` writes into last.pt and a resume restores."""
+
+
 def latest_run(project: str | Path) -> Path:
     """The most recently written run folder under `project` that has a last.pt (for a bare --resume)."""
     runs = sorted(Path(project).glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
@@ -266,10 +270,21 @@ class Trainer:
             run_dir = run_dir.parent.parent
         last = run_dir / "weights" / "last.pt"
         opt_file = run_dir / "opt.yaml"
-        saved = yaml.safe_load(opt_file.read_text()) if opt_file.is_file() else None
-        if saved is None:
+        if not opt_file.is_file():
             raise FileNotFoundError(f"--resume {run_dir}: no opt.yaml there; is it a training run folder?")
+        try:
+            saved = yaml.safe_load(opt_file.read_text())
+        except yaml.YAMLError as e:
+            raise ValueError(f"--resume {run_dir}: {opt_file} is not valid YAML ({e.problem})") from e
+        if not isinstance(saved, dict):
+            raise ValueError(f"--resume {run_dir}: {opt_file} is not a mapping of training options")
         ckpt = load_checkpoint(last)  # clear error if missing or damaged
+        missing = [k for k in RESUME_KEYS if k not in ckpt]
+        if missing:  # a bare state dict or an inference checkpoint copied over last.pt
+            raise ValueError(
+                f"--resume {run_dir}: {last} is not a training checkpoint (no {', '.join(missing)}); "
+                "resuming needs the last.pt that the run wrote"
+            )
         known = {f.name for f in fields(TrainOptions)}
         resumed = TrainOptions(**{k: v for k, v in saved.items() if k in known})
         if int(ckpt["epoch"]) + 1 >= resumed.epochs:  # refused before anything in the run is written
