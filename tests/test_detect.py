@@ -86,6 +86,35 @@ def _run(capsys, *args: str) -> tuple[int, dict]:
     return code, json.loads(out) if code == 0 else {}
 
 
+def test_ctrl_c_in_detect_keeps_the_finished_inputs_json_and_says_so(
+    weights, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Ctrl-C on the second of three images: predictions.json holds the first one's detections and the
+    command ends with a summary and status 130 (before: a KeyboardInterrupt traceback, status 1, no json)."""
+    from yolov7lib.engine import detect as detect_module
+
+    src = tmp_path / "inputs"
+    src.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(src / f"scene{i}.png"), _scene())
+    calls, real = [], detect_module.detect_frame
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(detect_module, "detect_frame", interrupted_on_the_second)
+    project = tmp_path / "runs"
+    code = main(["detect", "--weights", str(weights), "--source", str(src), "--img", str(IMG),
+                 "--project", str(project), "--save-json"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and "1 images" in err and "Traceback" not in err
+    records = json.loads((project / "exp" / "predictions.json").read_text())
+    assert {Path(r["file"]).name for r in records} == {"scene0.png"} and len(records) == 2
+
+
 def test_detect_finds_the_known_objects_and_writes_everything(weights, tmp_path: Path, capsys) -> None:
     src = tmp_path / "inputs"
     src.mkdir()

@@ -373,7 +373,7 @@ def _detect(args: argparse.Namespace) -> int:
 
     if (code := _needs_model("detect", args)) is not None:
         return code
-    from yolov7lib.engine.detect import DetectOptions, format_report, run_detect
+    from yolov7lib.engine.detect import DetectInterrupted, DetectOptions, format_report, run_detect
 
     known = {f.name for f in fields(DetectOptions)}
     options = DetectOptions(**{k: v for k, v in vars(args).items() if k in known and v is not None})
@@ -382,6 +382,10 @@ def _detect(args: argparse.Namespace) -> int:
         report = run_detect(options)
     except _model_errors() as err:
         return _fail("detect", err)
+    except DetectInterrupted as stop:
+        print(f"\nyolov7 detect: interrupted; the inputs finished so far:\n{format_report(stop.report)}",
+              file=sys.stderr)  # fmt: skip
+        return 130
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0
 

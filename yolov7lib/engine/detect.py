@@ -36,8 +36,8 @@ from yolov7lib.ops.nms import non_max_suppression
 
 VID_FORMATS = ("mp4", "avi", "mov", "mkv", "m4v", "mpg", "mpeg", "wmv", "webm")
 
-__all__ = ["DetectOptions", "DetectReport", "detect_frame", "list_sources", "output_names", "postprocess",
-           "preprocess", "run_detect"]  # fmt: skip
+__all__ = ["DetectInterrupted", "DetectOptions", "DetectReport", "detect_frame", "list_sources",
+           "output_names", "postprocess", "preprocess", "run_detect"]  # fmt: skip
 
 
 @dataclass
@@ -83,6 +83,15 @@ class DetectReport:
         return {**{k: getattr(self, k) for k in ("run_dir", "images", "videos", "frames", "detections")},
                 "per_class": dict(self.per_class), "skipped": [list(s) for s in self.skipped],
                 "predictions_json": self.predictions_json}  # fmt: skip
+
+
+class DetectInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `run_detect`: `report` counts the inputs finished, whose results (predictions.json
+    included) are in the run folder."""
+
+    def __init__(self, report: DetectReport) -> None:
+        super().__init__()
+        self.report = report
 
 
 def _kind(path: Path) -> str | None:
@@ -268,6 +277,20 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
     writer.out_names = output_names([p for p, _ in inputs])
     nms = {"img_size": img, "conf_thres": opts.conf, "iou_thres": opts.iou, "classes": opts.classes,
            "agnostic": opts.agnostic, "max_det": opts.max_det}  # fmt: skip
+    try:
+        _detect_all(inputs, model, nms, writer, run_dir, names, opts)
+    except KeyboardInterrupt as interrupt:
+        writer.finish()  # the json of the inputs finished so far
+        raise DetectInterrupted(report) from interrupt
+    writer.finish()
+    return report
+
+
+def _detect_all(
+    inputs: Sequence[tuple[Path, str]], model: torch.nn.Module, nms: dict[str, Any], writer: _Writer,
+    run_dir: Path, names: Sequence[str], opts: DetectOptions,
+) -> None:  # fmt: skip
+    report = writer.report
     for path, kind in tqdm(inputs, desc="detect", disable=not opts.progress):
         try:
             if kind == "image":
@@ -290,8 +313,6 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
                 report.frames += n
         except cv2.error as err:  # a damaged file that OpenCV rejects mid-way
             report.skipped.append((str(path), f"OpenCV error: {str(err).strip().splitlines()[-1]}"))
-    writer.finish()
-    return report
 
 
 def output_names(inputs: Sequence[Path]) -> dict[Path, Path]:
