@@ -308,9 +308,7 @@ class Trainer:
 
             arch, state, _ = read_weights(opts.weights, prefer_ema=True)  # ours or official, EMA preferred
             model = create_model(opts.model or _architecture_of(arch, opts.weights), nc=nc)
-            if (
-                opts.model
-            ):  # the named architecture's anchors, not the checkpoint's (as the reference's --cfg)
+            if opts.model:  # the named architecture's anchors, not the checkpoint's (the reference's --cfg)
                 state = {k: v for k, v in state.items() if "anchor" not in k}
             self._transfer(model, state, opts.weights)
         else:
