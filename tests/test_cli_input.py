@@ -37,6 +37,8 @@ def data_yaml(tmp_path_factory) -> Path:
         (["val", "--model", "yolov7-tiny", "--data", "d.yaml", "--iou", "-0.1"], "must be between 0 and 1"),
         (["export", "--model", "yolov7-tiny", "--conf", "x"], "'x' is not a number"),
         (["info", "--model", "yolov7", "--img", "-640"], "must be at least 1"),
+        (["detect", "--model", "yolov7-tiny", "--source", ".", "--max-det", "-1"], "--max-det: must be at"),
+        (["export", "--model", "yolov7-tiny", "--end2end", "--max-det", "0"], "--max-det: must be at"),
     ],
 )
 def test_out_of_range_sizes_counts_and_thresholds_are_usage_errors(

@@ -354,7 +354,7 @@ def _add_detect_command(commands: argparse._SubParsersAction) -> None:
     add("--iou", type=unit_interval, default=0.45, help="NMS IoU threshold (default 0.45)")
     add("--classes", type=int, nargs="+", help="keep only these class indices")
     add("--agnostic-nms", dest="agnostic", action="store_true", help="NMS across classes")
-    add("--max-det", type=int, default=300, help="detections per image at most (default 300)")
+    add("--max-det", type=positive_int, default=300, help="detections per image at most (default 300)")
     add("--device", default="cpu", help="cpu or a CUDA index (default cpu)")
     add("--project", default="runs/detect", help="parent of run folders (default runs/detect)")
     add("--name", default="exp", help="run folder name (made unique unless --exist-ok)")
@@ -409,7 +409,7 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
     add("--opset", type=int, default=17, help="ONNX opset (17 or later; default 17)")
     add("--conf", type=unit_interval, default=0.25, help="--end2end confidence threshold (default 0.25)")
     add("--iou", type=unit_interval, default=0.45, help="--end2end NMS IoU threshold (default 0.45)")
-    add("--max-det", type=int, default=100, help="--end2end detections per image (default 100)")
+    add("--max-det", type=positive_int, default=100, help="--end2end detections per image (default 100)")
     add("--json", action="store_true", help="print the report as JSON")
     export.set_defaults(handler=_export)
 
