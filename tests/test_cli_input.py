@@ -39,6 +39,9 @@ def data_yaml(tmp_path_factory) -> Path:
         (["info", "--model", "yolov7", "--img", "-640"], "must be at least 1"),
         (["detect", "--model", "yolov7-tiny", "--source", ".", "--max-det", "-1"], "--max-det: must be at"),
         (["export", "--model", "yolov7-tiny", "--end2end", "--max-det", "0"], "--max-det: must be at"),
+        (["bench", "--model", "yolov7-tiny", "--runs", "0"], "--runs: must be at least 1, got 0"),
+        (["bench", "--model", "yolov7-tiny", "--warmup", "-1"], "--warmup: must be at least 0, got -1"),
+        (["bench", "--model", "yolov7-tiny", "--threads", "0"], "--threads: must be at least 1, got 0"),
     ],
 )
 def test_out_of_range_sizes_counts_and_thresholds_are_usage_errors(

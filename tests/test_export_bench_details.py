@@ -337,3 +337,11 @@ def test_a_batch_size_given_twice_is_measured_once(tmp_path: Path) -> None:
     rows = bench.run_bench(str(cfg), img=64, batches=(1, 1), backends=("eager", "onnxruntime"), runs=1,
                            warmup=0, progress=False)  # fmt: skip
     assert [(r.backend, r.batch, r.error) for r in rows] == [("eager", 1, None), ("onnxruntime", 1, None)]
+
+
+@pytest.mark.parametrize("settings", [{"runs": 0}, {"warmup": -1}, {"threads": 0}])
+def test_run_bench_refuses_no_timed_runs_negative_warmup_and_no_threads(settings: dict) -> None:
+    """benchmarks/bench_inference.py passes these through: runs=0 had no median to report, warmup=-1
+    was printed as '-1 warm-up', threads=0 silently meant torch's default."""
+    with pytest.raises(ValueError, match="runs must be at least 1, warmup at least 0"):
+        bench.run_bench("yolov7-tiny", img=64, batches=(1,), backends=("eager",), progress=False, **settings)

@@ -16,26 +16,24 @@ from yolov7lib import __version__
 Handler = Callable[[argparse.Namespace], int]
 
 
-def positive_int(text: str) -> int:
-    """argparse type of sizes and counts: a whole number above 0."""
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type of sizes and counts: a whole number above 0."""
+    return _whole_number(text, 1)
 
 
 def non_negative_int(text: str) -> int:
-    """argparse type of counts where 0 means none or no limit: a whole number, 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+    """argparse type of counts that may be 0 (warm-up runs; workers and batch limits, where 0 means none)."""
+    return _whole_number(text, 0)
 
 
 def unit_interval(text: str) -> float:
@@ -467,9 +465,9 @@ def _add_bench_command(commands: argparse._SubParsersAction) -> None:
     add("--device", default="cpu", help="cpu or a CUDA index (default cpu)")
     add("--backend", default="eager,onnxruntime", help="comma list of eager, compile, onnxruntime")
     add("--half", action="store_true", help="FP16 (CUDA only)")
-    add("--runs", type=int, default=10, help="timed runs; the median is reported (default 10)")
-    add("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
-    add("--threads", type=int, help="torch and onnxruntime threads (default: torch's)")
+    add("--runs", type=positive_int, default=10, help="timed runs; the median is reported (default 10)")
+    add("--warmup", type=non_negative_int, default=3, help="untimed warm-up runs (default 3)")
+    add("--threads", type=positive_int, help="torch and onnxruntime threads (default: torch's)")
     add("--json", action="store_true", help="print a JSON list of rows")
     bench.set_defaults(handler=_bench)
 

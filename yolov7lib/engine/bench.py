@@ -168,6 +168,9 @@ def run_bench(
         raise ValueError(
             f"unknown backend(s) {', '.join(sorted(unknown))}; choose from {', '.join(BACKENDS)}"
         )
+    if runs < 1 or warmup < 0 or (threads is not None and threads < 1):
+        raise ValueError(f"runs must be at least 1, warmup at least 0 and threads at least 1 "
+                         f"(got runs {runs}, warmup {warmup}, threads {threads})")  # fmt: skip
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
