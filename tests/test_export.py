@@ -16,7 +16,7 @@ import pytest
 import torch
 from inference_models import small_model, tiny_model
 
-from yolov7lib.deploy import End2End, export_onnx, onnx_session, probe_images, verify_onnx
+from yolov7lib.deploy import MAX_OPSET, End2End, export_onnx, onnx_session, probe_images, verify_onnx
 from yolov7lib.deploy.end2end import nms_indices
 from yolov7lib.models import reparameterize
 from yolov7lib.ops import non_max_suppression
@@ -103,6 +103,16 @@ def test_export_refuses_to_overwrite_and_old_opsets(deploy_model, tmp_path: Path
     with pytest.raises(ValueError, match="opset"):
         export_onnx(deploy_model, tmp_path / "old.onnx", 64, opset=12)
     assert not (tmp_path / "old.onnx").exists()
+
+
+def test_an_opset_above_torchs_highest_is_refused_before_torch_runs(deploy_model, tmp_path, capfd) -> None:
+    """torch raised 'Unsupported onnx_opset_version' only after printing the whole TorchScript graph
+    (hundreds of lines) to stderr; the highest opset itself exports."""
+    with pytest.raises(ValueError, match=f"opset {MAX_OPSET + 1} is above {MAX_OPSET}"):
+        export_onnx(deploy_model, tmp_path / "new.onnx", 64, opset=MAX_OPSET + 1)
+    assert not list(tmp_path.iterdir()) and "graph" not in capfd.readouterr().err
+    path = export_onnx(deploy_model, tmp_path / "max.onnx", 64, opset=MAX_OPSET)
+    assert onnx.load(str(path)).opset_import[0].version == MAX_OPSET
 
 
 @pytest.mark.slow

@@ -404,7 +404,7 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
     add("--batch", type=positive_int, default=1, help="batch size of the exported input (default 1)")
     add("--dynamic", action="store_true", help="free batch, height and width")
     add("--end2end", action="store_true", help="NMS in the graph: num_dets, boxes, scores, classes")
-    add("--opset", type=int, default=17, help="ONNX opset (17 or later; default 17)")
+    add("--opset", type=int, default=17, help="ONNX opset (17 up to what torch exports; default 17)")
     add("--conf", type=unit_interval, default=0.25, help="--end2end confidence threshold (default 0.25)")
     add("--iou", type=unit_interval, default=0.45, help="--end2end NMS IoU threshold (default 0.45)")
     add("--max-det", type=positive_int, default=100, help="--end2end detections per image (default 100)")

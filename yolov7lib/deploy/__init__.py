@@ -3,6 +3,7 @@ onnxruntime (`yolov7 export`; the onnxruntime backend of `yolov7 bench` uses the
 
 from yolov7lib.deploy.end2end import End2End
 from yolov7lib.deploy.onnx_export import (
+    MAX_OPSET,
     MIN_OPSET,
     export_and_verify,
     export_onnx,
@@ -12,6 +13,7 @@ from yolov7lib.deploy.onnx_export import (
 )
 
 __all__ = [
+    "MAX_OPSET",
     "MIN_OPSET",
     "End2End",
     "export_and_verify",

@@ -25,9 +25,12 @@ from torch import nn
 from yolov7lib.deploy.end2end import End2End
 from yolov7lib.engine.checkpoint import new_file_mode
 
-__all__ = ["MIN_OPSET", "export_onnx", "onnx_session", "verify_onnx"]
+__all__ = ["MAX_OPSET", "MIN_OPSET", "export_onnx", "onnx_session", "verify_onnx"]
 
 MIN_OPSET = 17
+MAX_OPSET: int = getattr(getattr(torch.onnx, "_constants", None), "ONNX_MAX_OPSET", MIN_OPSET)
+"""The highest opset the installed torch exports (a higher one fails inside torch after printing the
+whole TorchScript graph)."""
 END2END_OUTPUTS = ("num_dets", "boxes", "scores", "classes")
 
 
@@ -60,6 +63,8 @@ def export_onnx(
     """
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is below {MIN_OPSET}, the lowest the kit exports")
+    if opset > MAX_OPSET:
+        raise ValueError(f"opset {opset} is above {MAX_OPSET}, the highest torch {torch.__version__} exports")
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} exists; not overwriting it (choose another --out)")
