@@ -152,6 +152,29 @@ def test_end2end_verification_compares_the_classes_with_the_given_thresholds(dep
     assert report == {"same_detections": False}
 
 
+def test_end2end_verification_says_how_many_detections_it_compared(deploy_model, tmp_path, capsys) -> None:
+    """At a --conf no probe box reaches, the check compares two empty results: its differences are 0 for
+    want of anything to compare, which the report and the command now say instead of printing 0 diffs."""
+    from yolov7lib.cli import main
+
+    x = probe_images(2, 64, 64, seed=5)
+    for conf in (0.05, 1.0):
+        path = export_onnx(deploy_model, tmp_path / f"e2e{conf}.onnx", 64, batch=2, end2end=True,
+                           conf_thres=conf)  # fmt: skip
+        report = verify_onnx(path, deploy_model, x, end2end=True, conf_thres=conf)
+        assert report["detections"] == int(End2End(deploy_model, conf)(x)[0].sum())
+        assert (report["detections"] > 0) == (conf < 1.0)
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL_CFG))
+    out = tmp_path / "cli.onnx"
+    assert (
+        main(["export", "--model", str(cfg), "--img", "64", "--end2end", "--conf", "1", "--out", str(out)])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "no box or score was compared" in printed and "max abs diff" not in printed
+
+
 def test_dynamic_export_is_verified_at_another_batch_and_width(deploy_model, tmp_path: Path) -> None:
     report = export_and_verify(deploy_model, tmp_path / "m.onnx", img_size=64, batch=1, dynamic=True)
     checks = report["checks"]

@@ -443,6 +443,12 @@ def _export(args: argparse.Namespace) -> int:
         if c.get("same_detections") is False:
             print(f"  onnxruntime vs PyTorch ({shape}): the detections differ (counts or classes)")
             continue
+        if c.get("detections") == 0:
+            print(f"  onnxruntime vs PyTorch ({shape}): both find no box above --conf {args.conf} in the "
+                  "probe images; no box or score was compared")  # fmt: skip
+            continue
+        if "detections" in c:
+            shape += f", {c['detections']} detections"
         print(
             f"  onnxruntime vs PyTorch ({shape}): max abs diff scores {c['scores_max_abs_diff']:.2e}, "
             f"boxes {c['boxes_max_abs_diff_px']:.2e} px (relative {c['boxes_max_rel_diff']:.2e})"

@@ -156,7 +156,9 @@ def verify_onnx(
     confidences), the largest difference of the boxes in pixels and relative to (image's long side +
     |value|) (positions are resolved relative to the image, sizes relative to themselves); for end2end
     also `same_detections`: whether both keep the same number of boxes of the same classes in each
-    image. float32 resolves ~1e-5 relative: PyTorch itself differs from a float64 pass by that much.
+    image, and, when they do, `detections`: how many were compared (0 when no box of `images` scores
+    above `conf_thres`: the differences are then 0 for want of anything to compare). float32 resolves
+    ~1e-5 relative: PyTorch itself differs from a float64 pass by that much.
     """
     side = max(images.shape[2:])
     session = onnx_session(path)
@@ -169,7 +171,9 @@ def verify_onnx(
     same = bool(np.array_equal(got[0], want[0]) and np.array_equal(got[3], want[3]))
     if not same:
         return {"same_detections": False}
-    return {"same_detections": True, **_differences(got[1], want[1], got[2], want[2], side)}
+    detections = int(got[0].sum())
+    return {"same_detections": True, "detections": detections,
+            **_differences(got[1], want[1], got[2], want[2], side)}  # fmt: skip
 
 
 def probe_images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
