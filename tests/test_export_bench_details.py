@@ -18,7 +18,7 @@ import yaml
 from inference_models import SMALL_CFG, small_model
 from torch import nn
 
-from yolov7lib.deploy import End2End, export_and_verify, export_onnx, probe_images, verify_onnx
+from yolov7lib.deploy import End2End, export_and_verify, export_onnx, onnx_session, probe_images, verify_onnx
 from yolov7lib.engine import bench
 from yolov7lib.models import create_model, list_models, model_info, model_spec, reparameterize
 from yolov7lib.models.architectures import ELANNet
@@ -57,6 +57,26 @@ def test_dynamic_outputs_declare_the_inputs_batch(deploy_model, tmp_path: Path, 
     assert all(dims[0] == "batch" for dims in outputs.values())
     if not end2end:
         assert outputs["output"][1] == "anchors"
+
+
+@pytest.mark.parametrize("end2end", [False, True])
+def test_dynamic_outputs_declare_the_sizes_that_do_not_vary(deploy_model, tmp_path, end2end: bool) -> None:
+    """Only batch (and the anchor count) vary: 5 + nc and max_det x 4 are declared as numbers, the
+    shapes onnxruntime then returns at another batch and size (the exporter named them after nodes)."""
+    path = export_onnx(deploy_model, tmp_path / "m.onnx", 64, dynamic=True, end2end=end2end, max_det=7)
+    declared = {v.name: _dims(v) for v in onnx.load(str(path)).graph.output}
+    nc = deploy_model.model[-1].nc
+    want = {
+        "num_dets": ["batch", 1],
+        "boxes": ["batch", 7, 4],
+        "scores": ["batch", 7],
+        "classes": ["batch", 7],
+    }
+    assert declared == (want if end2end else {"output": ["batch", "anchors", 5 + nc]})
+
+    got = onnx_session(path).run(None, {"images": probe_images(3, 96, 64).numpy()})
+    for dims, array in zip(declared.values(), got, strict=True):
+        assert all(d == n for d, n in zip(dims, array.shape, strict=True) if isinstance(d, int))
 
 
 def test_a_failed_export_leaves_nothing_and_writes_beside_the_target(deploy_model, tmp_path, monkeypatch):

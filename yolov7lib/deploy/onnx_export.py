@@ -90,11 +90,30 @@ def export_onnx(
                 wrapped, (images,), tmp, dynamo=False, opset_version=opset, input_names=["images"],
                 output_names=outputs, dynamic_axes=axes, do_constant_folding=True,
             )  # fmt: skip
+            if axes:
+                _declare_fixed_output_dims(Path(tmp), wrapped(images), outputs, axes)
         os.chmod(tmp, new_file_mode())  # mkstemp's file is private; the export is an ordinary new file
         _publish(Path(tmp), path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def _declare_fixed_output_dims(
+    path: Path, example: torch.Tensor | tuple[torch.Tensor, ...], names: list[str], axes: dict
+) -> None:
+    """Write the sizes that do not vary (5 + nc; max_det and 4) into the graph's declared output shapes:
+    with dynamic axes the exporter names them after internal nodes ('ScatterNDboxes_dim_1'), so that
+    tools reading the declared shapes (onnxruntime's get_outputs, TensorRT) could not see them."""
+    import onnx
+
+    tensors = example if isinstance(example, tuple) else (example,)
+    graph = onnx.load(str(path))
+    for value, name, tensor in zip(graph.graph.output, names, tensors, strict=True):
+        for i, (dim, size) in enumerate(zip(value.type.tensor_type.shape.dim, tensor.shape, strict=True)):
+            if i not in axes.get(name, {}):
+                dim.dim_value = int(size)
+    onnx.save(graph, str(path))
 
 
 def _publish(tmp: Path, path: Path) -> None:
