@@ -388,3 +388,15 @@ def test_run_bench_refuses_no_timed_runs_negative_warmup_and_no_threads(settings
     was printed as '-1 warm-up', threads=0 silently meant torch's default."""
     with pytest.raises(ValueError, match="runs must be at least 1, warmup at least 0"):
         bench.run_bench("yolov7-tiny", img=64, batches=(1,), backends=("eager",), progress=False, **settings)
+
+
+def test_bench_rounds_an_img_off_the_stride_up_and_says_so(tmp_path: Path, caplog) -> None:
+    """As val, detect and export do (engine.weights.fit_img_size): the rows are at the rounded size and
+    the change is logged (bench rounded it silently)."""
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL_CFG))
+    with caplog.at_level("WARNING", logger="yolov7lib.engine.weights"):
+        rows = bench.run_bench(str(cfg), img=40, batches=(1,), backends=("eager",), runs=1, warmup=0,
+                               progress=False)  # fmt: skip
+    assert [r.img for r in rows] == [64]
+    assert "--img 40 is not a multiple of the stride 32; using 64" in caplog.text

@@ -15,7 +15,6 @@ onnxruntime's CPU provider, all graph optimisations, as many threads as torch).
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import statistics
@@ -194,7 +193,7 @@ def _measure(
 ) -> list[BenchRow]:
     """The measurements of `run_bench`, at the thread count it set."""
     from yolov7lib.engine.distributed import select_device
-    from yolov7lib.engine.weights import load_model
+    from yolov7lib.engine.weights import fit_img_size, load_model
     from yolov7lib.models import model_info
 
     threads = torch.get_num_threads()
@@ -202,8 +201,7 @@ def _measure(
     half = half and dev.type == "cuda"
     model = load_model(weights, model_name, device=dev)  # fused deploy graph, eval mode
     name = Path(model_name).name.removesuffix(".yaml") if model_name else Path(weights or "model").stem
-    grid = max(int(model.stride.max()), 32)
-    img = math.ceil(img / grid) * grid
+    img, _ = fit_img_size(img, model)
     gflops = model_info(model, img).gflops
     dtype = torch.float16 if half else torch.float32
     model = model.to(dtype)
