@@ -94,6 +94,35 @@ def test_an_img_off_the_stride_is_exported_rounded_up_as_the_reference_does(
     assert "--img 80 is not a multiple of the stride 32; using 96" in caplog.text
 
 
+def test_a_height_and_width_export_a_non_square_input_as_the_reference_does(
+    deploy_model, tmp_path: Path, caplog, capsys
+) -> None:
+    """export.py --img-size H W: a fixed (H, W) input, each side rounded up to the grid (40 -> 64); the
+    command took one square side only."""
+    import json
+
+    import yaml
+    from inference_models import SMALL_CFG
+
+    from yolov7lib.cli import main
+    from yolov7lib.deploy import export_and_verify
+
+    with caplog.at_level("WARNING", logger="yolov7lib.engine.weights"):
+        report = export_and_verify(deploy_model, tmp_path / "m.onnx", img_size=(40, 96), dynamic=True)
+    assert [(c["batch"], c["height"], c["width"]) for c in report["checks"]] == [(1, 64, 96), (2, 64, 64)]
+    assert "--img 40 is not a multiple of the stride 32; using 64" in caplog.text
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL_CFG))
+    out = tmp_path / "cli.onnx"
+    assert main(["export", "--model", str(cfg), "--img", "64", "96", "--out", str(out), "--json"]) == 0
+    check = json.loads(capsys.readouterr().out)["checks"]
+    assert [(c["height"], c["width"]) for c in check] == [(64, 96)]
+    session_input = onnx_session(out).get_inputs()[0]
+    assert session_input.shape == [1, 3, 64, 96]
+    assert main(["export", "--model", str(cfg), "--img", "64", "96", "128"]) == 2
+    assert "--img takes one side, or height and width" in capsys.readouterr().err
+
+
 def test_export_refuses_to_overwrite_and_old_opsets(deploy_model, tmp_path: Path) -> None:
     target = tmp_path / "user.onnx"
     target.write_bytes(b"user data")

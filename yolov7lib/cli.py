@@ -400,7 +400,8 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
     add = export.add_argument
     add("--format", choices=["onnx"], default="onnx", help="export format (default onnx)")
     add("--out", help="output file (default: the weights path, or the model name, with .onnx)")
-    add("--img", type=positive_int, default=640, help="square input size (default 640)")
+    add("--img", type=positive_int, nargs="+", default=[640], metavar="SIDE",
+        help="input size: one side, or height and width (default 640)")  # fmt: skip
     add("--batch", type=positive_int, default=1, help="batch size of the exported input (default 1)")
     add("--dynamic", action="store_true", help="free batch, height and width")
     add("--end2end", action="store_true", help="NMS in the graph: num_dets, boxes, scores, classes")
@@ -418,6 +419,9 @@ def _export(args: argparse.Namespace) -> int:
 
     if (code := _needs_model("export", args)) is not None:
         return code
+    if len(args.img) > 2:
+        print("yolov7 export: error: --img takes one side, or height and width", file=sys.stderr)
+        return 2
     from yolov7lib.deploy import export_and_verify
     from yolov7lib.engine.weights import load_model
 
@@ -429,7 +433,7 @@ def _export(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{out} exists; not overwriting it (choose another --out)")
         model = load_model(args.weights, args.model)
         report = export_and_verify(
-            model, out, args.img, args.batch, args.dynamic, args.end2end, args.opset,
+            model, out, (args.img * 2)[:2], args.batch, args.dynamic, args.end2end, args.opset,
             args.conf, args.iou, args.max_det,
         )  # fmt: skip
     except _model_errors() as err:
@@ -544,7 +548,7 @@ OFFICIAL_FLAGS: dict[str, dict[str, str]] = {
         "--update": "not needed: checkpoints are read as they are",
     },
     "export": {
-        "--img-size": "use --img (square inputs; --dynamic frees height and width)",
+        "--img-size": "use --img (one side, or height and width; --dynamic frees them)",
         "--batch-size": "use --batch",
         **_THRESHOLDS,
         "--topk-all": "use --max-det",

@@ -206,7 +206,7 @@ def probe_images(batch: int, height: int, width: int, seed: int = 0) -> torch.Te
 def export_and_verify(
     model: nn.Module,
     path: str | Path,
-    img_size: int = 640,
+    img_size: int | tuple[int, int] = 640,
     batch: int = 1,
     dynamic: bool = False,
     end2end: bool = False,
@@ -216,18 +216,22 @@ def export_and_verify(
     max_det: int = 100,
 ) -> dict[str, object]:
     """`export_onnx`, then `verify_onnx` at the exported shape (and, when dynamic, at batch + 1 and a
-    non-square size one stride smaller in width); returns a report of the checks. `img_size` is rounded
-    up to a multiple of the largest stride, as the reference's export.py does (check_img_size)."""
+    width one stride smaller); returns a report of the checks. `img_size` is one side or (height,
+    width), as the reference's export.py --img-size; each side is rounded up to a multiple of the
+    largest stride, as it does (check_img_size)."""
     from yolov7lib.engine.weights import fit_img_size
 
-    img_size, stride = fit_img_size(img_size, model)
-    path = export_onnx(model, path, img_size, batch, dynamic, end2end, opset, conf_thres, iou_thres, max_det)
-    shapes = [(batch, img_size, img_size)]
+    sides = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if len(sides) != 2:
+        raise ValueError(f"img_size is one side or (height, width), not {img_size!r}")
+    (h, stride), (w, _) = (fit_img_size(side, model) for side in sides)
+    path = export_onnx(model, path, (h, w), batch, dynamic, end2end, opset, conf_thres, iou_thres, max_det)
+    shapes = [(batch, h, w)]
     if dynamic:
-        shapes.append((batch + 1, img_size, max(img_size - stride, stride)))
+        shapes.append((batch + 1, h, max(w - stride, stride)))
     nms = {"conf_thres": conf_thres, "iou_thres": iou_thres, "max_det": max_det}
     checks = []
-    for b, h, w in shapes:
-        result = verify_onnx(path, model, probe_images(b, h, w), end2end, **nms)
-        checks.append({"batch": b, "height": h, "width": w, **result})
+    for b, hb, wb in shapes:
+        result = verify_onnx(path, model, probe_images(b, hb, wb), end2end, **nms)
+        checks.append({"batch": b, "height": hb, "width": wb, **result})
     return {"path": str(path), "size_mb": path.stat().st_size / 1e6, "checks": checks}
