@@ -123,6 +123,26 @@ def test_a_height_and_width_export_a_non_square_input_as_the_reference_does(
     assert "--img takes one side, or height and width" in capsys.readouterr().err
 
 
+def test_the_graph_carries_the_class_names_and_stride_of_a_custom_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint trained with its own class count and names: the exported file says what its class
+    ids mean (metadata `names`, JSON) and the grid its input sides must be multiples of (`stride`); the
+    file held neither, so the names were lost on the way to deployment."""
+    import json
+
+    from inference_models import checkpoint_of
+
+    from yolov7lib.engine.checkpoint import save_checkpoint
+    from yolov7lib.engine.weights import load_model
+
+    names = ["kettle", "mug", "yes", "spoon", "fork"]
+    weights = save_checkpoint(checkpoint_of(small_model(nc=5), names), tmp_path / "best.pt")
+    model = load_model(weights)
+    for dynamic, end2end in ((False, False), (True, True)):
+        path = export_onnx(model, tmp_path / f"m{dynamic}.onnx", 64, dynamic=dynamic, end2end=end2end)
+        meta = onnx_session(path).get_modelmeta().custom_metadata_map
+        assert json.loads(meta["names"]) == names and int(meta["stride"]) == int(model.stride.max()) == 16
+
+
 def test_export_refuses_to_overwrite_and_old_opsets(deploy_model, tmp_path: Path) -> None:
     target = tmp_path / "user.onnx"
     target.write_bytes(b"user data")

@@ -3,7 +3,8 @@
 The exported graph is the fused deploy model with the head's box decoding: input `images` (B, 3, H, W)
 float32 RGB in [0, 1], output `output` (B, N, 5 + nc) with xywh in input pixels and sigmoid objectness
 and class scores, the tensor `ops.non_max_suppression` takes. `end2end=True` appends NMS
-(:mod:`yolov7lib.deploy.end2end`). `dynamic=True` leaves batch, height and width free.
+(:mod:`yolov7lib.deploy.end2end`). `dynamic=True` leaves batch, height and width free. The file's
+metadata holds the class names (`names`, a JSON list) and the largest stride (`stride`).
 
 The TorchScript-based exporter (`torch.onnx.export(..., dynamo=False)`) is used: the torch.export-based
 one needs `onnxscript`, which the kit does not depend on. Files are written to a temporary name beside
@@ -90,8 +91,8 @@ def export_onnx(
                 wrapped, (images,), tmp, dynamo=False, opset_version=opset, input_names=["images"],
                 output_names=outputs, dynamic_axes=axes, do_constant_folding=True,
             )  # fmt: skip
-            if axes:
-                _declare_fixed_output_dims(Path(tmp), wrapped(images), outputs, axes)
+            example = wrapped(images) if axes else None
+        _finish_graph(Path(tmp), model, example, outputs, axes or {})
         os.chmod(tmp, new_file_mode())  # mkstemp's file is private; the export is an ordinary new file
         _publish(Path(tmp), path)
     finally:
@@ -99,20 +100,34 @@ def export_onnx(
     return path
 
 
-def _declare_fixed_output_dims(
-    path: Path, example: torch.Tensor | tuple[torch.Tensor, ...], names: list[str], axes: dict
+def _finish_graph(
+    path: Path,
+    model: nn.Module,
+    example: torch.Tensor | tuple[torch.Tensor, ...] | None,
+    names: list[str],
+    axes: dict,
 ) -> None:
-    """Write the sizes that do not vary (5 + nc; max_det and 4) into the graph's declared output shapes:
-    with dynamic axes the exporter names them after internal nodes ('ScatterNDboxes_dim_1'), so that
-    tools reading the declared shapes (onnxruntime's get_outputs, TensorRT) could not see them."""
+    """Store the class names (JSON list) and the largest stride in the file's metadata (`names`,
+    `stride`), so that a deployed graph tells what its class ids mean; and, for a dynamic export (given
+    its `example` outputs), write the sizes that do not vary (5 + nc; max_det and 4) into the declared
+    output shapes: the exporter names them after internal nodes ('ScatterNDboxes_dim_1'), so that tools
+    reading the declared shapes (onnxruntime's get_outputs, TensorRT) could not see them."""
+    import json
+
     import onnx
 
-    tensors = example if isinstance(example, tuple) else (example,)
     graph = onnx.load(str(path))
-    for value, name, tensor in zip(graph.graph.output, names, tensors, strict=True):
-        for i, (dim, size) in enumerate(zip(value.type.tensor_type.shape.dim, tensor.shape, strict=True)):
-            if i not in axes.get(name, {}):
-                dim.dim_value = int(size)
+    meta = {"stride": str(int(model.stride.max()))} if hasattr(model, "stride") else {}
+    if getattr(model, "names", None) is not None:
+        meta["names"] = json.dumps([str(n) for n in model.names])
+    onnx.helper.set_model_props(graph, meta)
+    if example is not None:
+        tensors = example if isinstance(example, tuple) else (example,)
+        for value, name, tensor in zip(graph.graph.output, names, tensors, strict=True):
+            dims = value.type.tensor_type.shape.dim
+            for i, (dim, size) in enumerate(zip(dims, tensor.shape, strict=True)):
+                if i not in axes.get(name, {}):
+                    dim.dim_value = int(size)
     onnx.save(graph, str(path))
 
 
