@@ -69,6 +69,7 @@ def test_out_of_range_sizes_counts_and_thresholds_are_usage_errors(
         ),
         (["detect", "--source", ".", "--iou-thres=0.5"], "--iou-thres (the official detect.py's): use --iou"),
         (["export", "--topk-all", "50"], "--topk-all (the official export.py's): use --max-det"),
+        (["export", "--device", "0"], "--device (the official export.py's): not needed: the graph is traced"),
     ],
 )
 def test_an_official_flag_is_refused_by_its_subcommand_with_what_to_use(

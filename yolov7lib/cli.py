@@ -556,6 +556,7 @@ OFFICIAL_FLAGS: dict[str, dict[str, str]] = {
         "--grid": "not needed: the graph always outputs decoded boxes (what --grid gives)",
         "--include-nms": "use --end2end (NMS for onnxruntime in the graph; no TensorRT plugin)",
         "--max-wh": "not needed: --end2end's class offset is fixed (4096 pixels)",
+        "--device": "not needed: the graph is traced on the CPU in float32; onnxruntime picks the device",
         **dict.fromkeys(["--simplify", "--fp16", "--int8"], "not available: ONNX export only, unsimplified"),
     },
 }
