@@ -78,17 +78,21 @@ class End2End(nn.Module):
         )
         image, box = sel[:, 0], sel[:, 2]
         kept_scores = conf[image, box]
-        # rank of each kept box within its image: boxes of the same image ahead of it in score order
-        # (ties: the earlier row first), so the output does not depend on the order NMS returns
-        k = torch.arange(sel.shape[0], device=sel.device)
-        same = image.unsqueeze(1) == image.unsqueeze(0)
-        ahead = (kept_scores.unsqueeze(0) > kept_scores.unsqueeze(1)) | (
-            (kept_scores.unsqueeze(0) == kept_scores.unsqueeze(1)) & (k.unsqueeze(0) < k.unsqueeze(1))
-        )
-        rank = (same & ahead).sum(1)
-        batch = torch.arange(images.shape[0], device=images.device)
-        num_dets = (image.unsqueeze(1) == batch.unsqueeze(0)).sum(0, keepdim=True).t()  # (B, 1)
         shape = (images.shape[0], self.max_det)
+        # rank of each kept box within its image: boxes of the same image ahead of it in score order
+        # (ties: the earlier row first), so the output does not depend on the order NMS returns. Each
+        # row is compared with its own image's rows only (B x max_det x max_det, not (B x max_det)^2):
+        # `slot`, its place among them in row order, puts its score in a (B, max_det) table
+        batch = torch.arange(images.shape[0], device=images.device)
+        mine = (image.unsqueeze(1) == batch.unsqueeze(0)).long()  # (K, B)
+        slot = (mine.cumsum(0) * mine).sum(1) - 1
+        table = torch.full(shape, -1.0, dtype=kept_scores.dtype, device=kept_scores.device)  # below any
+        table[image, slot] = kept_scores
+        others, score = table[image], kept_scores.unsqueeze(1)  # (K, max_det), (K, 1)
+        j = torch.arange(self.max_det, device=sel.device)
+        ahead = (others > score) | ((others == score) & (j.unsqueeze(0) < slot.unsqueeze(1)))
+        rank = ahead.sum(1)
+        num_dets = mine.sum(0).unsqueeze(1)  # (B, 1)
         out_boxes = torch.zeros((*shape, 4), dtype=boxes.dtype, device=boxes.device)
         out_scores = torch.zeros(shape, dtype=conf.dtype, device=conf.device)
         out_classes = torch.full(shape, -1, dtype=torch.int64, device=conf.device)
