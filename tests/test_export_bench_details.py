@@ -291,6 +291,18 @@ def test_format_rows_speedup_is_eager_time_per_image_over_the_backends() -> None
     assert [line.split()[8] for line in lines] == ["1.00x", "2.50x", "1.00x", "4.00x"]
 
 
+@pytest.mark.parametrize("name", ["yolov7-tiny-cpu", "yolov7x-light-width1.25"])
+def test_format_rows_keeps_a_long_model_name_apart_from_its_backend(name: str) -> None:
+    """The kit's default model (15 characters) ran into the 14-character column: 'yolov7-tiny-cpueager'."""
+    rows = [replace(_row("eager", 1, 10.0), model=name), replace(_row("onnxruntime", 1, 4.0), model=name)]
+    rows.append(replace(rows[0], ms_per_image=None, error="RuntimeError: no"))
+    header, *lines = bench.format_rows(rows).splitlines()[:4]
+    assert header.split()[:2] == ["model", "backend"]
+    assert [line.split()[:2] for line in lines] == [[name, "eager"], [name, "onnxruntime"], [name, "eager"]]
+    assert len({line.index("eager") if "eager" in line else line.index("onnx") for line in lines}) == 1
+    assert header.index("backend") == lines[0].index("eager")
+
+
 # ---- scaling and registry -----------------------------------------------------------------------------
 
 

@@ -297,20 +297,21 @@ def _interleaved(
 def format_rows(rows: Sequence[BenchRow]) -> str:
     """A table of the rows, with the speed-up of each backend over eager at the same batch."""
     eager = {r.batch: r.ms_per_image for r in rows if r.backend == "eager" and r.ms_per_image}
+    w = max([14, *(len(r.model) + 2 for r in rows)])  # the model column fits the longest name
     lines = [
-        f"{'model':<14s}{'backend':<13s}{'batch':>6s}{'img':>6s}{'ms/img':>10s}{'img/s':>9s}"
+        f"{'model':<{w}s}{'backend':<13s}{'batch':>6s}{'img':>6s}{'ms/img':>10s}{'img/s':>9s}"
         f"{'GFLOP/s':>9s}{'peak':>7s}{'vs eager':>10s}  notes"
     ]
     for r in rows:
         if r.error:
-            lines.append(f"{r.model:<14s}{r.backend:<13s}{r.batch:>6d}{r.img:>6d}{'-':>10s}{'-':>9s}"
+            lines.append(f"{r.model:<{w}s}{r.backend:<13s}{r.batch:>6d}{r.img:>6d}{'-':>10s}{'-':>9s}"
                          f"{'-':>9s}{'-':>7s}{'-':>10s}  failed: {r.error}")  # fmt: skip
             continue
         speedup = eager.get(r.batch)
         ratio = f"{speedup / r.ms_per_image:.2f}x" if speedup else "-"
         note = f"compile {r.compile_s:.1f} s" if r.compile_s is not None else ""
         lines.append(
-            f"{r.model:<14s}{r.backend:<13s}{r.batch:>6d}{r.img:>6d}{r.ms_per_image:>10.1f}"
+            f"{r.model:<{w}s}{r.backend:<13s}{r.batch:>6d}{r.img:>6d}{r.ms_per_image:>10.1f}"
             f"{r.images_per_s:>9.2f}{r.gflops_per_s:>9.1f}{r.peak_fraction:>7.1%}{ratio:>10s}  {note}"
         )
     if rows:
