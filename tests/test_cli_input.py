@@ -52,6 +52,12 @@ def test_out_of_range_sizes_counts_and_thresholds_are_usage_errors(
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_bench_without_a_backend_is_an_error(capsys) -> None:
+    """`--backend ''` (or ','): the command printed a table header without a row and exited 0."""
+    assert main(["bench", "--model", "yolov7-tiny-cpu", "--img", "32", "--batch", "1", "--backend", ","]) == 1
+    assert "no backend given; choose from eager, compile, onnxruntime" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "hint"),
     [

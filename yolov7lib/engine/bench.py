@@ -163,6 +163,8 @@ def run_bench(
     `threads` sets PyTorch's intra-op thread count for the measurements only; the caller's is restored.
     """
     unknown = set(backends) - set(BACKENDS)
+    if not backends:
+        raise ValueError(f"no backend given; choose from {', '.join(BACKENDS)}")
     if unknown:
         raise ValueError(
             f"unknown backend(s) {', '.join(sorted(unknown))}; choose from {', '.join(BACKENDS)}"
