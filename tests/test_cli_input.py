@@ -33,6 +33,7 @@ def data_yaml(tmp_path_factory) -> Path:
         (["train", "--epochs", "0"], "--epochs: must be at least 1, got 0"),
         (["train", "--max-batches", "-1"], "--max-batches: must be at least 0, got -1"),  # trained 0 batches
         (["train", "--workers", "-2"], "--workers: must be at least 0, got -2"),
+        (["val", "--model", "yolov7-tiny", "--workers", "-1"], "--workers: must be at least 0, got -1"),
         (["detect", "--model", "yolov7-tiny", "--source", ".", "--conf", "2"], "must be between 0 and 1"),
         (["val", "--model", "yolov7-tiny", "--data", "d.yaml", "--iou", "-0.1"], "must be between 0 and 1"),
         (["export", "--model", "yolov7-tiny", "--conf", "x"], "'x' is not a number"),

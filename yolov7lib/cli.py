@@ -314,7 +314,7 @@ def _add_val_command(commands: argparse._SubParsersAction) -> None:
         "left-right) and 0.67, one NMS over all three")  # fmt: skip
     add("--json", action="store_true", help="print the metrics as JSON instead of a table")
     add("--device", default="cpu", help="cpu or a CUDA index (default cpu)")
-    add("--workers", type=int, default=0, help="data loader processes (default 0)")
+    add("--workers", type=non_negative_int, default=0, help="data loader processes (default 0)")
     add("--project", default="runs/val", help="parent of run folders (default runs/val)")
     add("--name", default="exp", help="run folder name (made unique unless --exist-ok)")
     add("--exist-ok", action="store_true", help="reuse an existing run folder")
