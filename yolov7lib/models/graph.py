@@ -75,7 +75,7 @@ LAYER_TYPES: dict[str, tuple[Callable[..., nn.Module], str]] = {
 
 
 def register_layer(name: str, cls: Callable[..., nn.Module], kind: str = "width") -> None:
-    """Make a layer type available to specs (used by the ablation blocks)."""
+    """Make a layer type available to specs, under ``name`` with width rule ``kind`` (see ``LAYER_TYPES``)."""
     LAYER_TYPES[name] = (cls, kind)
 
 
