@@ -43,16 +43,9 @@ IOU_COST_WEIGHT = 3.0
 LOG_EPS = 1e-8
 
 
-def pairwise_iou(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
-    """Batched pairwise IoU of corner boxes: (B, M, 4) x (B, C, 4) -> (B, M, C).
-
-    Same formula as `yolov7lib.ops.box_iou`, which handles one pair of sets.
-    """
-    return planar_pairwise_iou(box1.permute(2, 0, 1), box2.permute(2, 0, 1))
-
-
 def planar_pairwise_iou(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
-    """`pairwise_iou` of boxes given as planes (x1, y1, x2, y2): (4, B, M) x (4, B, C) -> (B, M, C).
+    """Batched pairwise IoU of corner boxes given as planes (x1, y1, x2, y2): (4, B, M) x (4, B, C) ->
+    (B, M, C); the formula of `yolov7lib.ops.box_iou`, which handles one pair of sets.
 
     Each coordinate is its own plane, so the (B, M, C) operations run along contiguous rows.
     """
