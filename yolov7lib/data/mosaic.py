@@ -18,6 +18,8 @@ from yolov7lib.ops.boxes import xywhn2xyxy
 # A tile loader: index -> (BGR image resized to long side s, labels (n, 5) class + normalised xywh,
 # polygons normalised per label row or []).
 TileLoader = Callable[[int], tuple[np.ndarray, np.ndarray, list[np.ndarray]]]
+# A mosaic: (canvas, labels (n, 5) class + pixel corners, polygons in canvas pixels or []).
+Mosaic = tuple[np.ndarray, np.ndarray, list[np.ndarray]]
 
 
 def _rectangles(boxes: np.ndarray) -> list[np.ndarray]:
@@ -46,7 +48,7 @@ def _gather(tiles: list[tuple[np.ndarray, list[np.ndarray] | None]], limit: floa
     return labels, segments
 
 
-def mosaic4(load: TileLoader, index: int, n: int, s: int, rng: np.random.Generator):
+def mosaic4(load: TileLoader, index: int, n: int, s: int, rng: np.random.Generator) -> Mosaic:
     """Four tiles around a random centre in [s/2, 3s/2]^2: the image `index` and 3 random others."""
     yc, xc = (int(rng.uniform(s // 2, 2 * s - s // 2)) for _ in range(2))
     indices = [index, *(int(i) for i in rng.integers(0, n, 3))]
@@ -75,7 +77,7 @@ def mosaic4(load: TileLoader, index: int, n: int, s: int, rng: np.random.Generat
     return canvas, labels, segments
 
 
-def mosaic9(load: TileLoader, index: int, n: int, s: int, rng: np.random.Generator):
+def mosaic9(load: TileLoader, index: int, n: int, s: int, rng: np.random.Generator) -> Mosaic:
     """Nine tiles: the image `index` at the centre of a 3s canvas, 8 random others around it clockwise
     from the top; a random 2s x 2s window of it is returned."""
     indices = [index, *(int(i) for i in rng.integers(0, n, 8))]
