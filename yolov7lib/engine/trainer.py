@@ -2,8 +2,9 @@
 
 Read it top to bottom: `Trainer.__init__` sets everything up (process group, run folder, data, model,
 optimizer, EMA, loss), `Trainer.fit` runs the epochs, `train_one_epoch` is the inner loop (warm-up,
-accumulation to a nominal batch of 64, AMP on CUDA, EMA update), `validate` scores the EMA model on
-rank 0 and `save` writes `weights/last.pt` and `best.pt` atomically.
+accumulation to the nominal batch `nbs`: 64 in the reference's hyps, 8 in hyp.cpu; AMP on CUDA, EMA
+update), `validate` scores the EMA model on rank 0 and `save` writes `weights/last.pt` and `best.pt`
+atomically.
 
 Resuming (`resume=RUN_DIR`, or its `weights/last.pt` as in the reference) reloads the run's options and
 its `last.pt` (model, EMA, optimizer, AMP scaler, epoch, RNG states, hyperparameters) and re-runs from
@@ -52,7 +53,7 @@ from yolov7lib.engine.val import coco_ground_truth
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "yolov7-tiny-cpu"  # yolov7-tiny at half width: 13 to 21 minutes on 2 CPU cores (README)
+DEFAULT_MODEL = "yolov7-tiny-cpu"  # yolov7-tiny at half width (README: its training time on 2 CPU cores)
 """What `train` builds when neither `model` nor `weights` names an architecture."""
 
 RESULT_COLUMNS = [

@@ -6,7 +6,7 @@ a bare state dict together with `--model NAME`, or an official YOLOv7 `.pt` (rea
 unpickler of `yolov7lib.models.load_official`, never by plain `torch.load`). `--model NAME` alone
 builds the architecture with its initial (random) weights. The result is in eval mode and, by default,
 re-parameterized into the deploy graph (BatchNorm and RepConv fused, implicit knowledge folded,
-auxiliary head dropped: Sections 3.2 and 4.3), which computes the same function.
+auxiliary head dropped: Sections 4.1 and 4.3), which computes the same function.
 """
 
 from __future__ import annotations
