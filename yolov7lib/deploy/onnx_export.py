@@ -1,4 +1,4 @@
-"""ONNX export of the deploy model (Section 4.3: the re-parameterized inference graph) and its check.
+"""ONNX export of the deploy model (Sections 4.1 and 4.3: the re-parameterized inference graph) and its check.
 
 The exported graph is the fused deploy model with the head's box decoding: input `images` (B, 3, H, W)
 float32 RGB in [0, 1], output `output` (B, N, 5 + nc) with xywh in input pixels and sigmoid objectness
