@@ -141,8 +141,10 @@ def scale_boxes(
 ) -> Array:
     """Map corner boxes from a letterboxed image (img1_shape, h x w) back to the original (img0_shape).
 
-    `ratio_pad` is ((ratio_h, ratio_w), (pad_w, pad_h)) as returned by the letterbox; without it the
-    letterbox geometry is recomputed from the two shapes. The result is clipped to the original image.
+    `ratio_pad` is ((ratio_h, ratio_w), (pad_w, pad_h)), the second item of the data loader's `shapes[i]`
+    (the letterbox itself returns its ratios as (rw, rh)); only ``ratio_h`` is used, the resize keeping
+    the aspect ratio. Without it the letterbox geometry is recomputed from the two shapes. The result is
+    clipped to the original image.
     """
     if ratio_pad is None:
         gain = min(img1_shape[0] / img0_shape[0], img1_shape[1] / img0_shape[1])
