@@ -5,8 +5,9 @@ pickled ``nn.Module``, built from classes of the official source tree (``models.
 ``models.common``). Unpickling it normally needs that source tree and runs whatever the pickle names;
 here a restricted unpickler instead
 
-- maps every ``models.yolo.*`` / ``models.common.*`` class to an inert stand-in (an ``nn.Module``
-  that only holds the pickled state: parameters, buffers, children, attributes such as ``yaml``);
+- maps every class of ``OFFICIAL_MODULES`` (``models.yolo``, ``models.common``, ``models.experimental``)
+  to an inert stand-in (an ``nn.Module`` that only holds the pickled state: parameters, buffers,
+  children, attributes such as ``yaml``);
 - allows the few torch / numpy / collections globals that a pickled module and an optimizer state
   need (tensor and parameter rebuilding, ``OrderedDict``, a whitelist of ``torch.nn`` layers);
 - refuses everything else (``os.system``, ``builtins.eval``, ``subprocess.Popen`` ...) with
