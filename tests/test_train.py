@@ -841,3 +841,24 @@ def test_a_new_run_in_a_reused_folder_records_only_its_own_epochs(data_yaml, tmp
     assert [int(r["epoch"]) for r in read_results(tmp_path / "r" / "results.csv")] == [0, 1]
     assert train(**common, epochs=1)["epochs"] == 1
     assert [int(r["epoch"]) for r in read_results(tmp_path / "r" / "results.csv")] == [0]
+
+
+def test_a_run_without_amp_resumes_where_amp_is_on(data_yaml, tmp_path, monkeypatch) -> None:
+    """A resume may move a run to another device (RESUME_TAKES_NEW); a CPU run's last.pt holds the state
+    of a disabled GradScaler ({}), which an enabled one (CUDA) refused to load: "The source state dict is
+    empty". AMP's scaler is switched on here on the CPU, as on CUDA; the resumed run starts it afresh."""
+    import yaml
+
+    from yolov7lib.engine.trainer import train
+
+    train(data=str(data_yaml), model="yolov7-tiny-cpu", img=IMG, batch=4, epochs=1, max_batches=1, workers=0,
+          noval=True, project=str(tmp_path), name="r", progress=False, plots=False)  # fmt: skip
+    run = tmp_path / "r"
+    assert load_checkpoint(run / "weights" / "last.pt")["scaler"] == {}
+    opt = yaml.safe_load((run / "opt.yaml").read_text())
+    (run / "opt.yaml").write_text(yaml.safe_dump({**opt, "epochs": 2}))
+    cpu_amp = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: cpu_amp("cpu", enabled=True))
+    train(resume=str(run), workers=0, progress=False)
+    scaler = load_checkpoint(run / "weights" / "last.pt")["scaler"]
+    assert scaler["scale"] == cpu_amp("cpu", enabled=True).get_scale()  # started at the initial scale

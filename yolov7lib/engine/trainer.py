@@ -328,7 +328,8 @@ class Trainer:
     def _restore(self, ckpt: dict[str, Any]) -> None:
         unwrap(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"]:  # {}: the run trained without AMP (on the CPU); the scaler starts afresh here
+            self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None:
             self.ema.load_state_dict(ckpt["ema"])
         self.start_epoch = int(ckpt["epoch"]) + 1
