@@ -142,6 +142,27 @@ def test_rng_state_survives_a_checkpoint(tmp_path) -> None:
     assert first[0] == second[0] and first[1] == second[1] and torch.equal(first[2], second[2])
 
 
+def test_cuda_rng_states_of_more_gpus_than_here_restore_those_present(monkeypatch) -> None:
+    """rng_state keeps one CUDA state per visible GPU; a run saved on 2 GPUs and resumed on 1 (fewer GPUs,
+    or CUDA_VISIBLE_DEVICES) set the state of GPU 1 too: torch.cuda.default_generators[1], IndexError.
+    CUDA is faked: the setter stands for torch's, whose generators exist for the GPUs present only."""
+    present, restored = 1, []
+
+    def set_state(new_state: torch.Tensor, device: int = 0) -> None:
+        if device >= present:
+            raise IndexError("tuple index out of range")  # torch.cuda.default_generators[device]
+        restored.append((device, new_state))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: present)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_state)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_state)  # what set_rng_state_all calls
+    gpu0, gpu1 = torch.tensor([1], dtype=torch.uint8), torch.tensor([2], dtype=torch.uint8)
+    state = {**rng_state(), "cuda": [gpu0, gpu1]}
+    set_rng_state(state)
+    assert len(restored) == 1 and restored[0][0] == 0 and restored[0][1] is gpu0
+
+
 # --- EMA ---------------------------------------------------------------------------------------------
 
 
