@@ -72,12 +72,14 @@ def test_select_device_maps_names_and_torchrun_local_ranks_to_gpus(monkeypatch) 
     is refused."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     cuda = lambda i: torch.device("cuda", i)  # noqa: E731
     assert [select_device(d) for d in ("", "1", "cuda:2", " CUDA:3 ", "cpu")] == [
         cuda(0), cuda(1), cuda(2), cuda(3), torch.device("cpu")
     ]  # fmt: skip
     with pytest.raises(RuntimeError, match="names 2 GPUs: run under torchrun"):
         select_device("0,1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert [select_device(d) for d in ("", "2,3", "4,5,6")] == [cuda(1), cuda(3), cuda(5)]
 
@@ -93,6 +95,17 @@ def test_a_one_process_torchrun_is_a_plain_single_process(monkeypatch) -> None:
     assert DistContext(0, 0, 2, torch.device("cpu")).is_main
     assert not DistContext(1, 1, 2, torch.device("cpu")).is_main
     assert DistContext(1, 1, 2, torch.device("cpu")).distributed
+
+
+def test_a_one_process_torchrun_uses_the_gpu_that_device_names(monkeypatch) -> None:
+    """torchrun --nproc_per_node 1 sets LOCAL_RANK 0 but is a plain single process: --device 1 is GPU 1 and
+    a list of GPUs is refused as outside torchrun (before: GPU 0 for both, the list silently cut to one)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert select_device("1") == init_distributed("1").device == torch.device("cuda", 1)
+    with pytest.raises(RuntimeError, match="names 2 GPUs: run under torchrun"):
+        select_device("0,1")
 
 
 def test_convert_sync_batchnorm_shares_the_batch_count_and_is_ours_off_cuda() -> None:

@@ -44,7 +44,9 @@ def select_device(device: str = "") -> torch.device:
             )
         return torch.device("cpu")
     ids = [int(x) for x in device.split(",") if x != ""] or [0]
-    local_rank = int(os.environ.get("LOCAL_RANK", -1))
+    # a one-process torchrun (WORLD_SIZE 1, LOCAL_RANK 0) is a plain single process: --device decides
+    distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    local_rank = int(os.environ.get("LOCAL_RANK", -1)) if distributed else -1
     if local_rank >= 0:
         return torch.device("cuda", ids[local_rank % len(ids)] if len(ids) > 1 else local_rank)
     if len(ids) > 1:
