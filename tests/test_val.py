@@ -374,6 +374,33 @@ def test_evaluate_restores_the_models_mode_and_reports_milliseconds_per_image(
     assert result.speed_ms == pytest.approx({"inference": 1000 / 3, "nms": 1000 / 3})
 
 
+def test_evaluate_times_the_inference_up_to_its_end_on_an_asynchronous_device(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """On CUDA a forward only queues its kernels; the reference's test.py synchronises before each clock
+    reading. Before, evaluate read the clock right after the call, so `yolov7 val --device 0` reported
+    about 0 ms inference and the forward's time under NMS (whose first read-back waits for it). Faked
+    here: each forward queues 1 s of work that only `synchronize` waits for (3 images a batch)."""
+    import yolov7lib.engine.evaluator as evaluator_module
+    from yolov7lib.data import create_dataloader
+    from yolov7lib.engine.evaluator import evaluate
+
+    img_dir, _ = _white_box_set(tmp_path, [(100, 80)] * 6)
+    loader, _ = create_dataloader(img_dir, 128, 3, 32, rect=True, pad=0.5, workers=0, nc=1, progress=False)
+    model = _BrightBoxDetector()
+    clock, queued = [0.0], [0.0]
+
+    def wait_for_queue(device: torch.device) -> None:
+        clock[0], queued[0] = clock[0] + queued[0], 0.0
+
+    model.register_forward_hook(lambda module, args, out: queued.__setitem__(0, queued[0] + 1.0))
+    monkeypatch.setattr(evaluator_module, "synchronize", wait_for_queue, raising=False)
+    monkeypatch.setattr(evaluator_module.time, "perf_counter", lambda: clock[0])
+    result = evaluate(model, loader, ["box"], progress=False)
+    assert result.images == 6 and result.map50 == pytest.approx(1.0)
+    assert result.speed_ms == pytest.approx({"inference": 1000 / 3, "nms": 0.0})
+
+
 def test_evaluate_refuses_augmented_batches_clearly_and_leaves_the_model_as_it_was(tmp_path: Path) -> None:
     """Augmented training batches carry no original shapes (None); before, evaluate failed on them with
     "TypeError: cannot unpack non-iterable NoneType object" and left a training-mode model in eval mode."""

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from yolov7lib.engine.distributed import synchronize
+
 BACKENDS = ("eager", "compile", "onnxruntime")
 
 __all__ = ["BACKENDS", "BenchRow", "describe_device", "format_rows", "matmul_peak", "run_bench"]
@@ -79,20 +81,15 @@ def describe_device(device: str = "cpu") -> str:
     return f"{name} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _median_seconds(fn: Callable[[], Any], runs: int, warmup: int, device: torch.device) -> float:
     for _ in range(warmup):
         fn()
-    _sync(device)
+    synchronize(device)
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -260,7 +257,7 @@ def _prepare(
         compiled = torch.compile(model)
         t0 = time.perf_counter()
         compiled(x)  # the first call compiles
-        _sync(dev)
+        synchronize(dev)
         row.compile_s = time.perf_counter() - t0
         return _eager(compiled, x)
     if dev.type != "cpu" or x.dtype != torch.float32:
@@ -284,14 +281,14 @@ def _interleaved(
             try:
                 t0 = time.perf_counter()
                 ready[backend]()
-                _sync(dev)
+                synchronize(dev)
                 times[backend].append(time.perf_counter() - t0)
             except Exception as err:
                 rows[backend].error = _describe(err)
                 del ready[backend], times[backend]
         t0 = time.perf_counter()
         product()
-        _sync(dev)
+        synchronize(dev)
         peaks.append(MATMUL_FLOPS / (time.perf_counter() - t0) / 1e9)
     return {b: statistics.median(t) for b, t in times.items()}, statistics.median(peaks)
 

@@ -57,6 +57,12 @@ def select_device(device: str = "") -> torch.device:
     return torch.device("cuda", ids[0])
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait until the work queued on `device` is done (CUDA runs asynchronously), before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def init_distributed(device: str = "") -> DistContext:
     """Read torchrun's environment and join the process group (gloo on CPU, nccl on CUDA)."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from yolov7lib.engine.distributed import synchronize
 from yolov7lib.engine.weights import model_grid
 from yolov7lib.ops.boxes import scale_boxes, xywh2xyxy
 from yolov7lib.ops.coco import detections_to_coco, evaluate_pycocotools, image_id_from_path
@@ -177,10 +178,13 @@ def evaluate(
             imgs = imgs.to(torch.float16 if half else dtype) / 255.0
             targets = targets.to(device)
             _, _, height, width = imgs.shape
+            synchronize(device)  # the clock reads the end of the work queued on an asynchronous device
             t0 = time.perf_counter()
             pred = augmented_forward(model, imgs, model_grid(model)) if augment else model(imgs)[0]
+            synchronize(device)
             t1 = time.perf_counter()
             dets = non_max_suppression(pred.float(), conf_thres, iou_thres, multi_label=True, max_det=max_det)
+            synchronize(device)
             t_infer += t1 - t0
             t_nms += time.perf_counter() - t1
             scale = torch.tensor([width, height, width, height], device=device, dtype=targets.dtype)
