@@ -76,3 +76,21 @@ def test_threads_apply_to_the_measurements_only(cfg_file: Path) -> None:
 def test_matmul_peak_counts_two_n_cubed_flops(monkeypatch) -> None:
     monkeypatch.setattr(bench, "_median_seconds", lambda fn, runs, warmup, device: 0.5)
     assert bench.matmul_peak("cpu", n=256) == pytest.approx(2 * 256**3 / 0.5 / 1e9)
+
+
+def test_describe_device_names_the_gpu_that_the_measurement_runs_on(monkeypatch) -> None:
+    """describe_device follows select_device: '1' is GPU 1 and '' the first GPU when CUDA is there (before:
+    GPU 0's name for any index, and '' described the CPU while the measurement ran on GPU 0). CUDA is
+    faked: two GPUs of different names."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_name", lambda device=None: f"gpu {torch.device(device).index}"
+    )
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert [bench.describe_device(d) for d in ("0", "1", "cuda:1", "")] == [
+        "gpu 0",
+        "gpu 1",
+        "gpu 1",
+        "gpu 0",
+    ]
+    assert "CPU" in bench.describe_device("cpu")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from yolov7lib.engine.distributed import synchronize
+from yolov7lib.engine.distributed import select_device, synchronize
 
 BACKENDS = ("eager", "compile", "onnxruntime")
 
@@ -68,8 +68,9 @@ class BenchRow:
 
 def describe_device(device: str = "cpu") -> str:
     """The machine a measurement ran on, in words: the GPU's name, or the CPU's model and core count."""
-    if device not in ("", "cpu") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
+    dev = select_device(device)  # the device `run_bench` measures on for the same `device`
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
     name = platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -191,7 +192,6 @@ def _measure(
     progress: bool,
 ) -> list[BenchRow]:
     """The measurements of `run_bench`, at the thread count it set."""
-    from yolov7lib.engine.distributed import select_device
     from yolov7lib.engine.weights import fit_img_size, load_model
     from yolov7lib.models import model_info
 
