@@ -14,6 +14,7 @@ import torch.distributed as dist
 
 from yolov7lib.engine.distributed import (
     CrossReplicaBatchNorm2d,
+    DeviceError,
     DistContext,
     cleanup_distributed,
     convert_sync_batchnorm,
@@ -95,6 +96,17 @@ def test_a_one_process_torchrun_is_a_plain_single_process(monkeypatch) -> None:
     assert DistContext(0, 0, 2, torch.device("cpu")).is_main
     assert not DistContext(1, 1, 2, torch.device("cpu")).is_main
     assert DistContext(1, 1, 2, torch.device("cpu")).distributed
+
+
+def test_select_device_takes_cuda_and_refuses_other_names_clearly(monkeypatch) -> None:
+    """Before: --device cuda (torch's name for the first GPU) and a misspelt name failed with "invalid
+    literal for int() with base 10: 'cuda'"; -1 gave torch's "Device index must not be negative"."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert select_device("cuda") == select_device(" CUDA ") == torch.device("cuda", 0)
+    for name in ("gpu", "cuda:x", "-1", "0,-1"):
+        with pytest.raises(DeviceError, match="expected cpu, cuda, a GPU index"):
+            select_device(name)
 
 
 def test_a_one_process_torchrun_uses_the_gpu_that_device_names(monkeypatch) -> None:

@@ -33,7 +33,7 @@ class DeviceError(RuntimeError):
 
 
 def select_device(device: str = "") -> torch.device:
-    """'cpu', '0', '0,1' or '' (first GPU if any, else CPU) -> torch.device for this process."""
+    """'cpu', '0', '0,1', 'cuda' or '' (first GPU if any, else CPU) -> torch.device for this process."""
     device = str(device).strip().lower().replace("cuda:", "")
     if device == "cpu":
         return torch.device("cpu")
@@ -43,7 +43,12 @@ def select_device(device: str = "") -> torch.device:
                 f"--device {device} asks for a GPU but CUDA is not available here; use --device cpu"
             )
         return torch.device("cpu")
-    ids = [int(x) for x in device.split(",") if x != ""] or [0]
+    try:  # 'cuda' is torch's name for the first GPU
+        ids = [int(x) for x in ("" if device == "cuda" else device).split(",") if x.strip() != ""] or [0]
+    except ValueError:
+        ids = [-1]
+    if min(ids) < 0:
+        raise DeviceError(f"--device {device}: expected cpu, cuda, a GPU index (0) or a list of them (0,1)")
     # a one-process torchrun (WORLD_SIZE 1, LOCAL_RANK 0) is a plain single process: --device decides
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
     local_rank = int(os.environ.get("LOCAL_RANK", -1)) if distributed else -1
