@@ -83,6 +83,11 @@ def test_select_device_maps_names_and_torchrun_local_ranks_to_gpus(monkeypatch) 
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert [select_device(d) for d in ("", "2,3", "4,5,6")] == [cuda(1), cuda(3), cuda(5)]
+    # more processes than listed GPUs: before, local rank 2 of --device 0,1 took GPU 0 as local rank 0 did,
+    # and NCCL failed at the first collective with "Duplicate GPU detected : rank 2 and rank 0"
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(DeviceError, match="lists 2 GPUs but this node runs more processes"):
+        select_device("0,1")
 
 
 def test_a_one_process_torchrun_is_a_plain_single_process(monkeypatch) -> None:

@@ -53,7 +53,14 @@ def select_device(device: str = "") -> torch.device:
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
     local_rank = int(os.environ.get("LOCAL_RANK", -1)) if distributed else -1
     if local_rank >= 0:
-        return torch.device("cuda", ids[local_rank % len(ids)] if len(ids) > 1 else local_rank)
+        if len(ids) == 1:
+            return torch.device("cuda", local_rank)
+        if local_rank >= len(ids):  # NCCL refuses two processes on one GPU ("Duplicate GPU detected")
+            raise DeviceError(
+                f"--device {device} lists {len(ids)} GPUs but this node runs more processes (local rank "
+                f"{local_rank}): list one GPU per process or give torchrun --nproc_per_node {len(ids)}"
+            )
+        return torch.device("cuda", ids[local_rank])
     if len(ids) > 1:
         raise DeviceError(
             f"--device {device} names {len(ids)} GPUs: run under torchrun, e.g. "
