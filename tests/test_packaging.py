@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -44,6 +46,32 @@ def test_every_dependency_is_pinned() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for req in project["dependencies"] + project["optional-dependencies"]["dev"]:
         assert "==" in req, f"{req} is not pinned"
+
+
+def _third_party_imports(package: Path) -> set[str]:
+    """Top-level names of the modules the package's source imports that are neither stdlib nor its own."""
+    names: set[str] = set()
+    for source in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {package.name}
+
+
+def test_every_module_the_package_imports_comes_from_a_declared_dependency() -> None:
+    """A module reached only through another package's requirements (PIL through matplotlib) is unpinned
+    and can vanish or change under an installed wheel when that package's own requirements change."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_split(r)[0] for r in project["dependencies"]}
+    providers = importlib.metadata.packages_distributions()
+    undeclared = {
+        module: providers.get(module)
+        for module in _third_party_imports(ROOT / "yolov7lib")
+        if not {_split(d)[0] for d in providers.get(module, [module])} & declared
+    }
+    assert not undeclared, f"imported but not in [project] dependencies: {undeclared}"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
