@@ -48,6 +48,21 @@ def test_every_dependency_is_pinned() -> None:
         assert "==" in req, f"{req} is not pinned"
 
 
+def test_setuptools_reads_pyproject_without_a_deprecation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """setuptools announces the removal of what it deprecates (`project.license` as a table stops
+    building wheels after 2027-02-18): reading the metadata must raise no warning."""
+    import warnings
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    monkeypatch.chdir(ROOT)  # the dynamic version is read from yolov7lib/__init__.py relative to here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dist = apply_configuration(Distribution(), "pyproject.toml")
+    assert dist.metadata.version == yolov7lib.__version__
+
+
 def _third_party_imports(package: Path) -> set[str]:
     """Top-level names of the modules the package's source imports that are neither stdlib nor its own."""
     names: set[str] = set()
