@@ -136,6 +136,16 @@ def test_items_outside_the_profile_write_skip_markers(tmp_path, monkeypatch) -> 
     assert (tmp_path / "reports/metrics/train" / f"{inactive}.csv").read_text().startswith("epoch,")
 
 
+def test_a_stage_outside_a_checkout_is_refused_before_anything_is_written(tmp_path, monkeypatch) -> None:
+    """An installed wheel has no notebooks: a stage run from a folder without notebooks/ (params.yaml
+    given, or copied there) says to run from a checkout, and leaves the folder as it was."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    with pytest.raises(FileNotFoundError, match=r"notebooks/01-data\.ipynb not found.*checkout"):
+        run_stage("data", profile="default")
+    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]  # no runs/notebooks left behind
+
+
 def test_every_stage_notebook_exists_or_is_not_in_dvc_yaml() -> None:
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for stage in dvc:

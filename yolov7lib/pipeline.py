@@ -290,6 +290,12 @@ def run_stage(
     elif item is not None:
         with_items = ", ".join(_item_stages())
         raise KeyError(f"{stage} takes no item (got {item!r}); the stages with items: {with_items}")
+    notebook = NOTEBOOKS / spec.notebook
+    if not notebook.is_file():  # the notebooks live in the repository, not in the installed package
+        raise FileNotFoundError(
+            f"{notebook} not found: the pipeline runs the notebooks of a yolov7lib checkout; "
+            f"run `yolov7 pipeline` from its root (the folder holding dvc.yaml and notebooks/)"
+        )
     import papermill
 
     parameters = notebook_parameters(stage, item, name, settings)
@@ -298,7 +304,7 @@ def run_stage(
     label = f"{stage} {item}" if item else stage
     print(f"{label}: {spec.notebook} with {json.dumps(parameters)}", file=sys.stderr)
     papermill.execute_notebook(
-        str(NOTEBOOKS / spec.notebook), str(out), parameters=parameters, kernel_name="python3",
+        str(notebook), str(out), parameters=parameters, kernel_name="python3",
         progress_bar=False, log_output=True, cwd=".",
     )  # fmt: skip
     return 0
