@@ -246,6 +246,15 @@ def test_missing_image_folder_is_a_clear_error_naming_the_path(tmp_path: Path) -
         load_data_config(tmp_path / "data.yaml")
 
 
+def test_a_data_set_folder_given_for_its_data_yaml_names_the_file_to_give(tmp_path: Path) -> None:
+    """`yolov7 data check data/shapes` said "data config 'data/shapes' not found" of a folder that exists."""
+    with pytest.raises(FileNotFoundError, match=r"is a folder, not a data\.yaml, and holds no data\.yaml"):
+        load_data_config(tmp_path)
+    (tmp_path / "data.yaml").write_text("train: images\nval: images\nnc: 1\n")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"give {str(tmp_path / 'data.yaml')!r}")):
+        load_data_config(tmp_path)
+
+
 def test_a_data_yaml_given_as_an_image_source_points_to_its_splits(tmp_path: Path) -> None:
     """create_dataloader takes one split; a data.yaml read as a list file found no images, and the error
     said only that ('no images found in .../data.yaml'). Its splits load."""

@@ -207,6 +207,10 @@ def load_data_config(path: str | Path) -> DataConfig:
     annotations of the YOLO images (for pycocotools evaluation and the class <-> category mapping).
     """
     path = Path(path)
+    if path.is_dir():  # the data set's folder given for its data.yaml
+        inside = path / "data.yaml"
+        hint = f": give {str(inside)!r}" if inside.is_file() else ", and holds no data.yaml"
+        raise FileNotFoundError(f"data config {str(path)!r} is a folder, not a data.yaml{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"data config {str(path)!r} not found")
     try:
