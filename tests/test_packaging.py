@@ -63,6 +63,41 @@ def test_setuptools_reads_pyproject_without_a_deprecation(monkeypatch: pytest.Mo
     assert dist.metadata.version == yolov7lib.__version__
 
 
+def test_the_wheel_holds_every_file_of_the_package_and_nothing_else(tmp_path: Path) -> None:
+    """A file the kit reads at run time (the hyp YAMLs, py.typed) that package-data misses is absent
+    from an installed wheel only; built from a copy, so the checkout gets no build/ or egg-info."""
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    tracked = _run("git", "-C", str(ROOT), "ls-files", "yolov7lib")
+    assert tracked.returncode == 0, tracked.stderr
+    files = set(tracked.stdout.split())
+    for name in files:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, src / name)
+    build = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-cache-dir",
+    ]
+    out = _run(*build, "-w", str(tmp_path / "dist"), str(src))
+    assert out.returncode == 0, out.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("yolov7lib-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        packaged = {n for n in z.namelist() if not n.startswith("yolov7lib-")}
+    assert packaged == files
+    assert "yolov7lib/py.typed" in packaged and wheel.name.startswith(f"yolov7lib-{yolov7lib.__version__}-")
+
+
 def _third_party_imports(package: Path) -> set[str]:
     """Top-level names of the modules the package's source imports that are neither stdlib nor its own."""
     names: set[str] = set()
