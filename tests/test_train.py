@@ -285,6 +285,28 @@ def test_a_refused_resume_leaves_the_finished_run_as_it_was(data_yaml, tmp_path,
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_a_resume_from_another_folder_says_the_runs_paths_are_from_where_it_started(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """opt.yaml keeps --data as given (relative, as the reference's): resumed from elsewhere, the error
+    said only "data config 'data/shapes/data.yaml' not found"."""
+    import yaml
+
+    from yolov7lib.engine.trainer import RESUME_KEYS
+
+    run = tmp_path / "runs" / "train" / "exp"
+    (run / "weights").mkdir(parents=True)
+    (run / "opt.yaml").write_text(yaml.safe_dump({"data": "data/shapes/data.yaml", "epochs": 5}))
+    save_checkpoint({**dict.fromkeys(RESUME_KEYS, 0), "epoch": 1}, run / "weights" / "last.pt")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "'data/shapes/data.yaml' not found" in err and "from the folder the run was started in" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_a_resume_of_a_damaged_run_folder_is_a_one_line_error(tmp_path, capsys) -> None:
     """A last.pt that is a bare state dict, or an opt.yaml that is not YAML or not a mapping: before, a
     KeyError 'epoch', a ScannerError or an AttributeError traceback."""

@@ -182,7 +182,15 @@ class Trainer:
         # data
         from yolov7lib.data import create_dataloader, load_data_config
 
-        self.data = load_data_config(opts.data)
+        try:
+            self.data = load_data_config(opts.data)
+        except FileNotFoundError as err:
+            if opts.resume and not Path(opts.data).is_absolute() and not Path(opts.data).exists():
+                raise FileNotFoundError(
+                    f"{err}; --resume reads the run's opt.yaml, whose relative paths are from the folder "
+                    f"the run was started in: resume from that folder"
+                ) from None
+            raise
         self.names = list(self.data.names)
         nc = self.data.nc
 
