@@ -659,6 +659,24 @@ def test_weights_without_model_fine_tune_the_checkpoints_own_architecture(data_y
         Trainer(TrainOptions(**{**common, "weights": str(bare)}))
 
 
+def test_the_start_line_names_the_checkpoint_whose_unnamed_architecture_is_trained(
+    data_yaml, tmp_path, caplog
+) -> None:
+    """An official checkpoint's cfg has no name: `yolov7 train --weights yolov7-tiny.pt` without --model
+    began its start line with an empty name (": 6,033,930 parameters; ...")."""
+    from yolov7lib.engine.trainer import Trainer, TrainOptions
+    from yolov7lib.models import create_model
+
+    source = create_model("yolov7-tiny-cpu", nc=2)
+    cfg = {k: v for k, v in source.cfg.items() if k != "name"}
+    ckpt = save_checkpoint({"model": source.state_dict(), "model_cfg": cfg}, tmp_path / "official.pt")
+    with caplog.at_level("INFO", logger="yolov7lib"):
+        Trainer(TrainOptions(data=str(data_yaml), weights=str(ckpt), img=IMG, workers=0, noval=True,
+                             project=str(tmp_path / "runs"), progress=False, plots=False))  # fmt: skip
+    (line,) = [r.getMessage() for r in caplog.records if " parameters; " in r.getMessage()]
+    assert line.startswith(f"the architecture of {ckpt}: "), line
+
+
 def test_weights_with_model_keep_the_named_architectures_anchors(data_yaml, tmp_path) -> None:
     """Before: --model my.yaml --weights a.pt trained with a.pt's anchors over the cfg's own; the reference
     excludes the anchors from the transfer when --cfg is given. Without --model the checkpoint's

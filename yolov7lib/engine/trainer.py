@@ -251,8 +251,10 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.cuda else None
             )
+        # an official checkpoint's cfg names no architecture: then the checkpoint it was read from
+        label = unwrap(self.model).cfg.get("name") or opts.model or f"the architecture of {opts.weights}"
         self.log(
-            f"{unwrap(self.model).cfg.get('name') or opts.model}: "
+            f"{label}: "
             f"{sum(p.numel() for p in self.model.parameters()):,} parameters; "
             f"{len(self.train_set)} training images, batch {opts.batch} x accumulate "
             f"{accumulation_steps(self.total_batch, nominal_batch(self.hyp))}, {opts.epochs} epochs, "
