@@ -71,7 +71,7 @@ def test_the_wheel_holds_every_file_of_the_package_and_nothing_else(tmp_path: Pa
 
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     tracked = _run("git", "-C", str(ROOT), "ls-files", "yolov7lib")
     assert tracked.returncode == 0, tracked.stderr
@@ -94,6 +94,8 @@ def test_the_wheel_holds_every_file_of_the_package_and_nothing_else(tmp_path: Pa
     (wheel,) = (tmp_path / "dist").glob("yolov7lib-*.whl")
     with zipfile.ZipFile(wheel) as z:
         packaged = {n for n in z.namelist() if not n.startswith("yolov7lib-")}
+        licence = [n for n in z.namelist() if n.endswith("/LICENSE")]
+        assert licence and "GNU GENERAL PUBLIC LICENSE" in z.read(licence[0]).decode()  # what `license` names
     assert packaged == files
     assert "yolov7lib/py.typed" in packaged and wheel.name.startswith(f"yolov7lib-{yolov7lib.__version__}-")
 
