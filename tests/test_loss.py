@@ -259,6 +259,27 @@ def test_bad_inputs_give_clear_errors() -> None:
         build_loss(nn.Linear(2, 2), hyp)
 
 
+@pytest.mark.parametrize("case", ["p5_simota", "p6_coarse_to_fine"])
+def test_maps_out_of_order_from_other_batches_or_images_give_clear_errors(case: str) -> None:
+    # Each of these used to give a loss without a word: the levels met the wrong anchors, the images
+    # the wrong targets, or SimOTA measured its IoUs in the wrong pixels.
+    head, hyp, maps, targets = _setup(case, seed=9, counts=[2, 3])
+    loss, nl = build_loss(head, hyp, img_size=IMG), head.nl
+    lead, aux = maps[:nl], maps[nl:]
+    with pytest.raises(ValueError, match=r"lead map 1 is a .* grid after lead map 0's .*head's order"):
+        loss([*lead[::-1], *aux[::-1]], targets)  # deepest level first
+    with pytest.raises(ValueError, match=r"lead map 1 is a .* grid"):
+        loss([lead[0][:, :, : lead[0].shape[2] // 2], *lead[1:], *aux], targets)
+    with pytest.raises(ValueError, match=rf"lead map {nl - 1} has shape \(1, .*expected \(2, "):
+        loss([*lead[:-1], lead[-1][:1], *aux], targets)
+    with pytest.raises(ValueError, match=r"imgs are 256x256 pixels but lead map 0 is a 16x16 grid"):
+        loss(maps, targets, torch.zeros(2, 3, 2 * IMG, 2 * IMG))
+    # Sizes that are not multiples of the strides round either way, as the networks' grids do.
+    odd = random_maps(head, 2, 130, torch.Generator().manual_seed(1), aux=len(aux) > 0, img_h=100)
+    assert [tuple(m.shape[2:4]) for m in odd[:3]] == [(12, 16), (6, 8), (3, 4)]
+    assert torch.isfinite(loss(odd, targets, torch.zeros(2, 3, 100, 130))[0]).all()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu() -> None:
     head, hyp, maps, targets = _setup("p6_coarse_to_fine", seed=9, counts=[6, 0, 11])

@@ -23,6 +23,7 @@ vector, so the CIoU, the BCEs and the per-level sums run once for both (`heads_t
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,11 +163,13 @@ class YOLOv7Loss:
                 f"expected {self.nl} lead maps or {self.nl} lead + {self.nl} auxiliary maps, got {len(preds)}"
             )
         lead, aux = list(preds[: self.nl]), list(preds[self.nl :]) or None
+        batch = lead[0].shape[0] if lead[0].dim() else 0
         for i, p in enumerate(lead):
-            if p.dim() != 5 or p.shape[1] != self.na or p.shape[4] != self.no:
+            if p.dim() != 5 or p.shape[0] != batch or p.shape[1] != self.na or p.shape[4] != self.no:
                 raise ValueError(
-                    f"lead map {i} has shape {tuple(p.shape)}; expected (B, {self.na}, H, W, {self.no})"
+                    f"lead map {i} has shape {tuple(p.shape)}; expected ({batch}, {self.na}, H, W, {self.no})"
                 )
+        self._check_grids(lead)
         for i, p in enumerate(aux or []):
             if p.shape != lead[i].shape:
                 raise ValueError(
@@ -174,6 +177,20 @@ class YOLOv7Loss:
                     f"{tuple(lead[i].shape)}; auxiliary maps must lie on the lead grids"
                 )
         return lead, aux
+
+    def _check_grids(self, lead: list[torch.Tensor]) -> None:
+        """Each level's grid must be the previous one's divided by the stride ratio (rounded either way):
+        maps of another head or in another order (deepest first) would otherwise meet the wrong anchors."""
+        for i in range(1, self.nl):
+            ratio = self.strides[i] / self.strides[i - 1]
+            prev, grid = tuple(lead[i - 1].shape[2:4]), tuple(lead[i].shape[2:4])
+            if not all(_rounds_to(g / ratio, n) for g, n in zip(prev, grid, strict=True)):
+                strides = ", ".join(f"{s:g}" for s in self.strides)
+                raise ValueError(
+                    f"lead map {i} is a {grid[0]}x{grid[1]} grid after lead map {i - 1}'s "
+                    f"{prev[0]}x{prev[1]}, not at the head's strides ({strides}); pass the maps in the "
+                    "head's order (shallowest first), all from one batch"
+                )
 
     def _check_targets(self, targets: torch.Tensor, batch: int) -> None:
         if targets.dim() != 2 or targets.shape[1] != 6:
@@ -228,7 +245,14 @@ class YOLOv7Loss:
 
     def _img_hw(self, lead: list[torch.Tensor], imgs: torch.Tensor | None) -> tuple[int, int]:
         if imgs is not None:
-            return int(imgs.shape[-2]), int(imgs.shape[-1])
+            hw, grid, stride = (int(imgs.shape[-2]), int(imgs.shape[-1])), lead[0].shape[2:4], self.strides[0]
+            if not all(_rounds_to(n / stride, g) for n, g in zip(hw, grid, strict=True)):
+                raise ValueError(
+                    f"imgs are {hw[0]}x{hw[1]} pixels but lead map 0 is a {grid[0]}x{grid[1]} grid at stride "
+                    f"{stride:g}; pass the batch the maps were predicted from (SimOTA measures its IoUs in "
+                    "its pixels)"
+                )
+            return hw
         h, w = lead[0].shape[2:4]
         return int(h * self.strides[0]), int(w * self.strides[0])
 
@@ -413,6 +437,11 @@ class YOLOv7Loss:
                 [g["box"], g["obj"], g["cls"]], device=joint.device, dtype=joint.dtype
             )
         return self._constants[key]
+
+
+def _rounds_to(size: float, cells: int) -> bool:
+    """Whether a grid of `cells` can cover `size` (in the next level's cells), rounded down or up."""
+    return math.floor(size) <= cells <= math.ceil(size)
 
 
 def _check_target_boxes(boxes: torch.Tensor) -> None:
