@@ -280,6 +280,18 @@ def test_maps_out_of_order_from_other_batches_or_images_give_clear_errors(case: 
     assert torch.isfinite(loss(odd, targets, torch.zeros(2, 3, 100, 130))[0]).all()
 
 
+def test_a_model_inside_data_parallel_gives_the_loss_of_the_bare_model() -> None:
+    # As the reference's loss classes do (is_parallel); the wrapped model was refused as having no head.
+    head, hyp, maps, targets = _setup("p6_coarse_to_fine", seed=10, counts=[2, 3])
+    model = nn.Module()
+    model.model = nn.Sequential(nn.Identity(), head)  # the head last, as in the reference's model.model
+    want = build_loss(head, hyp, img_size=IMG)(maps, targets)[1]
+    for wrapped in (model, nn.DataParallel(model), nn.DataParallel(head)):
+        loss = build_loss(wrapped, hyp, img_size=IMG)
+        assert loss.head is head
+        torch.testing.assert_close(loss(maps, targets)[1], want, rtol=0, atol=0)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu() -> None:
     head, hyp, maps, targets = _setup("p6_coarse_to_fine", seed=9, counts=[6, 0, 11])

@@ -472,6 +472,10 @@ def _block_of_rows(cand: Candidates, head_sizes: Sequence[int], nl: int) -> torc
 
 
 def _detection_head(model: Any) -> Any:
+    from yolov7lib.engine.ema import unwrap  # the model inside (Distributed)DataParallel
+
+    if isinstance(model, torch.nn.Module):
+        model = unwrap(model)
     head = getattr(model, "head", None)
     if head is None and hasattr(model, "model"):
         head = model.model[-1]
@@ -485,8 +489,10 @@ def _detection_head(model: Any) -> Any:
 def build_loss(model: Any, hyp: Mapping[str, Any] | str | Path = "p5", img_size: int = 640) -> YOLOv7Loss:
     """The YOLOv7 loss for `model`'s detection head.
 
-    `hyp` is a hyperparameter profile name, a YAML path or a dict, unscaled (as in the hyp files);
-    packaged defaults fill missing keys. `img_size` is the nominal training size (scales the objectness
+    `model` is a kit model (also inside DataParallel or DistributedDataParallel), a model whose last
+    module is the head (`model.model[-1]`, as the reference's), or the head itself. `hyp` is a
+    hyperparameter profile name, a YAML path or a dict, unscaled (as in the hyp files); packaged
+    defaults fill missing keys. `img_size` is the nominal training size (scales the objectness
     gain). `loss_ota` picks SimOTA (1) or the plain assignment (0); auxiliary maps in the predictions
     switch on the auxiliary-head assigner chosen by `aux_assign`.
     """
