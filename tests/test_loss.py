@@ -253,8 +253,10 @@ def test_bad_inputs_give_clear_errors() -> None:
             loss(maps, bad)
     with pytest.raises(ValueError, match="aux_assign"):
         build_loss(head, hyp | {"aux_assign": "coarse"})(maps, targets)
-    with pytest.raises(ValueError, match="loss_ota"):
-        build_loss(head, hyp | {"loss_ota": 2})(maps, targets)
+    for key, value in (("loss_ota", 2), ("loss_ota", 0.5), ("aux_constraint", 2), ("aux_constraint", 0.5)):
+        # 0.5 was truncated to 0 (plain labels, unbounded decoder), 2 taken as 1, without a word
+        with pytest.raises(ValueError, match=rf"{key} must be 0 .* or 1 .*, got {value}"):
+            build_loss(head, hyp | {key: value})(maps, targets)
     with pytest.raises(TypeError, match="detection head"):
         build_loss(nn.Linear(2, 2), hyp)
 

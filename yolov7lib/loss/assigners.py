@@ -118,9 +118,8 @@ class AssignerConfig:
     def from_hyp(cls, hyp: Mapping[str, Any], has_aux: bool) -> AssignerConfig:
         """Keys: loss_ota (0/1), anchor_t, ota_topk (0 = 10 without and 20 with an auxiliary head, the
         reference's values), aux_assign (one of AUX_ASSIGNERS), aux_constraint (0/1)."""
-        loss_ota = int(hyp["loss_ota"])
-        if loss_ota not in (0, 1):
-            raise ValueError(f"loss_ota must be 0 (plain assignment) or 1 (SimOTA), got {loss_ota}")
+        simota = _switch(hyp, "loss_ota", "plain assignment", "SimOTA")
+        aux_constrained = _switch(hyp, "aux_constraint", "unbounded auxiliary decoder", "bounded")
         aux_assign = str(hyp["aux_assign"])
         if aux_assign not in AUX_ASSIGNERS:
             raise ValueError(f"aux_assign must be one of {', '.join(AUX_ASSIGNERS)}, got {aux_assign!r}")
@@ -130,12 +129,20 @@ class AssignerConfig:
         if topk == 0:
             topk = TOPK_WITH_AUX if has_aux else TOPK_LEAD_ONLY
         return cls(
-            simota=loss_ota == 1,
+            simota=simota,
             anchor_t=float(hyp["anchor_t"]),
             topk=topk,
             aux_assign=aux_assign,
-            aux_constrained=bool(int(hyp["aux_constraint"])),
+            aux_constrained=aux_constrained,
         )
+
+
+def _switch(hyp: Mapping[str, Any], key: str, off: str, on: str) -> bool:
+    """A 0/1 hyperparameter (false/true too); any other value is refused, not rounded to one."""
+    value = hyp[key]
+    if isinstance(value, str) or value not in (0, 1):
+        raise ValueError(f"{key} must be 0 ({off}) or 1 ({on}), got {value!r}")
+    return bool(value)
 
 
 class LabelAssigner:
