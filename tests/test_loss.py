@@ -259,6 +259,8 @@ def test_bad_inputs_give_clear_errors() -> None:
             build_loss(head, hyp | {key: value})(maps, targets)
     with pytest.raises(TypeError, match="detection head"):
         build_loss(nn.Linear(2, 2), hyp)
+    with pytest.raises(ValueError, match=r"build_loss hyp: unknown hyperparameter\(s\) aux_asign;"):
+        build_loss(head, hyp | {"aux_asign": "independent"})  # trained coarse-to-fine without a word
 
 
 @pytest.mark.parametrize("case", ["p5_simota", "p6_coarse_to_fine"])

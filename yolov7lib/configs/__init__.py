@@ -6,6 +6,7 @@ p5, p6, tiny and custom are the reference's files; cpu is the kit's CPU default 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,13 @@ def _check_known(chosen: dict[str, Any], known: set[str], origin: str) -> None:
     raise ValueError(f"{message}; the known ones are those of {_REFERENCE_FILE.name} and hyp.defaults.yaml")
 
 
+def check_hyp_keys(hyp: Mapping[str, Any], origin: str) -> None:
+    """Refuse a hyperparameter dict with a key the kit does not read (ValueError naming it), as a hyp file
+    is refused: `origin` names the dict in the message."""
+    defaults = _read_yaml(resources.files(__package__).joinpath("hyp.defaults.yaml").read_text(), "defaults")
+    _check_known(dict(hyp), {*defaults, *_reference_keys()}, origin)
+
+
 def load_hyp(name_or_path: str | Path | dict[str, Any] = "p5") -> dict[str, Any]:
     """Return the hyperparameters of a packaged profile (p5, p6, tiny, custom, cpu), a YAML file or a dict.
 
@@ -95,7 +103,7 @@ def load_hyp(name_or_path: str | Path | dict[str, Any] = "p5") -> dict[str, Any]
             )
         origin = str(path)
         chosen = _read_yaml(path.read_text(), origin)
-        _check_known(chosen, {*hyp, *_reference_keys()}, origin)
+        check_hyp_keys(chosen, origin)
         _check_hyp({**hyp, **chosen}, origin)  # packaged profiles are complete (tests check them)
     hyp.update(chosen)
     return hyp

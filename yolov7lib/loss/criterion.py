@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from yolov7lib.configs import load_hyp
+from yolov7lib.configs import check_hyp_keys, load_hyp
 from yolov7lib.loss.assigners import AssignerConfig, Assignment, LabelAssigner
 from yolov7lib.loss.candidates import GI, GJ, Candidates
 from yolov7lib.loss.decoder import decode_box
@@ -122,6 +122,7 @@ class YOLOv7Loss:
         self.nl, self.na, self.nc = int(head.nl), int(head.na), int(head.nc)
         self.no = self.nc + 5
         self.strides = [float(s) for s in head.stride]
+        check_hyp_keys(hyp, "build_loss hyp")  # a misspelt key would leave its value at the default
         hyp = load_hyp(dict(hyp))  # packaged defaults fill the keys `hyp` lacks
         self.hyp = hyp
         self.gains = scaled_gains(hyp, self.nl, self.nc, img_size)
@@ -492,9 +493,9 @@ def build_loss(model: Any, hyp: Mapping[str, Any] | str | Path = "p5", img_size:
     `model` is a kit model (also inside DataParallel or DistributedDataParallel), a model whose last
     module is the head (`model.model[-1]`, as the reference's), or the head itself. `hyp` is a
     hyperparameter profile name, a YAML path or a dict, unscaled (as in the hyp files); packaged
-    defaults fill missing keys. `img_size` is the nominal training size (scales the objectness
-    gain). `loss_ota` picks SimOTA (1) or the plain assignment (0); auxiliary maps in the predictions
-    switch on the auxiliary-head assigner chosen by `aux_assign`.
+    defaults fill missing keys, and a key the kit does not read is refused. `img_size` is the nominal
+    training size (scales the objectness gain). `loss_ota` picks SimOTA (1) or the plain assignment
+    (0); auxiliary maps in the predictions switch on the auxiliary-head assigner chosen by `aux_assign`.
     """
     hyp = dict(hyp) if isinstance(hyp, Mapping) else load_hyp(hyp)
     return YOLOv7Loss(_detection_head(model), hyp, img_size)
