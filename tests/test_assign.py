@@ -186,6 +186,22 @@ def test_plain_coarse_positives_contain_fine_positives() -> None:
     assert sum(map(len, _sets(aux))) > sum(map(len, _sets(lead)))
 
 
+def test_simota_coarse_positives_need_not_contain_the_fine_ones() -> None:
+    # As documented in assigners.py: one object, 3 fine and 4 coarse positives, and a fine positive cell
+    # is not among the coarse ones (its target took a cheaper far coarse cell instead), as the oracle has.
+    gen = torch.Generator().manual_seed(2)
+    head = FakeHead(p6=True)
+    maps = random_maps(head, 2, IMG, gen, aux=True)
+    targets = random_targets([1, 1], head.nc, gen, "mixed")
+    loss, _ = _loss_and_cfg(head)
+    lead, aux = loss.assign(maps, targets)
+    want = oracle_assign(_oracle_cfg(loss, True), head, maps, targets, (IMG, IMG))
+    assert [positive_rows(lead), positive_rows(aux)] == [want[0].levels, want[1].levels]
+    fine, coarse = ([{row[:4] for row in rows} for rows in positive_rows(lab)] for lab in (lead, aux))
+    assert sum(map(len, fine)) == 3 and sum(map(len, coarse)) == 4
+    assert [len(f - c) for f, c in zip(fine, coarse, strict=True)] == [1, 0, 0, 0]
+
+
 def test_simota_coarse_labels_give_an_isolated_object_at_least_as_many_positives() -> None:
     # One object per image: no contests, and the coarse candidates' larger top-20 IoU sum gives a
     # dynamic k at least as large, so the coarse labels have at least as many positives as the fine.

@@ -12,7 +12,10 @@ Auxiliary head, chosen by the hyp key `aux_assign`:
   reference either: its training uses the next variant).
 - `coarse_to_fine` (Figure 5e, the default and the reference's training): the lead head gets the fine
   labels above; the auxiliary head gets coarse labels, SimOTA on the *lead* predictions over the
-  relaxed candidates (centre cell + 4 neighbours).
+  relaxed candidates (centre cell + 4 neighbours). The coarse candidates contain the fine ones, and so
+  do the plain coarse positives; the SimOTA coarse positives need not contain the fine positives: a
+  target takes its k cheapest among more candidates, where a far coarse cell can displace a fine one
+  (as in the reference; `tests/test_assign.py` has an example).
 
 What a label carries: the positive cells and the target each is matched to. The objectness soft label
 of a positive is the IoU between that target and the box the trained head itself predicts there (`gr`),
