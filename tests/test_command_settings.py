@@ -185,7 +185,14 @@ def test_an_item_on_a_stage_without_items_and_a_missing_item_are_refused(repo: P
     assert papermill_calls == [] and sorted(p.name for p in repo.iterdir()) == ["params.yaml"]
 
 
+def _link_notebooks(folder: Path) -> None:
+    """The project's notebooks in `folder`, as in a checkout (a stage is refused where its notebook is
+    missing, before papermill runs)."""
+    (folder / "notebooks").symlink_to(ROOT / "notebooks", target_is_directory=True)
+
+
 def test_run_stage_executes_the_stage_notebook_into_runs_notebooks(repo: Path, papermill_calls) -> None:
+    _link_notebooks(repo)
     name, settings = pipeline.load_params("params.yaml", "default")
     model = next(iter(settings["train"]["runs"]))
     assert pipeline.run_stage("train", model, profile="default") == 0
@@ -228,6 +235,7 @@ def test_pipeline_command_passes_the_profile_and_reports_errors_in_one_line(
     tmp_path: Path, monkeypatch, papermill_calls, capsys
 ) -> None:
     path = _two_profiles(tmp_path)
+    _link_notebooks(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert main(["pipeline", "tour", "--params", str(path), "--profile", "b"]) == 0
     assert papermill_calls[-1]["parameters"] == {"profile": "b", "img": 128}
