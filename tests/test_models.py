@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -601,6 +602,15 @@ def test_create_model_of_a_models_own_cfg_keeps_its_input_channels(tmp_path) -> 
 def test_missing_cfg_file() -> None:
     with pytest.raises(FileNotFoundError):
         create_model("no/such/model.yaml")
+
+
+def test_a_checkpoint_given_as_the_cfg_is_named_as_such(tmp_path: Path, capsys) -> None:
+    weights = tmp_path / "yolov7.pt"
+    torch.save({"model": {"w": torch.zeros(3)}}, weights)  # a zip archive: not UTF-8 text
+    with pytest.raises(ValueError, match=r"yolov7\.pt: not a UTF-8 text file, so not a model cfg"):
+        create_model(weights)
+    assert main(["info", "--model", str(weights)]) == 2
+    assert "not a model cfg YAML" in capsys.readouterr().err
 
 
 def test_info_command_prints_the_four_counts(capsys) -> None:

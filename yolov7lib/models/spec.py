@@ -95,6 +95,11 @@ def load_cfg(path: str | os.PathLike[str]) -> dict[str, Any]:
             cfg = yaml.safe_load(fh)
         except yaml.YAMLError as err:
             raise ValueError(f"{p}: not valid YAML ({err})") from err
+        except UnicodeDecodeError as err:  # a checkpoint given where a cfg is expected
+            raise ValueError(
+                f"{p}: not a UTF-8 text file, so not a model cfg YAML ({err.reason} at byte {err.start}); "
+                "a checkpoint (.pt) goes to --weights"
+            ) from err
     return validate_cfg(cfg, str(p))
 
 
