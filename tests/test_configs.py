@@ -48,15 +48,16 @@ def test_user_file_overrides_and_defaults_fill(tmp_path: Path) -> None:
         ("train: [unclosed\n", r"not valid YAML \(.* at line \d\)"),
         ("lr0: 0.01\nmosaic: 0.0\n", "missing hyperparameter\\(s\\) lrf, momentum, weight_decay"),
         ("lr0: abc\n", "missing hyperparameter"),
+        (b"PK\x03\x04\x80\x81", "not a UTF-8 text file, so not a hyperparameter YAML"),  # a checkpoint
     ],
 )
 def test_incomplete_or_unparsable_user_file_is_refused_by_name(
-    tmp_path: Path, text: str, message: str
+    tmp_path: Path, text: str | bytes, message: str
 ) -> None:
     """A hyp file is the whole recipe, as the reference's are: a missing key would otherwise surface as a
     KeyError deep inside the optimizer or the data pipeline."""
     f = tmp_path / "hyp.yaml"
-    f.write_text(text)
+    f.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ValueError, match=message) as err:
         load_hyp(f)
     assert str(f) in str(err.value)

@@ -102,7 +102,14 @@ def load_hyp(name_or_path: str | Path | dict[str, Any] = "p5") -> dict[str, Any]
                 f"use one of {', '.join(HYP_NAMES)} or a YAML path"
             )
         origin = str(path)
-        chosen = _read_yaml(path.read_text(), origin)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:  # a checkpoint or an image given for --hyp
+            raise ValueError(
+                f"{origin}: not a UTF-8 text file, so not a hyperparameter YAML "
+                f"({err.reason} at byte {err.start})"
+            ) from err
+        chosen = _read_yaml(text, origin)
         check_hyp_keys(chosen, origin)
         _check_hyp({**hyp, **chosen}, origin)  # packaged profiles are complete (tests check them)
     hyp.update(chosen)
