@@ -8,6 +8,7 @@ the reference's pickles name them), then removed before loading.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import pickle
 import subprocess
@@ -207,3 +208,20 @@ def test_a_yolov7lib_checkpoint_or_a_folder_is_named_as_such(tmp_path: Path) -> 
     save_checkpoint({"model_cfg": model.cfg, "model": {"model.0.conv.weight": torch.zeros(1)}}, ours)
     with pytest.raises(ValueError, match=r"a yolov7lib checkpoint .* yolov7lib\.load_model"):
         load_official(ours)
+
+
+def test_info_reads_the_architecture_of_an_official_checkpoint(tmp_path: Path, capsys) -> None:
+    """`yolov7 info --weights yolov7-tiny.pt` counts the checkpoint's own graph (its yaml, its nc)."""
+    from yolov7lib.cli import main
+
+    path = save_official(tmp_path / "custom.pt", create_model("yolov7-tiny", nc=8).eval())
+    assert main(["info", "--weights", str(path), "--json"]) == 0
+    from_weights = json.loads(capsys.readouterr().out)
+    assert main(["info", "--model", "yolov7-tiny", "--nc", "8", "--json"]) == 0
+    from_name = json.loads(capsys.readouterr().out)
+    assert from_weights["model"] == "custom.pt" and from_weights["img_size"] == 640
+    assert from_weights["params"] == from_name["params"] and from_weights["gflops"] == from_name["gflops"]
+    assert main(["info", "--model", "yolov7-tiny", "--json"]) == 0  # 80 classes: other counts
+    assert json.loads(capsys.readouterr().out)["params"] != from_weights["params"]
+    assert main(["info", "--weights", str(path), "--nc", "3"]) == 2
+    assert "--nc is for --model" in capsys.readouterr().err

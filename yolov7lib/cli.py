@@ -57,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     info = commands.add_parser("info", help="parameters and GFLOPs of a model (training and deploy graphs)")
-    info.add_argument("--model", required=True, help="registry name (e.g. yolov7) or cfg YAML path")
+    which = info.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="registry name (e.g. yolov7) or cfg YAML path")
+    which.add_argument(
+        "--weights", help="a checkpoint (yolov7lib or official .pt): the architecture it holds"
+    )
     info.add_argument(
         "--img", type=positive_int, default=None, help="square input size (default: 640, 1280 for P6)"
     )
@@ -80,12 +84,28 @@ def _info(args: argparse.Namespace) -> int:
     from yolov7lib.models.info import describe_model, format_description
 
     try:
-        result = describe_model(args.model, img_size=args.img, nc=args.nc)
-    except (ValueError, FileNotFoundError) as err:
+        source = args.model if args.weights is None else _weights_architecture(args.weights, args.nc)
+        result = describe_model(source, img_size=args.img, nc=args.nc)
+    except _model_errors() as err:
         print(f"yolov7 info: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2) if args.json else format_description(result))
     return 0
+
+
+def _weights_architecture(weights: str, nc: int | None) -> dict:
+    """The architecture spec a checkpoint holds (an official one: its own yaml), named after the file."""
+    from pathlib import Path
+
+    from yolov7lib.engine.weights import read_weights
+
+    if nc is not None:
+        raise ValueError("--nc is for --model; a checkpoint's class count is its own")
+    arch, _, _ = read_weights(weights)
+    cfg = getattr(arch, "cfg", arch)  # an official checkpoint comes as a built model
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{weights}: a bare state dict names no architecture; give it with --model")
+    return {**cfg, "name": cfg.get("name") or Path(weights).name}
 
 
 # -- yolov7 data ----------------------------------------------------------------------------------------
