@@ -84,8 +84,11 @@ def _as_official(model: nn.Module, modules: dict[str, types.ModuleType]) -> nn.M
     return official
 
 
-def save_official(path: Path, model: nn.Module, ema: nn.Module | None = None) -> Path:
-    """Write ``model`` (and ``ema``) as the reference's train.py does: float16 pickled modules."""
+def save_official(
+    path: Path, model: nn.Module, ema: nn.Module | None = None, model_entry: bool = True
+) -> Path:
+    """Write ``model`` (and ``ema``) as the reference's train.py does: float16 pickled modules
+    (``model_entry=False``: ``'model'`` is None, the EMA alone holds the network)."""
     modules = _official_modules()
     with pytest.MonkeyPatch.context() as mp:
         for name, module in modules.items():
@@ -95,7 +98,7 @@ def save_official(path: Path, model: nn.Module, ema: nn.Module | None = None) ->
             "epoch": 3,
             "best_fitness": np.array([0.42]),
             "training_results": "   0/299 ...",
-            "model": entry.half(),
+            "model": entry.half() if model_entry else None,
             "ema": _as_official(ema, modules).half() if ema is not None else None,
             "updates": 17,
             "optimizer": torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9).state_dict(),
@@ -208,6 +211,21 @@ def test_a_yolov7lib_checkpoint_or_a_folder_is_named_as_such(tmp_path: Path) -> 
     save_checkpoint({"model_cfg": model.cfg, "model": {"model.0.conv.weight": torch.zeros(1)}}, ours)
     with pytest.raises(ValueError, match=r"a yolov7lib checkpoint .* yolov7lib\.load_model"):
         load_official(ours)
+
+
+def test_a_checkpoint_whose_model_is_none_loads_its_ema_either_way(tmp_path: Path) -> None:
+    """Before: prefer_ema=False on a checkpoint whose 'model' is None (the EMA alone kept) raised "the
+    'model' entry is not an official YOLOv7 model"; the EMA is then the only network to load."""
+    torch.manual_seed(0)
+    model = _randomise(create_model("yolov7-tiny"), 1).eval()
+    ema = _randomise(copy.deepcopy(model), 2)
+    path = save_official(tmp_path / "ema_only.pt", model, ema, model_entry=False)
+    _same_outputs(ema, load_official(path))
+    _same_outputs(ema, load_official(path, prefer_ema=False))
+    empty = tmp_path / "empty.pt"
+    torch.save({"model": None, "ema": None, "epoch": -1}, empty)
+    with pytest.raises(ValueError, match="neither its 'model' nor its 'ema' entry holds a model"):
+        load_official(empty)
 
 
 def test_info_reads_the_architecture_of_an_official_checkpoint(tmp_path: Path, capsys) -> None:

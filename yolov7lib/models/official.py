@@ -151,7 +151,8 @@ def load_official(path: str | os.PathLike[str], prefer_ema: bool = True) -> Mode
     """Load an official checkpoint into a yolov7lib :class:`Model` (float32, eval mode).
 
     The architecture comes from the checkpoint's ``yaml`` dict; the EMA weights are taken when the
-    checkpoint has them (as the reference's ``attempt_load`` does) unless ``prefer_ema=False``.
+    checkpoint has them (as the reference's ``attempt_load`` does) unless ``prefer_ema=False``; a
+    checkpoint whose ``'model'`` is None gives its EMA either way.
     Checkpoints saved in their training form, in the deploy form (``cfg/deploy``) or with fused
     BatchNorms all load; ``model.cfg`` records which.
     """
@@ -163,7 +164,10 @@ def load_official(path: str | os.PathLike[str], prefer_ema: bool = True) -> Mode
             f"{path}: a yolov7lib checkpoint (written by its trainer), not an official one; "
             "load it with yolov7lib.load_model(weights)"
         )
-    source = ckpt.get("ema") if prefer_ema and ckpt.get("ema") is not None else ckpt["model"]
+    model, ema = ckpt["model"], ckpt.get("ema")
+    if model is None and ema is None:
+        raise ValueError(f"{path}: neither its 'model' nor its 'ema' entry holds a model")
+    source = ema if ema is not None and (prefer_ema or model is None) else model
     if not isinstance(source, OfficialModule) or not isinstance(getattr(source, "yaml", None), dict):
         raise ValueError(
             f"{path}: the 'model' entry is not an official YOLOv7 model with its yaml architecture"
