@@ -602,6 +602,11 @@ def unrecognized_message(command: str | None, extras: Sequence[str]) -> str:
     for flag in dict.fromkeys(extra.split("=", 1)[0] for extra in extras):
         if flag in hints:
             lines.append(f"  {flag} (the official {script}'s): {hints[flag]}")
+    if command in ("val", "detect") and any(e.endswith((".pt", ".pth")) for e in extras):
+        lines.append(  # test.py, detect.py: --weights A.pt B.pt is an Ensemble, all boxes into one NMS
+            f"  --weights A.pt B.pt (the official {script}'s model ensemble): not available; "
+            "give one checkpoint"
+        )
     return "\n".join(lines)
 
 
