@@ -61,9 +61,7 @@ def _check_known(chosen: dict[str, Any], known: set[str], origin: str) -> None:
     if not unknown:
         return
     message = f"{origin}: unknown hyperparameter(s) {', '.join(unknown)}"
-    if (
-        "anchors" in unknown
-    ):  # the reference's hyp files carry it commented out: an anchor count for autoanchor
+    if "anchors" in unknown:  # the reference's hyp files carry it commented out (autoanchor's count)
         message += (
             " (anchors come from the model's cfg and are never recomputed here, as with the reference's "
             "--noautoanchor: give other anchors in a cfg YAML with --model)"
