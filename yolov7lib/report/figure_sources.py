@@ -153,6 +153,13 @@ def objectness_outputs(
     return out
 
 
+def _saved_maps(maps_files: Sequence[tuple[str, str | os.PathLike[str]]]) -> list[tuple[str, dict]]:
+    """The (label, saved maps) of the ablation runs, or [] when there are none or one run was skipped:
+    the rule by which Figure 8 draws the saved maps (`figure8_inputs`) and says so (`figure8_scale`)."""
+    saved = [(label, torch.load(path, weights_only=True)) for label, path in maps_files]
+    return [] if any(m.get("skipped") for _, m in saved) else saved
+
+
 def figure8_inputs(
     maps_files: Sequence[tuple[str, str | os.PathLike[str]]],
     checkpoints: Sequence[tuple[str, str | os.PathLike[str]]],
@@ -166,8 +173,8 @@ def figure8_inputs(
     the `checkpoints` ((label, path) pairs), else a random model (`demo_aux_model`), run on the image of
     data seed `seed`.
     """
-    saved = [(label, torch.load(path, weights_only=True)) for label, path in maps_files]
-    if saved and not any(m.get("skipped") for _, m in saved):
+    saved = _saved_maps(maps_files)
+    if saved:
         if not all(m["img"] == img_size for _, m in saved):
             raise ValueError(f"the saved maps were computed at another image size than {img_size}")
         outputs = {label: [t.float() for t in m["outputs"]] for label, m in saved}
@@ -190,8 +197,8 @@ def figure8_scale(
     """What Figure 8 shows, in the order :func:`figure8_inputs` picks its source: the models and the
     scale the saved maps record (their ``model``, ``name`` and ``scale``), else the checkpoints, else the
     random untrained model."""
-    saved = [torch.load(path, weights_only=True) for _, path in maps_files]
-    if saved and not any(m.get("skipped") for m in saved):
+    saved = [m for _, m in _saved_maps(maps_files)]
+    if saved:
         models = ", ".join(dict.fromkeys(str(m.get("model", "?")) for m in saved))
         runs = ", ".join(str(m.get("name", "?")) for m in saved)
         scales = "; ".join(dict.fromkeys(str(m.get("scale", "scale not recorded")) for m in saved))
