@@ -97,14 +97,11 @@ def _weights_architecture(weights: str, nc: int | None) -> dict:
     """The architecture spec a checkpoint holds (an official one: its own yaml), named after the file."""
     from pathlib import Path
 
-    from yolov7lib.engine.weights import read_weights
+    from yolov7lib.engine.weights import checkpoint_architecture, read_weights
 
     if nc is not None:
         raise ValueError("--nc is for --model; a checkpoint's class count is its own")
-    arch, _, _ = read_weights(weights)
-    cfg = getattr(arch, "cfg", arch)  # an official checkpoint comes as a built model
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{weights}: a bare state dict names no architecture; give it with --model")
+    cfg = checkpoint_architecture(read_weights(weights)[0], weights)
     return {**cfg, "name": cfg.get("name") or Path(weights).name}
 
 

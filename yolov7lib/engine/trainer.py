@@ -589,9 +589,9 @@ def multi_scale_size(rng: random.Random, img: int, grid: int) -> int:
 
 def _architecture_of(arch: Any, weights: str) -> dict[str, Any]:
     """The training architecture a checkpoint was saved from (`read_weights`'s first item)."""
-    cfg = getattr(arch, "cfg", arch)  # an official checkpoint comes as a built model
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{weights}: a bare state dict names no architecture; give it with --model")
+    from yolov7lib.engine.weights import checkpoint_architecture
+
+    cfg = checkpoint_architecture(arch, weights)
     if cfg.get("fused"):
         raise ValueError(
             f"{weights}: a fused (deploy) checkpoint; name the training architecture with --model"

@@ -23,7 +23,7 @@ from yolov7lib.models import Model, create_model, load_official
 from yolov7lib.models import reparameterize as to_deploy
 from yolov7lib.models.official import UnsafeCheckpointError
 
-__all__ = ["WeightsError", "fit_img_size", "load_model", "read_weights"]
+__all__ = ["WeightsError", "checkpoint_architecture", "fit_img_size", "load_model", "read_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,15 @@ def fit_img_size(img: int, model: torch.nn.Module) -> tuple[int, int]:
     if fitted != img:
         logger.warning("--img %d is not a multiple of the stride %d; using %d", img, grid, fitted)
     return fitted, grid
+
+
+def checkpoint_architecture(arch: dict | Model | None, weights: str | Path) -> dict:
+    """The architecture spec that `read_weights(weights)` found (its first item): a kit checkpoint's
+    spec, or the cfg of an official checkpoint's built model; a bare state dict names none (ValueError)."""
+    cfg = getattr(arch, "cfg", arch)  # an official checkpoint comes as a built model
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{weights}: a bare state dict names no architecture; give it with --model")
+    return cfg
 
 
 class WeightsError(ValueError):
