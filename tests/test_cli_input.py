@@ -43,6 +43,11 @@ def data_yaml(tmp_path_factory) -> Path:
         (["bench", "--model", "yolov7-tiny", "--runs", "0"], "--runs: must be at least 1, got 0"),
         (["bench", "--model", "yolov7-tiny", "--warmup", "-1"], "--warmup: must be at least 0, got -1"),
         (["bench", "--model", "yolov7-tiny", "--threads", "0"], "--threads: must be at least 1, got 0"),
+        (["train", "--dist-timeout", "0"], "--dist-timeout: must be a positive number, got 0"),
+        (["train", "--dist-timeout", "-5"], "--dist-timeout: must be a positive number, got -5"),
+        (["train", "--dist-timeout", "nan"], "--dist-timeout: must be a positive number, got nan"),
+        (["train", "--dist-timeout", "inf"], "--dist-timeout: must be a positive number, got inf"),
+        (["train", "--dist-timeout", "1h"], "--dist-timeout: '1h' is not a number"),
     ],
 )
 def test_out_of_range_sizes_counts_and_thresholds_are_usage_errors(

@@ -172,3 +172,24 @@ def test_cross_replica_batchnorm_in_a_one_process_group_is_batchnorm(tmp_path) -
     finally:
         cleanup_distributed()
     assert distributed_module._BN_GROUP is None and not dist.is_initialized()
+
+
+@pytest.mark.slow
+def test_the_process_group_gives_up_after_the_timeout_it_was_given(tmp_path) -> None:
+    """`--dist-timeout` reaches the process group: a rank waiting at a barrier for a rank that is late by a
+    third of the timeout passes, and gives up after about the timeout when the other is three times late
+    (torch's own NCCL default, 10 minutes, would abort a COCO run while rank 0 validates)."""
+    import json
+
+    result = tmp_path / "waits.json"
+    _torchrun(HERE / "dist" / "timeout_worker.py", str(result), "1.5")
+    on_time, late = json.loads(result.read_text())
+    assert on_time["outcome"] == "passed"
+    assert late["outcome"].startswith("gave up") and "1500ms" in late["outcome"], late
+    assert 1.2 < late["waited_s"] < 3.5, late
+
+
+def test_a_process_group_timeout_must_be_positive() -> None:
+    for minutes in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="timeout must be positive minutes"):
+            init_distributed("cpu", timeout_minutes=minutes)

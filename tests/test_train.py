@@ -482,20 +482,24 @@ def test_the_first_three_batches_of_a_run_are_plotted(spied_run) -> None:
 
 
 def test_a_resume_keeps_the_runs_options_but_where_it_runs_and_how_it_reports(tmp_path) -> None:
-    """--resume reloads opt.yaml: only --device, --workers and --progress given now replace the saved ones."""
+    """--resume reloads opt.yaml: only --device, --workers, --progress and --dist-timeout given now replace
+    the saved ones (a run that timed out at a barrier resumes with a longer wait)."""
     from dataclasses import asdict
 
     import yaml
 
     from yolov7lib.engine.trainer import RESUME_KEYS, Trainer, TrainOptions
 
-    saved = TrainOptions(data="d.yaml", epochs=5, batch=6, device="", workers=3, progress=True, seed=9)
+    saved = TrainOptions(data="d.yaml", epochs=5, batch=6, device="", workers=3, progress=True, seed=9,
+                         dist_timeout=30.0)  # fmt: skip
     (tmp_path / "opt.yaml").write_text(yaml.safe_dump(asdict(saved)))
     save_checkpoint({**dict.fromkeys(RESUME_KEYS, 0), "epoch": 1}, tmp_path / "weights" / "last.pt")
-    given = TrainOptions(resume=str(tmp_path), epochs=50, batch=2, device="cpu", workers=0, progress=False)
+    given = TrainOptions(resume=str(tmp_path), epochs=50, batch=2, device="cpu", workers=0, progress=False,
+                         dist_timeout=90.0)  # fmt: skip
     resumed, ckpt = Trainer._load_resume(given)
     assert ckpt["epoch"] == 1
-    assert (resumed.device, resumed.workers, resumed.progress) == ("cpu", 0, False)
+    taken = (resumed.device, resumed.workers, resumed.progress, resumed.dist_timeout)
+    assert taken == ("cpu", 0, False, 90.0)
     assert (resumed.data, resumed.epochs, resumed.batch, resumed.seed) == ("d.yaml", 5, 6, 9)
     assert resumed.resume == str(tmp_path)
 

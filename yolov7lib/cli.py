@@ -47,6 +47,17 @@ def unit_interval(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type of durations: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `yolov7` command with all its subcommands."""
     parser = argparse.ArgumentParser(
@@ -196,6 +207,9 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
     add("--workers", type=non_negative_int, help="data loader processes")
     add("--multi-scale", action="store_true", default=None, help="vary the image size +/- 50 %%")
     add("--sync-bn", action="store_true", default=None, help="synchronised BatchNorm across processes")
+    add("--dist-timeout", type=positive_float, metavar="MINUTES",
+        help="under torchrun: how long processes wait for each other, e.g. while rank 0 validates "
+        "(default 30)")  # fmt: skip
     add("--linear-lr", action="store_true", default=None, help="linear instead of cosine lr decay")
     add("--noval", action="store_true", default=None, help="skip validation after each epoch")
     add("--val-final-only", action="store_true", default=None, help="validate after the last epoch only")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -75,8 +76,17 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def init_distributed(device: str = "") -> DistContext:
-    """Read torchrun's environment and join the process group (gloo on CPU, nccl on CUDA)."""
+DEFAULT_TIMEOUT_MINUTES = 30.0
+"""How long a collective waits for the slowest process. Rank 0 alone validates after each epoch (on COCO,
+minutes of inference and pycocotools) while the others wait at a barrier: torch's own NCCL default (10
+minutes) would abort such a run, so the process group gets the 30 minutes the reference had with torch 1.x."""
+
+
+def init_distributed(device: str = "", timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> DistContext:
+    """Read torchrun's environment and join the process group (gloo on CPU, nccl on CUDA), whose
+    collectives give up after `timeout_minutes` (see DEFAULT_TIMEOUT_MINUTES)."""
+    if not timeout_minutes > 0:
+        raise ValueError(f"the process group timeout must be positive minutes, not {timeout_minutes}")
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", -1)) if world_size > 1 else -1
     local_rank = int(os.environ.get("LOCAL_RANK", -1)) if world_size > 1 else -1
@@ -84,7 +94,8 @@ def init_distributed(device: str = "") -> DistContext:
     if world_size > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_minutes))
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=dev)
 
 

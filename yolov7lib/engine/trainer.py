@@ -40,6 +40,7 @@ from yolov7lib import __version__
 from yolov7lib.configs import load_hyp
 from yolov7lib.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from yolov7lib.engine.distributed import (
+    DEFAULT_TIMEOUT_MINUTES,
     DistContext,
     cleanup_distributed,
     convert_sync_batchnorm,
@@ -62,7 +63,7 @@ RESULT_COLUMNS = [
 ]  # fmt: skip
 
 
-RESUME_TAKES_NEW = ("device", "workers", "progress")
+RESUME_TAKES_NEW = ("device", "workers", "progress", "dist_timeout")
 """The options a resume takes from its call (where it runs, how it reports); the others are the run's."""
 
 
@@ -91,6 +92,7 @@ class TrainOptions:
     workers: int = 2
     multi_scale: bool = False
     sync_bn: bool = False
+    dist_timeout: float = DEFAULT_TIMEOUT_MINUTES  # minutes a process waits for the others (torchrun)
     linear_lr: bool = False
     noval: bool = False
     val_final_only: bool = False  # validate after the last epoch only (the reference's --notest); short runs
@@ -131,7 +133,7 @@ class Trainer:
         those that differ from TrainOptions' defaults."""
         # a process group the caller set up before is the caller's: left in place when the run ends
         self.owns_process_group = not (dist.is_available() and dist.is_initialized())
-        self.ctx: DistContext = init_distributed(opts.device)
+        self.ctx: DistContext = init_distributed(opts.device, opts.dist_timeout)
         self.resume_ckpt: dict[str, Any] | None = None
         ignored: list[str] = []
         if opts.resume:
