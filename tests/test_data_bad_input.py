@@ -316,6 +316,22 @@ def test_label_cache_is_reused_and_invalidated_by_a_changed_file(
     assert scan_source(img_dir, nc=1, progress=False).labels[0][:, 0].tolist() == [0.0]
 
 
+def test_label_cache_sees_an_edit_that_keeps_size_and_modification_time(tmp_path: Path) -> None:
+    # `touch -r old new`, `cp -p`, `rsync -t` or an unzip over the set restore a modification time: the
+    # inode's change time, which no user tool sets, still tells the cached scan from the files
+    img_dir = _good_set(tmp_path)
+    label = img2label_path(img_dir / "good0.png")
+    label.write_text("0 0.5 0.5 0.25 0.25\n")
+    assert scan_source(img_dir, nc=2, progress=False).labels[0][:, 0].tolist() == [0.0]
+    stat = label.stat()
+    label.write_text("1 0.5 0.5 0.25 0.25\n")  # class 0 -> 1, same size
+    os.utime(label, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # touch -r: the old time back
+    assert label.stat().st_size == stat.st_size and label.stat().st_mtime_ns == stat.st_mtime_ns
+    truth = scan_source(img_dir, nc=2, cache=False, progress=False).labels[0][:, 0].tolist()
+    assert truth == [1.0]
+    assert scan_source(img_dir, nc=2, progress=False).labels[0][:, 0].tolist() == truth
+
+
 def test_cache_never_overwrites_a_user_file_nor_needs_a_writable_data_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

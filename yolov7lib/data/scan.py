@@ -1,9 +1,11 @@
 """Scanning a data set: verify every image, read every label, count and report each problem once.
 
 The result is cached in a `.yolov7lib.cache` file next to the labels (or in the user cache folder when
-that folder is not writable), keyed by a hash of the files' paths, sizes and modification times, so a
-changed, added or removed file triggers a new scan. The cache is a plain numpy archive read without
-pickle; a file in the way that is not such a cache is never overwritten.
+that folder is not writable), keyed by a hash of the files' paths, sizes, modification and change times
+and inode numbers, so a changed, added or removed file triggers a new scan, also one whose modification
+time was put back (`touch -r`, `cp -p`, an unzip over the set: the change time moves all the same).
+The cache is a plain numpy archive read without pickle; a file in the way that is not such a cache is
+never overwritten.
 """
 
 from __future__ import annotations
@@ -219,12 +221,17 @@ def user_cache_dir() -> Path:
 
 
 def files_hash(files: list[str], nc: int | None, extra: str = "") -> str:
-    """A hash of the paths, sizes and modification times of `files` (absent files count too)."""
+    """A hash of the paths, sizes, modification and change times and inodes of `files` (absent ones too).
+
+    The change time (ctime) is set by the system on every write, rename or metadata change and by no
+    user tool, so an edit that keeps the size and puts the modification time back is still seen; the
+    reference hashes paths and sizes only.
+    """
     h = hashlib.sha256(f"v{CACHE_VERSION}|nc={nc}|{extra}".encode())
     for f in files:
         try:
             st = os.stat(f)
-            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}\n".encode())
         except OSError:
             h.update(f"{f}|absent\n".encode())
     return h.hexdigest()
