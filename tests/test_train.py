@@ -332,6 +332,32 @@ def test_a_resume_of_a_damaged_run_folder_is_a_one_line_error(tmp_path, capsys) 
         assert message in err and str(run) in err and "Traceback" not in err, err
 
 
+def test_a_resume_after_the_class_count_changed_is_a_one_line_error(data_yaml, tmp_path, capsys) -> None:
+    """Before: a class added to the data.yaml between the sessions failed with a RuntimeError traceback
+    (size mismatch for the head's weights) after both splits had been scanned."""
+    import yaml
+
+    doc = yaml.safe_load(data_yaml.read_text())
+    names = doc["names"]
+    splits = {k: str(data_yaml.parent / doc[k]) for k in ("train", "val")}  # no COCO json: nc is free
+    own = tmp_path / "data.yaml"
+    own.write_text(yaml.safe_dump({**splits, "nc": len(names), "names": names}))
+    args = ["train", "--data", str(own), *COMMON, "--epochs", "1", "--batch", "4", "--max-batches", "1",
+            "--noval", "--project", str(tmp_path / "runs"), "--name", "r"]  # fmt: skip
+    assert main(args) == 0
+    run = tmp_path / "runs" / "r"
+    opt = yaml.safe_load((run / "opt.yaml").read_text())
+    (run / "opt.yaml").write_text(yaml.safe_dump({**opt, "epochs": 2}))
+    own.write_text(yaml.safe_dump({**splits, "nc": len(names) + 1, "names": [*names, "new"]}))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"trained {len(names)} classes" in err and f"has {len(names) + 1}" in err, err
+    assert "Traceback" not in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_resume_restores_the_global_random_states_of_the_checkpoint(data_yaml, tmp_path, monkeypatch) -> None:
     """Python's, NumPy's and torch's global generators continue from the checkpoint, whatever ran before.
 

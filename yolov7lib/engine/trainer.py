@@ -195,6 +195,13 @@ class Trainer:
             raise
         self.names = list(self.data.names)
         nc = self.data.nc
+        trained = self.resume_ckpt["model_cfg"].get("nc", nc) if self.resume_ckpt is not None else nc
+        if trained != nc:  # the head's weights could not be restored: say so before any scan
+            raise ValueError(
+                f"--resume {self.run_dir}: the run trained {trained} classes but {opts.data} now has {nc}; "
+                f"resume with its classes as they were, or start a new run from "
+                f"{self.weights_dir / 'last.pt'} with --weights"
+            )
 
         # model
         self.model = self._build_model(nc).to(self.device, self.dtype)
