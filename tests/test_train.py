@@ -358,6 +358,29 @@ def test_a_resume_after_the_class_count_changed_is_a_one_line_error(data_yaml, t
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_a_run_started_beside_another_never_shares_its_folder(data_yaml, tmp_path, monkeypatch) -> None:
+    """Before: the folder was named before the set-up (scans, model) and made after it, so two trainings
+    started together both took runs/train/exp: one results.csv with both runs' rows, one opt.yaml, and
+    each run's weights overwriting the other's."""
+    import yolov7lib.data
+    from yolov7lib.engine.trainer import train
+
+    real = yolov7lib.data.create_dataloader
+    theirs = tmp_path / "exp" / "results.csv"
+
+    def other_run_starts(*args, **kwargs):  # the other run makes its folder while this one scans
+        theirs.parent.mkdir(parents=True, exist_ok=True)
+        theirs.write_text("the other run's rows\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(yolov7lib.data, "create_dataloader", other_run_starts)
+    train(data=str(data_yaml), model="yolov7-tiny-cpu", img=IMG, batch=4, epochs=1, max_batches=1, workers=0,
+          noval=True, project=str(tmp_path), progress=False, plots=False)  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["results.csv"]
+    assert theirs.read_text() == "the other run's rows\n"
+    assert len(read_results(tmp_path / "exp2" / "results.csv")) == 1
+
+
 def test_resume_restores_the_global_random_states_of_the_checkpoint(data_yaml, tmp_path, monkeypatch) -> None:
     """Python's, NumPy's and torch's global generators continue from the checkpoint, whatever ran before.
 

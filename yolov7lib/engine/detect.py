@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from yolov7lib.data.augment import letterbox
 from yolov7lib.data.formats import IMG_FORMATS
-from yolov7lib.engine.runs import free_path, increment_run_dir
+from yolov7lib.engine.runs import create_run_dir, free_path
 from yolov7lib.ops.boxes import scale_boxes, xyxy2xywhn
 from yolov7lib.ops.nms import non_max_suppression
 
@@ -270,8 +270,7 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
         model = load_model(opts.weights, opts.model, device=select_device(opts.device))
     names = list(model.names)
     img, _ = fit_img_size(opts.img, model)
-    run_dir = increment_run_dir(opts.project, opts.name, opts.exist_ok)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = create_run_dir(opts.project, opts.name, opts.exist_ok)
     report = DetectReport(str(run_dir), skipped=skipped)
     writer = _Writer(run_dir, names, opts, report)
     writer.out_names = output_names([p for p, _ in inputs])

@@ -19,6 +19,20 @@ def increment_run_dir(project: str | Path, name: str, exist_ok: bool = False) ->
     return path.with_name(f"{path.name}{max(used, default=1) + 1}")
 
 
+def create_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
+    """Make the folder `increment_run_dir` names and return it. Without `exist_ok` the folder is new: a
+    name another run took in the meantime moves this one to the next number, so two runs started
+    together never write into one folder."""
+    while True:
+        path = increment_run_dir(project, name, exist_ok)
+        try:
+            path.mkdir(parents=True, exist_ok=exist_ok)
+            return path
+        except FileExistsError:
+            if exist_ok:  # a file where the folder should be: nothing to retry
+                raise
+
+
 def free_path(path: Path) -> Path:
     """`path`, or `stem_2.suffix`, `stem_3.suffix`, ... if taken: a run never overwrites a file."""
     n, candidate = 2, path

@@ -49,7 +49,7 @@ from yolov7lib.engine.distributed import (
 from yolov7lib.engine.ema import ModelEMA, unwrap
 from yolov7lib.engine.evaluator import EvalResult, evaluate
 from yolov7lib.engine.optim import Schedule, accumulation_steps, build_optimizer, nominal_batch
-from yolov7lib.engine.runs import increment_run_dir, read_results
+from yolov7lib.engine.runs import create_run_dir, increment_run_dir, read_results
 from yolov7lib.engine.val import coco_ground_truth
 
 logger = logging.getLogger(__name__)
@@ -247,6 +247,9 @@ class Trainer:
         self.start_epoch, self.best_fitness = 0, -1.0
         self.seconds_before = 0.0  # training time of the sessions a resume continues (their last time_s)
         if self.ctx.is_main:  # the set-up succeeded: the run folder and its resolved options
+            if not opts.resume:  # made now, so a run that took the name during the set-up keeps its folder
+                self.run_dir = create_run_dir(Path(opts.project), opts.name, opts.exist_ok)
+                self.weights_dir = self.run_dir / "weights"
             self.weights_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "opt.yaml").write_text(yaml.safe_dump(asdict(opts), sort_keys=False))
             (self.run_dir / "hyp.yaml").write_text(yaml.safe_dump(self.hyp, sort_keys=False))

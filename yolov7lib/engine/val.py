@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from yolov7lib.engine.evaluator import EvalResult, evaluate, find_coco_annotations
-from yolov7lib.engine.runs import free_path, increment_run_dir
+from yolov7lib.engine.runs import create_run_dir, free_path
 from yolov7lib.engine.weights import fit_img_size, load_model
 
 __all__ = ["ValOptions", "format_result", "run_val"]
@@ -134,8 +134,7 @@ def run_val(options: ValOptions) -> tuple[EvalResult, dict[str, Any]]:
         nc=data.nc, prefix=f"{opts.task}: ", progress=opts.progress,
     )  # fmt: skip
     # the run folder is made once the model and the images are known good: a failed run leaves none
-    run_dir = increment_run_dir(opts.project, opts.name, opts.exist_ok)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = create_run_dir(opts.project, opts.name, opts.exist_ok)
     coco_json, category_ids = coco_ground_truth(data, opts.task)
     # with --exist-ok the folder may hold earlier results: new files take free names, never theirs
     predictions = free_path(run_dir / "predictions.json") if (opts.save_json or coco_json) else None
