@@ -347,3 +347,36 @@ def test_a_nested_source_keeps_its_subfolders_so_each_output_names_its_own_input
                         save_txt=True, nosave=True, progress=False)  # fmt: skip
     flat = run_detect(one, model=_model())
     assert (Path(flat.run_dir) / "labels" / "x.txt").is_file()
+
+
+def test_annotated_videos_fall_back_to_mjpg_and_unwritable_outputs_are_errors(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Where OpenCV has no mp4v encoder the annotated video is MJPG `.avi`, every frame at the input's size;
+    where no writer opens (a read-only run folder) or an image cannot be written, the run fails naming
+    the file (before: no video or image was written and the run reported success)."""
+    real_writer, mp4v = cv2.VideoWriter, cv2.VideoWriter_fourcc(*"mp4v")
+
+    def no_mp4v(path, fourcc, *args):
+        return real_writer() if fourcc == mp4v else real_writer(path, fourcc, *args)
+
+    _write_video(tmp_path / "clip.mp4", 3)
+    monkeypatch.setattr(cv2, "VideoWriter", no_mp4v)
+    opts = DetectOptions(source=str(tmp_path / "clip.mp4"), img=IMG, project=str(tmp_path / "runs"),
+                         progress=False)  # fmt: skip
+    run = Path(run_detect(opts, model=_model()).run_dir)
+    assert sorted(p.name for p in run.iterdir()) == ["clip.avi"]
+    cap = cv2.VideoCapture(str(run / "clip.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3 and cap.get(cv2.CAP_PROP_FPS) == 5.0
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (W0, H0)
+    cap.release()
+
+    monkeypatch.setattr(cv2, "VideoWriter", lambda *args: real_writer())
+    with pytest.raises(OSError, match=r"cannot write .*clip: no mp4v \.mp4 or MJPG \.avi writer opens"):
+        run_detect(opts, model=_model())
+    cv2.imwrite(str(tmp_path / "scene.png"), _scene())
+    monkeypatch.setattr(cv2, "imwrite", lambda *args: False)
+    image = DetectOptions(source=str(tmp_path / "scene.png"), img=IMG, project=str(tmp_path / "runs"),
+                          progress=False)  # fmt: skip
+    with pytest.raises(OSError, match=r"cannot write .*scene\.png"):
+        run_detect(image, model=_model())

@@ -3,12 +3,14 @@
 Each input is letterboxed to the minimum rectangle of `img` (sides multiples of the stride, as the
 reference's detect.py does), passed through the deploy model, filtered by NMS (confidence 0.25, IoU
 0.45 by default) and its boxes mapped back to the original pixels with the letterbox's own ratio and
-padding (`ops.scale_boxes`). Results go to a new run folder: annotated images (or videos, same name),
-`labels/<stem>.txt` (YOLO rows `class x y w h [conf]`, normalised; for videos `<stem>_<n>.txt`, frames
-counted from 1 as the reference's detect.py does) and `predictions.json` (the same frame numbers);
-inputs in subfolders of the source keep them (`labels/<sub>/<stem>.txt`), so that `train/x.png` and
-`valid/x.png` do not share a name. Unreadable or corrupt inputs are counted and reported, never fatal;
-nothing outside the run folder is written, and no existing file is ever overwritten.
+padding (`ops.scale_boxes`). Results go to a new run folder: annotated images (same name) and videos
+(`<stem>.mp4`, mp4v; MJPG `<stem>.avi` where OpenCV has no mp4v encoder), `labels/<stem>.txt` (YOLO
+rows `class x y w h [conf]`, normalised; for videos `<stem>_<n>.txt`, frames counted from 1 as the
+reference's detect.py does) and `predictions.json` (the same frame numbers); inputs in subfolders
+of the source keep them (`labels/<sub>/<stem>.txt`), so that `train/x.png` and `valid/x.png` do not
+share a name. Unreadable or corrupt inputs are counted and reported, never fatal;
+an output that cannot be written stops the run with an OSError (not a run that reports results it
+never wrote); nothing outside the run folder is written, and no existing file is ever overwritten.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from yolov7lib.ops.boxes import scale_boxes, xyxy2xywhn
 from yolov7lib.ops.nms import non_max_suppression
 
 VID_FORMATS = ("mp4", "avi", "mov", "mkv", "m4v", "mpg", "mpeg", "wmv", "webm")
+VIDEO_WRITERS = (("mp4v", ".mp4"), ("MJPG", ".avi"))  # annotated videos: the first that opens
 
 __all__ = ["DetectInterrupted", "DetectOptions", "DetectReport", "detect_frame", "list_sources",
            "output_names", "postprocess", "preprocess", "run_detect"]  # fmt: skip
@@ -302,7 +305,9 @@ def _detect_all(
                 report.images += 1
                 if not opts.nosave:
                     annotated = draw_detections(img, det, names, opts.line_width)
-                    cv2.imwrite(str(_annotated_path(run_dir, writer.out_names[path])), annotated)
+                    target = _annotated_path(run_dir, writer.out_names[path])
+                    if not cv2.imwrite(str(target), annotated):
+                        raise OSError(f"cannot write {target} (is the folder writable?)")
             else:
                 n = _detect_video(path, model, nms, writer, run_dir, names, opts)
                 if n == 0:
@@ -334,11 +339,25 @@ def _annotated_path(run_dir: Path, name: Path) -> Path:
     return free_path(target)
 
 
+def _video_writer(target: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    """An opened writer for the annotated copy of a video: mp4v in `.mp4` (the reference's codec), or MJPG
+    in `.avi` where this OpenCV has no mp4v encoder; never a taken name. OSError if neither opens."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for fourcc, suffix in VIDEO_WRITERS:
+        out = cv2.VideoWriter(str(free_path(target.with_suffix(suffix))), cv2.VideoWriter_fourcc(*fourcc),
+                              fps, size)  # fmt: skip
+        if out.isOpened():
+            return out
+        out.release()
+    tried = " or ".join(f"{fourcc} {suffix}" for fourcc, suffix in VIDEO_WRITERS)
+    raise OSError(f"cannot write {target.with_suffix('')}: no {tried} writer opens (is the folder writable?)")
+
+
 def _detect_video(
     path: Path, model: torch.nn.Module, nms: dict[str, Any], writer: _Writer, run_dir: Path,
     names: Sequence[str], opts: DetectOptions,
 ) -> int:  # fmt: skip
-    """Detect on each frame of a video; write the annotated video (mp4v) unless `nosave`."""
+    """Detect on each frame of a video; write the annotated video (`_video_writer`) unless `nosave`."""
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     cap.release()
@@ -351,10 +370,8 @@ def _detect_video(
             if opts.nosave:
                 continue
             if out is None:
-                target = free_path(run_dir / writer.out_names[path].with_suffix(".mp4"))
-                target.parent.mkdir(parents=True, exist_ok=True)
                 h, w = frame.shape[:2]
-                out = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                out = _video_writer(run_dir / writer.out_names[path], fps, (w, h))
             out.write(draw_detections(frame, det, names, opts.line_width))
     finally:
         if out is not None:
