@@ -380,3 +380,37 @@ def test_annotated_videos_fall_back_to_mjpg_and_unwritable_outputs_are_errors(
                           progress=False)  # fmt: skip
     with pytest.raises(OSError, match=r"cannot write .*scene\.png"):
         run_detect(image, model=_model())
+
+
+def test_ctrl_c_in_a_video_counts_and_names_it_beside_the_frames_it_kept(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Ctrl-C at the third of five frames: the report counts the video and its 2 frames (as many as its
+    label files, json records and annotated frames) and names it (before: '0 videos (0 frames): 4
+    detections', with the partial outputs unmentioned)."""
+    from yolov7lib.engine import detect as detect_module
+
+    _write_video(tmp_path / "clip.mp4", 5)
+    calls, real = [], detect_module.detect_frame
+
+    def interrupted_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(detect_module, "detect_frame", interrupted_on_the_third)
+    opts = DetectOptions(source=str(tmp_path / "clip.mp4"), img=IMG, project=str(tmp_path / "runs"),
+                         save_txt=True, save_json=True, progress=False)  # fmt: skip
+    with pytest.raises(detect_module.DetectInterrupted) as stop:
+        run_detect(opts, model=_model())
+    report, run = stop.value.report, tmp_path / "runs" / "exp"
+    assert (report.videos, report.frames, report.detections) == (1, 2, 4)
+    assert report.stopped_in == str(tmp_path / "clip.mp4")
+    assert sorted(p.name for p in (run / "labels").iterdir()) == ["clip_1.txt", "clip_2.txt"]
+    assert sorted({r["frame"] for r in json.loads((run / "predictions.json").read_text())}) == [1, 2]
+    cap = cv2.VideoCapture(str(run / "clip.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+    cap.release()
+    text = detect_module.format_report(report)
+    assert "1 videos (2 frames): 4 detections" in text and f"part-way through {tmp_path / 'clip.mp4'}" in text

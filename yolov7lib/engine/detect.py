@@ -80,12 +80,13 @@ class DetectReport:
     per_class: Counter = field(default_factory=Counter)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     predictions_json: str | None = None
+    stopped_in: str | None = None  # the video that Ctrl-C stopped part-way (its frames so far are counted)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (`per_class` as a dict, `skipped` as [path, reason] pairs)."""
         return {**{k: getattr(self, k) for k in ("run_dir", "images", "videos", "frames", "detections")},
                 "per_class": dict(self.per_class), "skipped": [list(s) for s in self.skipped],
-                "predictions_json": self.predictions_json}  # fmt: skip
+                "predictions_json": self.predictions_json, "stopped_in": self.stopped_in}  # fmt: skip
 
 
 class DetectInterrupted(KeyboardInterrupt):
@@ -309,12 +310,18 @@ def _detect_all(
                     if not cv2.imwrite(str(target), annotated):
                         raise OSError(f"cannot write {target} (is the folder writable?)")
             else:
-                n = _detect_video(path, model, nms, writer, run_dir, names, opts)
+                before = report.frames
+                try:
+                    n = _detect_video(path, model, nms, writer, run_dir, names, opts)
+                except KeyboardInterrupt:
+                    if report.frames > before:  # its outputs so far are kept: count them and say where
+                        report.videos += 1
+                        report.stopped_in = str(path)
+                    raise
                 if n == 0:
                     report.skipped.append((str(path), "unreadable video (no frame decoded)"))
                     continue
                 report.videos += 1
-                report.frames += n
         except cv2.error as err:  # a damaged file that OpenCV rejects mid-way
             report.skipped.append((str(path), f"OpenCV error: {str(err).strip().splitlines()[-1]}"))
 
@@ -367,6 +374,7 @@ def _detect_video(
         for n, frame in enumerate(_frames(path), start=1):
             det = detect_frame(model, frame, **nms)
             writer.add(path, det, frame.shape[:2], frame=n)  # 1, 2, ...: the reference's numbering
+            writer.report.frames += 1  # as it goes: a run stopped part-way counts what it wrote
             if opts.nosave:
                 continue
             if out is None:
@@ -394,5 +402,7 @@ def format_report(report: DetectReport) -> str:
         n = len(report.skipped)
         lines.append(f"{n} input{'s' * (n != 1)} skipped:")
         lines += [f"  {p}: {why}" for p, why in report.skipped]
+    if report.stopped_in:
+        lines.append(f"stopped part-way through {report.stopped_in} (its frames so far are in the results)")
     lines.append(f"results in {report.run_dir}")
     return "\n".join(lines)
