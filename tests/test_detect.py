@@ -256,6 +256,13 @@ def test_an_img_off_the_stride_is_rounded_up_as_the_reference_does(tmp_path: Pat
 def test_detect_errors_are_clear(weights, tmp_path: Path, capsys) -> None:
     assert main(["detect", "--weights", str(weights), "--source", str(tmp_path / "nothing")]) == 1
     assert "does not exist" in capsys.readouterr().err
+    # the reference's webcam index and stream URLs are refused as such (before: "'0' does not exist", and
+    # a URL with a query "matches no file", read as a glob)
+    for source in ("0", "rtsp://camera.local/live", "https://www.youtube.com/watch?v=abc"):
+        assert main(["detect", "--weights", str(weights), "--source", source]) == 1
+        err = capsys.readouterr().err
+        assert f"source {source!r}: webcams, streams and URLs are not read" in err, source
+        assert "an image, a video, a folder or a glob of local files" in err
     assert main(["detect", "--source", str(tmp_path)]) == 2
     assert "--weights or --model" in capsys.readouterr().err
 
