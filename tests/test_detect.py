@@ -421,3 +421,30 @@ def test_ctrl_c_in_a_video_counts_and_names_it_beside_the_frames_it_kept(
     cap.release()
     text = detect_module.format_report(report)
     assert "1 videos (2 frames): 4 detections" in text and f"part-way through {tmp_path / 'clip.mp4'}" in text
+
+
+def test_inputs_whose_outputs_would_share_a_name_take_their_suffix_into_it(tmp_path: Path) -> None:
+    """a.mp4 and a.avi (both annotated as .mp4, both labelled a_<n>.txt) and c.mkv beside c_2.png (frame 2's
+    labels) are named a_mp4, a_avi, c_mkv; an image and a video of one stem (b) keep the reference's
+    names (before: a.avi's copy was a.mp4, a.mp4's a_2.mp4, and a.avi's frames took a_1..a_3.txt while
+    a.mp4's were a_1_2.txt, a_2_2.txt, a_3_2.txt, a_4.txt)."""
+    src = tmp_path / "mixed"
+    src.mkdir()
+    _write_video(src / "a.mp4", 4)
+    _write_video(src / "a.avi", 3)
+    _write_video(src / "b.mp4", 2)
+    _write_video(src / "c.mkv", 2)
+    for name in ("a.jpg", "b.jpg", "c_2.png"):
+        cv2.imwrite(str(src / name), _scene())
+    opts = DetectOptions(source=str(src), img=IMG, project=str(tmp_path / "runs"), save_txt=True,
+                         progress=False)  # fmt: skip
+    run = Path(run_detect(opts, model=_model()).run_dir)
+    labels = {p.stem for p in (run / "labels").iterdir()}
+    assert labels == {"a", "b", "c_2", *(f"a_mp4_{n}" for n in range(1, 5)),
+                      *(f"a_avi_{n}" for n in range(1, 4)), "b_1", "b_2", "c_mkv_1", "c_mkv_2"}  # fmt: skip
+    copies = {p.name for p in run.iterdir() if p.is_file()}
+    assert copies == {"a.jpg", "b.jpg", "c_2.png", "a_mp4.mp4", "a_avi.mp4", "b.mp4", "c_mkv.mp4"}
+    for name, frames in {"a_mp4.mp4": 4, "a_avi.mp4": 3, "b.mp4": 2}.items():
+        cap = cv2.VideoCapture(str(run / name))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames, name
+        cap.release()

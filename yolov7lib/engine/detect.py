@@ -8,9 +8,10 @@ padding (`ops.scale_boxes`). Results go to a new run folder: annotated images (s
 rows `class x y w h [conf]`, normalised; for videos `<stem>_<n>.txt`, frames counted from 1 as the
 reference's detect.py does) and `predictions.json` (the same frame numbers); inputs in subfolders
 of the source keep them (`labels/<sub>/<stem>.txt`), so that `train/x.png` and `valid/x.png` do not
-share a name. Unreadable or corrupt inputs are counted and reported, never fatal;
-an output that cannot be written stops the run with an OSError (not a run that reports results it
-never wrote); nothing outside the run folder is written, and no existing file is ever overwritten.
+share a name, and inputs whose outputs would share one take their suffix into it (`output_names`).
+Unreadable or corrupt inputs are counted and reported, never fatal; an output that cannot be written
+stops the run with an OSError (not a run that reports results it never wrote); nothing outside the
+run folder is written, and no existing file is ever overwritten.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import glob
 import json
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -332,12 +334,33 @@ def _detect_all(
 
 def output_names(inputs: Sequence[Path]) -> dict[Path, Path]:
     """Each input's name in the run folder: its path below the inputs' deepest common folder (the file
-    name alone for a flat folder, a glob in one folder or a single file)."""
+    name alone for a flat folder, a glob in one folder or a single file).
+
+    Inputs whose outputs would share names get their suffix in the stem (`a.avi` -> `a_avi.avi`, so
+    `a_avi.mp4` and `labels/a_avi_1.txt`): two images or two videos of one stem (`a.jpg` and `a.png`,
+    `a.avi` and `a.mp4`: annotated videos are all `.mp4`), and a video whose frame labels would be an
+    image's (`a.mp4`'s `a_1.txt` beside `a_1.jpg`). An image and a video of one stem keep their names.
+    """
     if not inputs:
         return {}
     parents = [os.path.abspath(p.parent) for p in inputs]
     base = os.path.commonpath(parents)
-    return {p: Path(os.path.relpath(os.path.abspath(p), base)) for p in inputs}
+    names = {p: Path(os.path.relpath(os.path.abspath(p), base)) for p in inputs}
+    kinds = {p: _kind(p) for p in inputs}
+    stems = Counter((names[p].with_suffix(""), kinds[p]) for p in inputs)
+    frame_like = {  # images named as a video's frame labels would be: stem_<n>
+        names[p].with_name(m.group(1))
+        for p in inputs
+        if kinds[p] == "image" and (m := re.fullmatch(r"(.+)_\d+", names[p].stem))
+    }
+
+    def clashes(p: Path) -> bool:
+        stem = names[p].with_suffix("")
+        return stems[(stem, kinds[p])] > 1 or (kinds[p] == "video" and stem in frame_like)
+
+    return {
+        p: n.with_name(f"{n.stem}_{n.suffix[1:]}{n.suffix}") if clashes(p) else n for p, n in names.items()
+    }
 
 
 def _annotated_path(run_dir: Path, name: Path) -> Path:
