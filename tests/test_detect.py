@@ -263,6 +263,14 @@ def test_detect_errors_are_clear(weights, tmp_path: Path, capsys) -> None:
         err = capsys.readouterr().err
         assert f"source {source!r}: webcams, streams and URLs are not read" in err, source
         assert "an image, a video, a folder or a glob of local files" in err
+    # a class index the model does not have (before: silently no detection at all)
+    cv2.imwrite(str(tmp_path / "scene.png"), _scene())
+    project = tmp_path / "runs"
+    for bad in ("2", "-1"):
+        assert main(["detect", "--weights", str(weights), "--source", str(tmp_path / "scene.png"),
+                     "--classes", "1", bad, "--project", str(project)]) == 1  # fmt: skip
+        assert f"--classes {bad}: not a class of the model (0 red, 1 green)" in capsys.readouterr().err
+    assert not project.exists()  # refused before a run folder is made
     assert main(["detect", "--source", str(tmp_path)]) == 2
     assert "--weights or --model" in capsys.readouterr().err
 

@@ -279,6 +279,11 @@ def run_detect(options: DetectOptions, model: torch.nn.Module | None = None) -> 
     if model is None:
         model = load_model(opts.weights, opts.model, device=select_device(opts.device))
     names = list(model.names)
+    if unknown := [c for c in opts.classes or () if not 0 <= c < len(names)]:
+        listed = ", ".join(f"{i} {n}" for i, n in enumerate(names[:10])) + (
+            ", ..." if len(names) > 10 else ""
+        )
+        raise ValueError(f"--classes {' '.join(map(str, unknown))}: not a class of the model ({listed})")
     img, _ = fit_img_size(opts.img, model)
     run_dir = create_run_dir(opts.project, opts.name, opts.exist_ok)
     report = DetectReport(str(run_dir), skipped=skipped)
