@@ -456,3 +456,14 @@ def test_inputs_whose_outputs_would_share_a_name_take_their_suffix_into_it(tmp_p
         cap = cv2.VideoCapture(str(run / name))
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames, name
         cap.release()
+
+
+def test_a_video_shows_its_frames_progress(tmp_path: Path, capsys) -> None:
+    """A long video counts its frames on the progress bar (before: 'detect 0/1' until the whole video was
+    done, whatever its length)."""
+    _write_video(tmp_path / "clip.mp4", 3)
+    opts = DetectOptions(source=str(tmp_path / "clip.mp4"), img=IMG, project=str(tmp_path / "runs"),
+                         nosave=True)  # fmt: skip
+    assert run_detect(opts, model=_model()).frames == 3
+    err = capsys.readouterr().err
+    assert "clip.mp4:" in err and "/3 [" in err and "frame/s" in err  # of the 3 frames announced

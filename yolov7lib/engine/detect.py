@@ -396,14 +396,18 @@ def _detect_video(
     path: Path, model: torch.nn.Module, nms: dict[str, Any], writer: _Writer, run_dir: Path,
     names: Sequence[str], opts: DetectOptions,
 ) -> int:  # fmt: skip
-    """Detect on each frame of a video; write the annotated video (`_video_writer`) unless `nosave`."""
+    """Detect on each frame of a video; write the annotated video (`_video_writer`) unless `nosave`. A
+    progress bar counts the frames against the number the file announces."""
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     out = None
     n = 0
+    bar = tqdm(_frames(path), desc=path.name, total=total if total > 0 else None, unit="frame", leave=False,
+               disable=not opts.progress)  # fmt: skip
     try:
-        for n, frame in enumerate(_frames(path), start=1):
+        for n, frame in enumerate(bar, start=1):
             det = detect_frame(model, frame, **nms)
             writer.add(path, det, frame.shape[:2], frame=n)  # 1, 2, ...: the reference's numbering
             writer.report.frames += 1  # as it goes: a run stopped part-way counts what it wrote
@@ -414,6 +418,7 @@ def _detect_video(
                 out = _video_writer(run_dir / writer.out_names[path], fps, (w, h))
             out.write(draw_detections(frame, det, names, opts.line_width))
     finally:
+        bar.close()
         if out is not None:
             out.release()
     return n
