@@ -467,3 +467,18 @@ def test_a_video_shows_its_frames_progress(tmp_path: Path, capsys) -> None:
     assert run_detect(opts, model=_model()).frames == 3
     err = capsys.readouterr().err
     assert "clip.mp4:" in err and "/3 [" in err and "frame/s" in err  # of the 3 frames announced
+
+
+def test_a_file_or_folder_with_glob_characters_in_its_name_is_read_as_itself(tmp_path: Path) -> None:
+    """`clips [2023]/clip [1].mp4` exists: read as that folder and that file, not as patterns (before: both
+    'matched no file', `[2023]` and `[1]` being read as character classes); a real glob still works."""
+    folder = tmp_path / "clips [2023]"
+    folder.mkdir()
+    _write_video(folder / "clip [1].mp4", 2)
+    cv2.imwrite(str(folder / "2.png"), _scene())
+    for source, frames, images in ((folder, 2, 1), (folder / "clip [1].mp4", 2, 0),
+                                   (tmp_path / "clips ?2023?" / "*.png", 0, 1)):  # fmt: skip
+        opts = DetectOptions(source=str(source), img=IMG, project=str(tmp_path / "runs"), nosave=True,
+                             progress=False)  # fmt: skip
+        report = run_detect(opts, model=_model())
+        assert (report.frames, report.images, report.skipped) == (frames, images, []), source

@@ -108,20 +108,21 @@ def _kind(path: Path) -> str | None:
 def list_sources(source: str | Path) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
     """(inputs as (path, 'image' | 'video'), skipped as (path, reason)) of a file, folder or glob.
 
-    A folder is searched recursively; files of other types are skipped with a reason. A source that
-    matches nothing raises FileNotFoundError; a webcam index or a URL (which the reference's detect.py
-    streams) that is not a local path raises ValueError saying that only local files are read.
+    A folder is searched recursively; files of other types are skipped with a reason. A file or folder
+    that exists is read as such, even with glob characters in its name. A source that matches nothing
+    raises FileNotFoundError; a webcam index or a URL (which the reference's detect.py streams) that is
+    not a local path raises ValueError saying that only local files are read.
     """
     text = str(source)
     if not Path(text).exists() and (text.isdigit() or "://" in text):
         supported = "an image, a video, a folder or a glob of local files (save a stream to a file first)"
         raise ValueError(f"source {text!r}: webcams, streams and URLs are not read; give {supported}")
-    if any(c in text for c in "*?["):
-        paths = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-    elif Path(text).is_dir():
+    if Path(text).is_dir():  # before the glob: `clips [2023]` is a folder's name, not a pattern
         paths = sorted(p for p in Path(text).rglob("*") if p.is_file())
     elif Path(text).is_file():
         paths = [Path(text)]
+    elif any(c in text for c in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
     else:
         raise FileNotFoundError(f"source {text!r} does not exist (an image, a video, a folder or a glob)")
     if not paths:
