@@ -263,6 +263,10 @@ def test_detect_errors_are_clear(weights, tmp_path: Path, capsys) -> None:
         err = capsys.readouterr().err
         assert f"source {source!r}: webcams, streams and URLs are not read" in err, source
         assert "an image, a video, a folder or a glob of local files" in err
+    # an empty source, as an unset shell variable gives (before: Path("") read the whole current folder)
+    for empty in ("", " "):
+        assert main(["detect", "--weights", str(weights), "--source", empty]) == 1
+        assert "source is empty" in capsys.readouterr().err
     # a class index the model does not have (before: silently no detection at all)
     cv2.imwrite(str(tmp_path / "scene.png"), _scene())
     project = tmp_path / "runs"

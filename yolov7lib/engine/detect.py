@@ -114,6 +114,8 @@ def list_sources(source: str | Path) -> tuple[list[tuple[Path, str]], list[tuple
     not a local path raises ValueError saying that only local files are read.
     """
     text = str(source)
+    if not text.strip():  # Path("") is the current folder: an unset `--source "$VIDEO"` would read all of it
+        raise ValueError("source is empty: give an image, a video, a folder or a glob")
     if not Path(text).exists() and (text.isdigit() or "://" in text):
         supported = "an image, a video, a folder or a glob of local files (save a stream to a file first)"
         raise ValueError(f"source {text!r}: webcams, streams and URLs are not read; give {supported}")
