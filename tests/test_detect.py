@@ -285,6 +285,13 @@ def test_the_printed_report_counts_skipped_inputs_in_words() -> None:
     one = format_report(DetectReport("runs/detect/exp", skipped=[("a.txt", "not an image")]))
     two = format_report(DetectReport("runs/detect/exp", skipped=[("a.txt", "x"), ("b.avi", "y")]))
     assert "1 input skipped:\n  a.txt: not an image" in one and "2 inputs skipped:" in two
+    # a data set's root as the source: its label files are counted, not each printed (before: one line
+    # per label file)
+    many = DetectReport("runs/detect/exp", skipped=[(f"labels/{i}.txt", "not an image") for i in range(45)])
+    lines = format_report(many).splitlines()
+    assert lines[1] == "45 inputs skipped:" and lines[2] == "  labels/0.txt: not an image"
+    assert sum(line.startswith("  labels/") for line in lines) == 20
+    assert "  ... and 25 more (--json lists them all)" in lines
 
 
 def _model() -> torch.nn.Module:

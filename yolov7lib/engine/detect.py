@@ -39,6 +39,7 @@ from yolov7lib.ops.boxes import scale_boxes, xyxy2xywhn
 from yolov7lib.ops.nms import non_max_suppression
 
 VID_FORMATS = ("mp4", "avi", "mov", "mkv", "m4v", "mpg", "mpeg", "wmv", "webm")
+SKIPS_PRINTED = 20  # skipped inputs listed by the printed report (`--json` has them all)
 VIDEO_WRITERS = (("mp4v", ".mp4"), ("MJPG", ".avi"))  # annotated videos: the first that opens
 
 __all__ = ["DetectInterrupted", "DetectOptions", "DetectReport", "detect_frame", "list_sources",
@@ -428,7 +429,8 @@ def _detect_video(
 
 
 def format_report(report: DetectReport) -> str:
-    """A short summary: counts, classes found, skipped inputs with reasons, where results are."""
+    """A short summary: counts, classes found, skipped inputs with reasons (the first SKIPS_PRINTED),
+    where results are."""
     lines = [
         f"{report.images} images, {report.videos} videos ({report.frames} frames): "
         f"{report.detections} detections"
@@ -441,7 +443,9 @@ def format_report(report: DetectReport) -> str:
     if report.skipped:
         n = len(report.skipped)
         lines.append(f"{n} input{'s' * (n != 1)} skipped:")
-        lines += [f"  {p}: {why}" for p, why in report.skipped]
+        lines += [f"  {p}: {why}" for p, why in report.skipped[:SKIPS_PRINTED]]
+        if n > SKIPS_PRINTED:  # a data set's folder holds a label file per image
+            lines.append(f"  ... and {n - SKIPS_PRINTED} more (--json lists them all)")
     if report.stopped_in:
         lines.append(f"stopped part-way through {report.stopped_in} (its frames so far are in the results)")
     lines.append(f"results in {report.run_dir}")
