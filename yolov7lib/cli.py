@@ -377,7 +377,8 @@ def _add_detect_command(commands: argparse._SubParsersAction) -> None:
     )
     _add_model_arguments(detect)
     add = detect.add_argument
-    add("--source", required=True, help="an image, a video, a folder or a glob (quote it)")
+    add("--source", required=True,
+        help="an image, a video, a folder or a glob (quote it); no webcams or URLs")  # fmt: skip
     add("--img", type=positive_int, default=640, help="inference size (long side, pixels; default 640)")
     add("--conf", type=unit_interval, default=0.25, help="confidence threshold (default 0.25)")
     add("--iou", type=unit_interval, default=0.45, help="NMS IoU threshold (default 0.45)")
@@ -388,7 +389,8 @@ def _add_detect_command(commands: argparse._SubParsersAction) -> None:
     add("--project", default="runs/detect", help="parent of run folders (default runs/detect)")
     add("--name", default="exp", help="run folder name (made unique unless --exist-ok)")
     add("--exist-ok", action="store_true", help="reuse an existing run folder (files are never overwritten)")
-    add("--save-txt", action="store_true", help="write labels/<stem>.txt (YOLO rows, normalised)")
+    add("--save-txt", action="store_true",
+        help="write labels/<stem>.txt (YOLO rows, normalised; video frame n: <stem>_<n>.txt)")  # fmt: skip
     add("--save-conf", action="store_true", help="add the confidence to the txt rows")
     add("--save-json", action="store_true", help="write predictions.json")
     add("--nosave", action="store_true", help="do not write annotated images or videos")
