@@ -807,12 +807,54 @@ def test_best_pt_is_written_when_fitness_equals_or_beats_the_best(scripted_run) 
     equals or beats the best so far, so a tie moves it to the later epoch; last.pt every epoch, both
     carrying the best fitness so far."""
     assert scripted_run.written == [
-        ("last.pt", 0, 0.0), ("best.pt", 0, 0.0),
-        ("last.pt", 1, 0.5), ("best.pt", 1, 0.5),
-        ("last.pt", 2, 0.5), ("best.pt", 2, 0.5),
+        ("best.pt", 0, 0.0), ("last.pt", 0, 0.0),
+        ("best.pt", 1, 0.5), ("last.pt", 1, 0.5),
+        ("best.pt", 2, 0.5), ("last.pt", 2, 0.5),
         ("last.pt", 3, 0.5),
     ]  # fmt: skip
     assert load_checkpoint(scripted_run.run / "weights" / "best.pt")["epoch"] == 2
+
+
+def test_a_kill_between_the_checkpoint_writes_of_an_improving_epoch_still_resumes_to_its_best_pt(
+    data_yaml, tmp_path, monkeypatch
+) -> None:
+    """Before: last.pt was written before best.pt, so a run killed between the two writes of an epoch that
+    improved the fitness resumed with that fitness as the best so far, and best.pt kept an older epoch for
+    good (metrics.json's best_epoch named another one). Now last.pt, the checkpoint a resume continues, is
+    written last: the epoch is redone and best.pt written again."""
+    from yolov7lib.engine.evaluator import EvalResult
+    from yolov7lib.engine.trainer import Trainer, train
+
+    fitness = [0.0, 0.5, 0.3]  # epoch 1 improves; epoch 2 does not
+    monkeypatch.setattr(
+        Trainer, "validate", lambda self, epoch: EvalResult(0, 0, fitness[epoch], fitness[epoch], 1, 1)
+    )
+    real_save = Trainer.save
+
+    class Killed(BaseException):
+        pass
+
+    def save_killed_after_the_first_write_of_epoch_1(self, epoch, result):
+        writes = []
+
+        def spy(state, path):
+            if epoch == 1 and writes:
+                raise Killed
+            writes.append(path)
+            return save_checkpoint(state, path)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("yolov7lib.engine.trainer.save_checkpoint", spy)
+            real_save(self, epoch, result)
+
+    options = dict(data=str(data_yaml), model="yolov7-tiny", img=IMG, batch=4, epochs=3, max_batches=1,
+                   workers=0, project=str(tmp_path), name="r", progress=False, plots=False)  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(Killed):
+        mp.setattr(Trainer, "save", save_killed_after_the_first_write_of_epoch_1)
+        train(**options)
+    metrics = train(resume=str(tmp_path / "r"), workers=0, progress=False)
+    assert metrics["best_epoch"] == 1
+    assert load_checkpoint(tmp_path / "r" / "weights" / "best.pt")["epoch"] == 1
 
 
 def test_metrics_json_reports_the_last_epoch_and_the_best_fitness_epoch(scripted_run) -> None:

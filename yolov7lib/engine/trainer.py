@@ -3,8 +3,8 @@
 Read it top to bottom: `Trainer.__init__` sets everything up (process group, run folder, data, model,
 optimizer, EMA, loss), `Trainer.fit` runs the epochs, `train_one_epoch` is the inner loop (warm-up,
 accumulation to the nominal batch `nbs`: 64 in the reference's hyps, 8 in hyp.cpu; AMP on CUDA, EMA
-update), `validate` scores the EMA model on rank 0 and `save` writes `weights/last.pt` and `best.pt`
-atomically.
+update), `validate` scores the EMA model on rank 0 and `save` writes `weights/best.pt` (when the fitness
+improves) and then `last.pt`, each atomically.
 
 Resuming (`resume=RUN_DIR`, or its `weights/last.pt` as in the reference) reloads the run's options and
 its `last.pt` (model, EMA, optimizer, AMP scaler, epoch, RNG states, hyperparameters) and re-runs from
@@ -536,9 +536,9 @@ class Trainer:
             "metrics": result.to_dict() if result else {},
             "yolov7lib_version": __version__,
         }
-        save_checkpoint(state, self.weights_dir / "last.pt")
-        if is_best:
+        if is_best:  # before last.pt: a run killed between the two writes redoes this epoch on resume
             save_checkpoint(state, self.weights_dir / "best.pt")
+        save_checkpoint(state, self.weights_dir / "last.pt")
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         rows = read_results(self.run_dir / "results.csv")
