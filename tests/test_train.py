@@ -857,6 +857,35 @@ def test_a_kill_between_the_checkpoint_writes_of_an_improving_epoch_still_resume
     assert load_checkpoint(tmp_path / "r" / "weights" / "best.pt")["epoch"] == 1
 
 
+def test_the_last_lines_name_the_epoch_of_best_pt_as_the_epoch_lines_count_it(
+    data_yaml, tmp_path, caplog
+) -> None:
+    """Before: the run ended with metrics.json's line only, whose best_epoch counts from 0 while the line of
+    each epoch counts from 1 (best_epoch 1 named the line "epoch 2: ..."), and nothing said where best.pt
+    and last.pt were. Now a last line names both, with the epoch of best.pt as its epoch line shows it."""
+    import logging
+    import re
+
+    from yolov7lib.engine.evaluator import EvalResult
+    from yolov7lib.engine.trainer import Trainer, train
+
+    fitness = [0.1, 0.5, 0.3]
+    with pytest.MonkeyPatch.context() as mp, caplog.at_level(logging.INFO, logger="yolov7lib.engine.trainer"):
+        mp.setattr(
+            Trainer, "validate", lambda self, epoch: EvalResult(0, 0, fitness[epoch], fitness[epoch], 1, 1)
+        )
+        train(data=str(data_yaml), model="yolov7-tiny", img=IMG, batch=4, epochs=3, max_batches=1, workers=0,
+              project=str(tmp_path), name="r", progress=False, plots=False)  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records]
+    by_map = {
+        float(m[2]): m[1] for line in lines if (m := re.match(r"epoch (\d+): .*mAP@\.5:\.95 ([\d.]+)", line))
+    }
+    weights = tmp_path / "r" / "weights"
+    assert lines[-1].startswith(f"weights in {weights}: best.pt of epoch {by_map[max(by_map)]}/3 ")
+    assert "last.pt of epoch 3/3" in lines[-1]
+    assert load_checkpoint(weights / "best.pt")["epoch"] + 1 == int(by_map[max(by_map)])
+
+
 def test_metrics_json_reports_the_last_epoch_and_the_best_fitness_epoch(scripted_run) -> None:
     """The last row's P, R and mAPs; best_* from the row of best.pt: the latest of highest fitness (epoch 2
     of the tie)."""

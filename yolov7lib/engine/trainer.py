@@ -564,6 +564,12 @@ class Trainer:
 
             plot_results(self.run_dir / "results.csv", self.run_dir / "results.png")
         self.log(f"done in {seconds / 60:.1f} min: {json.dumps(metrics)}")
+        n = self.opts.epochs  # the epochs counted from 1, as in the lines of each epoch above
+        self.log(
+            f"weights in {self.weights_dir}: best.pt of epoch {metrics['best_epoch'] + 1}/{n} (the highest "
+            f"fitness, the latest of equals), last.pt of epoch {int(last['epoch']) + 1}/{n}; per-epoch "
+            f"results in {self.run_dir / 'results.csv'}"
+        )
         return metrics
 
     def _plot_labels(self) -> None:
