@@ -381,6 +381,42 @@ def test_a_run_started_beside_another_never_shares_its_folder(data_yaml, tmp_pat
     assert len(read_results(tmp_path / "exp2" / "results.csv")) == 1
 
 
+def test_a_resume_removes_the_partial_checkpoint_write_of_a_killed_session(
+    data_yaml, tmp_path, caplog
+) -> None:
+    """Before: a session killed while it saved left its temporary file (as large as a checkpoint) in weights/,
+    and every resume kept it: a run killed mid-save a few times filled the disk with them. The resume now
+    deletes them (a real one, left by a process that died before its rename) and only them."""
+    import logging
+
+    import yaml
+
+    from yolov7lib.engine.trainer import train
+
+    train(data=str(data_yaml), model="yolov7-tiny-cpu", img=IMG, batch=4, epochs=1, max_batches=1, workers=0,
+          noval=True, project=str(tmp_path), name="r", progress=False, plots=False)  # fmt: skip
+    run, weights = tmp_path / "r", tmp_path / "r" / "weights"
+    opt = yaml.safe_load((run / "opt.yaml").read_text())
+    (run / "opt.yaml").write_text(yaml.safe_dump({**opt, "epochs": 2}))  # one epoch left to resume
+    killed_mid_save = (
+        "import os, sys, torch; from yolov7lib.engine import checkpoint as c; "
+        "c.os.replace = lambda *a: os._exit(9); c.save_checkpoint({'w': torch.zeros(1000)}, sys.argv[1])"
+    )
+    done = subprocess.run([sys.executable, "-c", killed_mid_save, str(weights / "last.pt")], check=False)
+    assert done.returncode == 9
+    (left,) = [p for p in weights.iterdir() if p.name not in ("last.pt", "best.pt")]
+    user_files = [weights / ".notes.tmp", weights / "last.pt.bak"]
+    for f in user_files:
+        f.write_text("mine")
+    with caplog.at_level(logging.INFO, logger="yolov7lib.engine.trainer"):
+        train(resume=str(run), workers=0, progress=False)
+    assert not left.exists()
+    assert sorted(p.name for p in weights.iterdir()) == sorted(
+        ["best.pt", "last.pt", *(f.name for f in user_files)]
+    )
+    assert any("removed the partial checkpoint writes" in r.getMessage() for r in caplog.records)
+
+
 def test_resume_restores_the_global_random_states_of_the_checkpoint(data_yaml, tmp_path, monkeypatch) -> None:
     """Python's, NumPy's and torch's global generators continue from the checkpoint, whatever ran before.
 

@@ -3,12 +3,14 @@
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so `torch.load(...,
 weights_only=True)` reads it: nothing in the file can run code. It is written to a temporary file in the
 target folder, flushed to disk and renamed over the destination, so a crash (even SIGKILL) leaves either
-the old file or the new one, never a truncated file. The file gets the permissions any new file of the
-user's gets (the temporary file's private 0600 is widened per the umask before the rename).
+the old file or the new one, never a truncated file (and, after SIGKILL, the temporary file:
+`remove_partial_writes` deletes it, as a training resume does). The file gets the permissions any new
+file of the user's gets (the temporary file's private 0600 is widened per the umask before the rename).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
@@ -24,11 +26,33 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated, corrupt, or not one of ours."""
 
 
+_TEMPORARY_PREFIX, _TEMPORARY_SUFFIX = ".{name}.", ".tmp"
+"""save_checkpoint's temporary file beside `name`: `.{name}.<random>.tmp`."""
+
+
+def remove_partial_writes(path: str | Path) -> int:
+    """Delete the temporary files that `save_checkpoint(..., path)` left when its process was killed
+    mid-write (each as large as a checkpoint; nothing else removes them); return the bytes freed."""
+    path = Path(path)
+    prefix, freed = _TEMPORARY_PREFIX.format(name=path.name), 0
+    found = path.parent.iterdir() if path.parent.is_dir() else []
+    for tmp in [
+        p for p in found if p.name.startswith(prefix) and p.name.endswith(_TEMPORARY_SUFFIX) and p.is_file()
+    ]:
+        with contextlib.suppress(FileNotFoundError):
+            size = tmp.stat().st_size
+            tmp.unlink()
+            freed += size
+    return freed
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write `state` to `path` atomically (temporary file + fsync + rename); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=_TEMPORARY_PREFIX.format(name=path.name), suffix=_TEMPORARY_SUFFIX, dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)

@@ -38,7 +38,13 @@ from tqdm import tqdm
 
 from yolov7lib import __version__
 from yolov7lib.configs import load_hyp
-from yolov7lib.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from yolov7lib.engine.checkpoint import (
+    load_checkpoint,
+    remove_partial_writes,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from yolov7lib.engine.distributed import (
     DEFAULT_TIMEOUT_MINUTES,
     DistContext,
@@ -258,6 +264,12 @@ class Trainer:
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
             self.resume_ckpt = None
+            if self.ctx.is_main:  # a session killed while it saved left a checkpoint-sized temporary file
+                freed = sum(remove_partial_writes(self.weights_dir / n) for n in ("last.pt", "best.pt"))
+                if freed:
+                    self.log(
+                        f"removed the partial checkpoint writes of a killed session ({freed / 1e6:.1f} MB)"
+                    )
 
         if self.ctx.distributed:
             self.model = nn.parallel.DistributedDataParallel(
