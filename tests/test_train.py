@@ -417,6 +417,35 @@ def test_a_resume_removes_the_partial_checkpoint_write_of_a_killed_session(
     assert any("removed the partial checkpoint writes" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("at_epoch", [0, 1])
+def test_ctrl_c_names_the_run_folder_to_resume(data_yaml, tmp_path, monkeypatch, capsys, at_epoch) -> None:
+    """Before: Ctrl-C said `continue with yolov7 train --resume RUN_FOLDER`, leaving the user to find the
+    folder; now it names it, and says when the run has no finished epoch to resume (no last.pt)."""
+    from yolov7lib.engine.trainer import Trainer
+
+    real_epoch = Trainer.train_one_epoch
+
+    def ctrl_c_at(self, epoch):
+        if epoch == at_epoch:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", ctrl_c_at)
+    code = main(["train", "--data", str(data_yaml), *COMMON, "--batch", "4", "--epochs", "2", "--max-batches",
+                 "1", "--noval", "--project", str(tmp_path), "--name", "r"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 130
+    run = tmp_path / "r"
+    if at_epoch:
+        assert err.endswith(f"continue with `yolov7 train --resume {run}`")
+        assert load_checkpoint(run / "weights" / "last.pt")["epoch"] == 0
+        monkeypatch.undo()
+        assert main(["train", "--resume", str(run), "--workers", "0"]) == 0  # the named folder resumes
+    else:
+        assert err == f"yolov7 train: interrupted; {run} has no finished epoch to resume"
+        assert not (run / "weights" / "last.pt").exists()
+
+
 def test_resume_restores_the_global_random_states_of_the_checkpoint(data_yaml, tmp_path, monkeypatch) -> None:
     """Python's, NumPy's and torch's global generators continue from the checkpoint, whatever ran before.
 

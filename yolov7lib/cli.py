@@ -223,7 +223,13 @@ def _train(args: argparse.Namespace) -> int:
 
     from yolov7lib.engine.checkpoint import CheckpointError
     from yolov7lib.engine.distributed import DeviceError
-    from yolov7lib.engine.trainer import TrainingDiverged, TrainOptions, latest_run, train
+    from yolov7lib.engine.trainer import (
+        TrainingDiverged,
+        TrainingInterrupted,
+        TrainOptions,
+        latest_run,
+        train,
+    )
     from yolov7lib.models.official import UnsafeCheckpointError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -237,12 +243,16 @@ def _train(args: argparse.Namespace) -> int:
             DeviceError) as err:  # fmt: skip
         print(f"yolov7 train: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(
-            "\nyolov7 train: interrupted; the run keeps weights/last.pt of its last finished epoch, if "
-            "any: continue with `yolov7 train --resume RUN_FOLDER`",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as err:
+        if not isinstance(err, TrainingInterrupted):  # before the epochs began
+            said = "a run keeps weights/last.pt of its last finished epoch, if any: continue with "
+            said += "`yolov7 train --resume RUN_FOLDER`"
+        elif err.resumable:
+            said = f"{err.run_dir / 'weights' / 'last.pt'} holds its last finished epoch: continue with "
+            said += f"`yolov7 train --resume {err.run_dir}`"
+        else:
+            said = f"{err.run_dir} has no finished epoch to resume"
+        print(f"\nyolov7 train: interrupted; {said}", file=sys.stderr)
         return 130
     return 0
 

@@ -77,6 +77,14 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the epochs: `run_dir` is the run folder, `resumable` whether it has a last.pt."""
+
+    def __init__(self, run_dir: Path, resumable: bool) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir, self.resumable = run_dir, resumable
+
+
 @dataclass
 class TrainOptions:
     """Every option of `yolov7 train`; the defaults train the kit's small model on a CPU."""
@@ -400,6 +408,10 @@ class Trainer:
                 if self.ctx.distributed:
                     dist.barrier()
             metrics = self._finish(time.time() - t0) if self.ctx.is_main else {}
+        except KeyboardInterrupt as interrupt:  # the caller's message can then name the folder to resume
+            if isinstance(interrupt, TrainingInterrupted):
+                raise
+            raise TrainingInterrupted(self.run_dir, (self.weights_dir / "last.pt").is_file()) from None
         finally:
             if self.owns_process_group:
                 cleanup_distributed()
