@@ -446,6 +446,36 @@ def test_ctrl_c_names_the_run_folder_to_resume(data_yaml, tmp_path, monkeypatch,
         assert not (run / "weights" / "last.pt").exists()
 
 
+@pytest.mark.parametrize(("hyp", "epochs", "warned"), [("p5", 3, True), ("cpu", 1, False), ("cpu", 2, False)])
+def test_a_warm_up_stretched_past_the_run_by_its_minimum_is_warned_of(
+    data_yaml, tmp_path, caplog, hyp, epochs, warned
+) -> None:
+    """Before: --hyp p5 on a small set trained its whole run inside the warm-up that the reference's
+    1000-iteration minimum (warmup_min_iters) stretches it to, at a small fraction of lr0 (and with the 0.1
+    bias lr), without a word. Now a warning says so; not for a warm-up of warmup_epochs as asked (hyp cpu's
+    one epoch, the whole of a one-epoch run)."""
+    import logging
+
+    from yolov7lib.engine.optim import Schedule
+    from yolov7lib.engine.trainer import Trainer, TrainOptions
+
+    with caplog.at_level(logging.WARNING, logger="yolov7lib.engine.trainer"):
+        trainer = Trainer(TrainOptions(data=str(data_yaml), hyp=hyp, img=IMG, batch=4, epochs=epochs,
+                                       max_batches=1, workers=0, noval=True, project=str(tmp_path),
+                                       progress=False, plots=False))  # fmt: skip
+    nb, iterations = trainer.batches_per_epoch, epochs * trainer.batches_per_epoch
+    schedule = Schedule(trainer.hyp, epochs, nb, 4)
+    reached = any(
+        schedule.lr(1, ni, ni // nb) == trainer.hyp["lr0"] * schedule.lf(ni // nb) for ni in range(iterations)
+    )
+    said = [r.getMessage() for r in caplog.records if "outlasting the run" in r.getMessage()]
+    assert bool(said) == warned
+    if warned:
+        assert not reached
+        assert f"warmup_min_iters = {schedule.warmup_iters} iterations" in said[0]
+        assert f"outlasting the run's {iterations}:" in said[0]
+
+
 def test_resume_restores_the_global_random_states_of_the_checkpoint(data_yaml, tmp_path, monkeypatch) -> None:
     """Python's, NumPy's and torch's global generators continue from the checkpoint, whatever ran before.
 

@@ -109,8 +109,9 @@ class Schedule:
 
     def __post_init__(self) -> None:
         self.lf = lr_factor(self.hyp, self.epochs, self.linear_lr)
-        warm = round(float(self.hyp["warmup_epochs"]) * self.batches_per_epoch)
-        self.warmup_iters = max(warm, int(self.hyp.get("warmup_min_iters", 1000)))
+        # the warm-up warmup_epochs asks for, and its length after the minimum (the reference's 1000)
+        self.warmup_asked = round(float(self.hyp["warmup_epochs"]) * self.batches_per_epoch)
+        self.warmup_iters = max(self.warmup_asked, int(self.hyp.get("warmup_min_iters", 1000)))
 
     def accumulate(self, ni: int) -> int:
         """Accumulation count at integrated batch `ni` (rises during warm-up, then nominal)."""

@@ -254,6 +254,14 @@ class Trainer:
         self.schedule = Schedule(
             self.hyp, opts.epochs, self.batches_per_epoch, self.total_batch, opts.linear_lr
         )
+        iterations, warm = opts.epochs * self.batches_per_epoch, self.schedule.warmup_iters
+        if self.ctx.is_main and warm >= iterations and warm > self.schedule.warmup_asked:  # by the minimum
+            logger.warning(  # the reference's 1000-iteration minimum, silent there, decides the whole run
+                f"the warm-up lasts warmup_min_iters = {warm} iterations (warmup_epochs asks "
+                f"{self.schedule.warmup_asked}), outlasting the run's {iterations}: the learning rates never "
+                "reach lr0 x lf(epoch) nor the accumulation its nominal batch (lower warmup_min_iters in hyp "
+                f"{opts.hyp}, as hyp cpu's 0, or train longer)"
+            )
         self.ema = ModelEMA(self.model) if self.ctx.is_main else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
         self.loss_fn = build_loss(self.model, self.hyp, img_size=opts.img)
