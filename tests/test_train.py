@@ -1102,6 +1102,31 @@ def test_a_new_run_in_a_reused_folder_records_only_its_own_epochs(data_yaml, tmp
     assert [int(r["epoch"]) for r in read_results(tmp_path / "r" / "results.csv")] == [0]
 
 
+def test_a_new_run_in_a_reused_folder_stopped_in_its_first_epoch_does_not_resume_the_old_run(
+    data_yaml, tmp_path, monkeypatch, capsys
+) -> None:
+    """Before: a new run with --exist-ok stopped before its first epoch ended left the old run's last.pt in
+    the folder, and --resume continued that (its epoch 3 of 3 at 64 px) as "epoch 4/10" of the new run's
+    opt.yaml (at 96 px), with results.csv's first rows gone. Now the new run removes the old last.pt."""
+    from yolov7lib.engine.trainer import Trainer
+
+    common = ["train", "--data", str(data_yaml), *COMMON, "--batch", "4", "--max-batches", "1", "--noval",
+              "--project", str(tmp_path), "--name", "r", "--exist-ok"]  # fmt: skip
+    assert main([*common, "--epochs", "1"]) == 0
+    weights = tmp_path / "r" / "weights"
+    assert load_checkpoint(weights / "last.pt")["epoch"] == 0
+
+    def stopped(self, epoch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", stopped)
+    assert main([*common, "--epochs", "3"]) == 130
+    assert capsys.readouterr().err.strip().endswith("has no finished epoch to resume")
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(tmp_path / "r"), "--workers", "0"]) == 1
+    assert "last.pt' not found" in capsys.readouterr().err
+
+
 def test_a_run_without_amp_resumes_where_amp_is_on(data_yaml, tmp_path, monkeypatch) -> None:
     """A resume may move a run to another device (RESUME_TAKES_NEW); a CPU run's last.pt holds the state
     of a disabled GradScaler ({}), which an enabled one (CUDA) refused to load: "The source state dict is

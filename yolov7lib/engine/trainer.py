@@ -275,8 +275,10 @@ class Trainer:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "opt.yaml").write_text(yaml.safe_dump(asdict(opts), sort_keys=False))
             (self.run_dir / "hyp.yaml").write_text(yaml.safe_dump(self.hyp, sort_keys=False))
-            if self.resume_ckpt is None:  # a reused folder (--exist-ok): its old rows are not this run's
+            if self.resume_ckpt is None:  # a reused folder (--exist-ok): its old rows are not this run's,
                 (self.run_dir / "results.csv").unlink(missing_ok=True)
+                # nor its last.pt, which a resume would continue under this run's opt.yaml
+                (self.weights_dir / "last.pt").unlink(missing_ok=True)
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
             self.resume_ckpt = None
