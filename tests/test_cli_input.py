@@ -33,6 +33,9 @@ def data_yaml(tmp_path_factory) -> Path:
         (["train", "--epochs", "0"], "--epochs: must be at least 1, got 0"),
         (["train", "--max-batches", "-1"], "--max-batches: must be at least 0, got -1"),  # trained 0 batches
         (["train", "--workers", "-2"], "--workers: must be at least 0, got -2"),
+        (["train", "--freeze", "-1"], "--freeze: must be at least 0, got -1"),
+        (["train", "--freeze", "10", "x"], "--freeze: 'x' is not a whole number"),
+        (["train", "--freeze", "2.5"], "--freeze: '2.5' is not a whole number"),
         (["val", "--model", "yolov7-tiny", "--workers", "-1"], "--workers: must be at least 0, got -1"),
         (["detect", "--model", "yolov7-tiny", "--source", ".", "--conf", "2"], "must be between 0 and 1"),
         (["val", "--model", "yolov7-tiny", "--data", "d.yaml", "--iou", "-0.1"], "must be between 0 and 1"),

@@ -500,3 +500,98 @@ def test_resume_takes_the_run_folder_or_its_last_pt_as_the_reference_does(tmp_pa
         assert ckpt["epoch"] == 1 and resumed.workers == 0
     with pytest.raises(ValueError, match=r"best\.pt: give a run folder or its weights/last\.pt"):
         Trainer._load_resume(TrainOptions(resume=str(run / "weights" / "best.pt")))
+
+
+# --- --freeze (the reference's train.py --freeze) ------------------------------------------------------
+
+
+def _reference_frozen_names(model: nn.Module, freeze: list[int]) -> list[str]:
+    """The reference's rule as its train.py writes it: name patterns `model.<i>.` matched anywhere in a
+    parameter's name, `i` in range(N) for one number N, else the numbers given."""
+    patterns = [f"model.{x}." for x in (freeze if len(freeze) > 1 else range(freeze[0]))]
+    return [k for k, _ in model.named_parameters() if any(x in k for x in patterns)]
+
+
+@pytest.mark.parametrize(
+    ("name", "freeze"),
+    [
+        ("yolov7", [50]),  # the reference's help: "backbone of yolov7=50"
+        ("yolov7-tiny", [50]),
+        ("yolov7", [0, 1, 2]),  # "first3=0 1 2"
+        ("yolov7-tiny", [5, 77]),  # a middle layer and the IDetect head
+        ("yolov7-w6", [3, 122]),  # P6: the IAuxDetect head, lead and auxiliary convolutions
+        ("yolov7-e6e", [40]),  # E-ELAN's merged cardinality blocks
+    ],
+)
+def test_freeze_selects_the_parameters_the_reference_rule_names(name: str, freeze: list[int]) -> None:
+    """The frozen set is taken layer by layer (`Model.model[i]`) and compared with the reference's name
+    patterns over the state-dict names, which are the official ones (benchmarks/compare_official_models.py:
+    identical keys for every official cfg)."""
+    from yolov7lib.engine.optim import freeze_layers
+    from yolov7lib.models import create_model
+
+    with torch.device("meta"):
+        model = create_model(name)
+    frozen = freeze_layers(model, freeze)
+    want = _reference_frozen_names(model, freeze)
+    assert sorted(frozen) == sorted(want) and want
+    assert [k for k, p in model.named_parameters() if not p.requires_grad] == want
+    if freeze == [50] and name == "yolov7":  # the first 50 of the backbone's 51 rows; the head trains
+        assert len(model.cfg["backbone"]) == 51
+        assert all(p.requires_grad for p in model.model[50:].parameters())
+
+
+@pytest.mark.parametrize(
+    ("freeze", "message"),
+    [
+        ([-1], "from 0, got -1"),
+        ([2.0], "whole numbers"),
+        (["3"], "whole numbers"),
+        ([True], "whole numbers"),
+        ([79], "has 78 layers; give at most 77"),
+        ([3, 78], "layers are 0-77; no layer 78"),
+        ([78], "all 78 layers"),
+        (list(range(78)), "all 78 layers"),
+    ],
+)
+def test_freeze_refuses_what_names_no_layer_or_leaves_nothing_to_train(freeze: list, message: str) -> None:
+    from yolov7lib.engine.optim import frozen_layers
+
+    with pytest.raises(ValueError, match=message):
+        frozen_layers(freeze, 78)
+    assert frozen_layers([], 78) == frozen_layers([0], 78) == []
+    assert frozen_layers([3, 1, 3], 78) == [1, 3]
+
+
+def test_frozen_parameters_get_no_step_no_weight_decay_and_keep_their_average() -> None:
+    """Frozen parameters are left out of the optimizer: with a zero gradient on every parameter, weight
+    decay would still shrink a frozen convolution weight in it. The EMA leaves them as they are: after
+    2000 updates its d x + (1 - d) x rounds away from x in about a quarter of the values."""
+    torch.manual_seed(4)
+    model = _net()
+    model[0].weight.requires_grad_(False)  # what freeze_layers does
+    model[1].bias.requires_grad_(False)
+    frozen = {"0.weight": model[0].weight.detach().clone(), "1.bias": model[1].bias.detach().clone()}
+    opt = build_optimizer(model, load_hyp("p5"), total_batch_size=16)
+    held = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert held == {id(p) for p in model.parameters() if p.requires_grad}
+    ema = ModelEMA(model, updates=2000)
+    for _ in range(3):
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        ema.update(model)
+    params, averaged = dict(model.named_parameters()), ema.ema.state_dict()
+    for k, v in frozen.items():
+        assert torch.equal(params[k], v) and torch.equal(averaged[k], v), k
+    assert not torch.equal(params["2.weight"], averaged["2.weight"])  # the others moved and are averaged
+
+
+def test_an_optimizer_whose_no_decay_group_is_all_frozen_is_built() -> None:
+    """Before: freezing every BatchNorm of a model whose head has no implicit vector (Detect) emptied the
+    first parameter group, and torch refused it ("optimizer got an empty parameter list")."""
+    model = _net()
+    model[1].requires_grad_(False)
+    for kind in ("sgd", "adam"):
+        opt = build_optimizer(model, {**load_hyp("p5"), "optimizer": kind}, total_batch_size=16)
+        assert [len(g["params"]) for g in opt.param_groups] == [0, 2, 1]

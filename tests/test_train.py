@@ -1146,3 +1146,54 @@ def test_a_run_without_amp_resumes_where_amp_is_on(data_yaml, tmp_path, monkeypa
     train(resume=str(run), workers=0, progress=False)
     scaler = load_checkpoint(run / "weights" / "last.pt")["scaler"]
     assert scaler["scale"] == cpu_amp("cpu", enabled=True).get_scale()  # started at the initial scale
+
+
+def test_freeze_keeps_the_frozen_layers_of_a_fine_tune_bitwise_and_a_resume_keeps_freezing(
+    data_yaml, tmp_path, caplog
+) -> None:
+    """--freeze 20 (the reference's first N layers) on a fine-tune with SGD, momentum, weight decay and the
+    EMA: every tensor of layers 0-19 in last.pt's weights and EMA is the checkpoint's, bit for bit, after
+    the first session and after a resume (which reads the option from opt.yaml), while the rest trains."""
+    import logging
+
+    import yaml
+
+    from yolov7lib.data import load_data_config
+    from yolov7lib.engine.trainer import train
+    from yolov7lib.models import create_model
+
+    torch.manual_seed(5)
+    source = create_model("yolov7-tiny-cpu", nc=load_data_config(data_yaml).nc + 1)  # other classes
+    ckpt = save_checkpoint({"model": source.state_dict(), "model_cfg": source.cfg}, tmp_path / "a.pt")
+    frozen = {k: v for k, v in source.named_parameters() if int(k.split(".")[1]) < 20}
+    with caplog.at_level(logging.INFO, logger="yolov7lib.engine.trainer"):
+        train(data=str(data_yaml), weights=str(ckpt), hyp="tiny", freeze=[20], img=IMG, batch=4, epochs=1,
+              max_batches=2, workers=0, noval=True, project=str(tmp_path), name="r", progress=False,
+              plots=False)  # fmt: skip
+    count = sum(v.numel() for v in frozen.values())
+    line = f"--freeze 20: {len(frozen)} tensors ({count:,} parameters) of 20 layers (0-19) frozen"
+    assert line in caplog.text
+    run = tmp_path / "r"
+    opt = yaml.safe_load((run / "opt.yaml").read_text())
+    assert opt["freeze"] == [20]
+    (run / "opt.yaml").write_text(yaml.safe_dump({**opt, "epochs": 2}))  # one epoch left to resume
+    first = _state(run)
+    train(resume=str(run), workers=0, progress=False)
+    second = _state(run)
+    assert second["epoch"] == 1 and second["ema"]["updates"] > first["ema"]["updates"]
+    for state in (first, second):
+        for key, value in frozen.items():
+            assert torch.equal(state["model"][key], value) and torch.equal(state["ema"]["model"][key], value)
+    moved = [k for k, v in second["model"].items() if not torch.equal(v, first["model"][k])]
+    assert not set(moved) & set(frozen)
+    assert any(".conv.weight" in k for k in moved)  # the unfrozen layers trained on in the resumed epoch
+
+
+def test_a_freeze_past_the_last_layer_is_refused_before_any_run_folder(data_yaml, tmp_path, capsys) -> None:
+    args = ["--data", str(data_yaml), "--model", "yolov7-tiny-cpu", "--img", str(IMG), "--workers", "0",
+            "--project", str(tmp_path)]  # fmt: skip
+    assert main(["train", *args, "--freeze", "5", "78"]) == 1
+    assert "--freeze 5 78: the model's layers are 0-77; no layer 78" in capsys.readouterr().err
+    assert main(["train", *args, "--freeze", "78"]) == 1
+    assert "freezes all 78 layers of the model: nothing would train" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -215,6 +215,9 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
     add("--val-final-only", action="store_true", default=None, help="validate after the last epoch only")
     add("--max-batches", type=non_negative_int, help="batches per epoch at most (smoke runs; 0: all)")
     add("--float64", action="store_true", default=None, help="double precision on CPU (verification)")
+    add("--freeze", type=non_negative_int, nargs="+", metavar="N",
+        help="layers to leave untrained, by the official cfg's layer index: one number N, the first N "
+        "(yolov7's backbone: 50); several, exactly those (0 1 2); default none")  # fmt: skip
     train.set_defaults(handler=_train)
 
 
@@ -561,8 +564,7 @@ OFFICIAL_FLAGS: dict[str, dict[str, str]] = {
         "--local_rank": "not needed: run under torchrun, which sets the rank in the environment",
         "--local-rank": "not needed: run under torchrun, which sets the rank in the environment",
         **dict.fromkeys(
-            "--rect --image-weights --quad --single-cls --freeze --evolve --cache-images --nosave "
-            "--v5-metric".split(),
+            "--rect --image-weights --quad --single-cls --evolve --cache-images --nosave --v5-metric".split(),
             "not available in yolov7 train",
         ),
         **dict.fromkeys(

@@ -15,7 +15,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 class ModelEMA:
-    """Keep `ema = d * ema + (1 - d) * model` over every floating-point entry of the state dict.
+    """Keep `ema = d * ema + (1 - d) * model` over every floating-point entry of the state dict but the
+    frozen parameters (`requires_grad=False`, `--freeze`), which keep their values.
 
     The decay ramps up as `d = decay * (1 - exp(-updates / tau))` so that early updates follow the model
     closely (the reference's schedule: decay 0.9999, tau 2000 updates).
@@ -35,9 +36,12 @@ class ModelEMA:
         """Blend the model's current weights into the average (call after each optimizer step)."""
         self.updates += 1
         d = self.current_decay()
-        source = unwrap(model).state_dict()
+        bare = unwrap(model)
+        source = bare.state_dict()
+        # frozen parameters (--freeze) keep their values: d x + (1 - d) x is not always x in floating point
+        frozen = {name for name, p in bare.named_parameters() if not p.requires_grad}
         for name, value in self.ema.state_dict().items():
-            if value.dtype.is_floating_point:
+            if value.dtype.is_floating_point and name not in frozen:
                 value.mul_(d).add_(source[name].detach(), alpha=1 - d)
 
     def state_dict(self) -> dict:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,60 @@ def parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
             else:
                 decay.append(p)
     return no_decay, decay, bias
+
+
+def frozen_layers(freeze: Sequence[int], n_layers: int) -> list[int]:
+    """The layer indices `--freeze` names, by the reference's rule (its train.py --freeze): one number N
+    freezes the first N layers (0, or no number: none), several numbers freeze exactly those layers.
+
+    Indices are those of the official cfg's layer list (`Model.model`); a value that is not a whole number,
+    is negative or is past the last layer, and a selection that leaves no layer to train, are refused.
+    """
+    values = list(freeze)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"--freeze takes whole numbers (layer indices), got {value!r}")
+        if value < 0:
+            raise ValueError(f"--freeze takes layer indices from 0, got {value}")
+    if len(values) == 1:
+        if values[0] > n_layers:
+            raise ValueError(
+                f"--freeze {values[0]}: the model has {n_layers} layers; give at most {n_layers - 1} "
+                "(the first N layers) or the layer indices to freeze"
+            )
+        layers = list(range(values[0]))
+    else:
+        past = sorted({v for v in values if v >= n_layers})
+        if past:
+            raise ValueError(
+                f"--freeze {' '.join(map(str, values))}: the model's layers are 0-{n_layers - 1}; "
+                f"no layer {', '.join(map(str, past))}"
+            )
+        layers = sorted(set(values))
+    if n_layers and len(layers) == n_layers:
+        raise ValueError(
+            f"--freeze {' '.join(map(str, values))} freezes all {n_layers} layers of the model: nothing "
+            "would train"
+        )
+    return layers
+
+
+def freeze_layers(model: nn.Module, freeze: Sequence[int]) -> list[str]:
+    """Freeze (`requires_grad=False`) the parameters of the layers `freeze` names (`frozen_layers`);
+    return their names, `model.<layer index>.<...>` as in the reference.
+
+    `parameter_groups` leaves frozen parameters out of the optimizer (no update, momentum or weight
+    decay) and `ModelEMA` leaves them out of the average, so they keep their values bitwise. As in the
+    reference, a frozen layer's BatchNorm statistics still follow the training batches.
+    """
+    layers = model.model  # the official layer list: `model.<index>` in state-dict names
+    chosen = frozen_layers(freeze, len(layers))
+    frozen: list[str] = []
+    for i in chosen:
+        for name, p in layers[i].named_parameters():
+            p.requires_grad_(False)
+            frozen.append(f"model.{i}.{name}")
+    return frozen
 
 
 def one_cycle(y1: float = 0.0, y2: float = 1.0, steps: int = 100) -> Callable[[float], float]:
@@ -82,12 +136,13 @@ def build_optimizer(model: nn.Module, hyp: dict[str, Any], total_batch_size: int
     accumulate = accumulation_steps(total_batch_size, nbs)
     weight_decay = float(hyp["weight_decay"]) * total_batch_size * accumulate / nbs
     kind = str(hyp.get("optimizer", "sgd")).lower()  # dicts built by hand may lack the key
+    first = [{"params": no_decay}]  # a group, not a list: it may be empty (--freeze of every BatchNorm)
     if kind == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(
-            no_decay, lr=hyp["lr0"], betas=(hyp["momentum"], 0.999)
+            first, lr=hyp["lr0"], betas=(hyp["momentum"], 0.999)
         )
     elif kind == "sgd":
-        optimizer = torch.optim.SGD(no_decay, lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True)
+        optimizer = torch.optim.SGD(first, lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True)
     else:
         raise ValueError(f"hyp optimizer must be 'sgd' or 'adam', not {kind!r}")
     optimizer.add_param_group({"params": decay, "weight_decay": weight_decay})

@@ -54,7 +54,14 @@ from yolov7lib.engine.distributed import (
 )
 from yolov7lib.engine.ema import ModelEMA, unwrap
 from yolov7lib.engine.evaluator import EvalResult, evaluate
-from yolov7lib.engine.optim import Schedule, accumulation_steps, build_optimizer, nominal_batch
+from yolov7lib.engine.optim import (
+    Schedule,
+    accumulation_steps,
+    build_optimizer,
+    freeze_layers,
+    frozen_layers,
+    nominal_batch,
+)
 from yolov7lib.engine.runs import create_run_dir, increment_run_dir, read_results
 from yolov7lib.engine.val import coco_ground_truth
 
@@ -112,6 +119,7 @@ class TrainOptions:
     val_final_only: bool = False  # validate after the last epoch only (the reference's --notest); short runs
     max_batches: int = 0  # stop each epoch after this many batches (0 = all); for tests and smoke runs
     float64: bool = False  # train in double precision on the CPU (numerical verification, e.g. DDP tests)
+    freeze: list[int] = field(default_factory=list)  # untrained layers: [N] the first N, [i, j, ...] those
     plots: bool = True
     progress: bool = True
     hyp_overrides: dict[str, Any] = field(default_factory=dict)
@@ -167,6 +175,8 @@ class Trainer:
         for name in ("workers", "max_batches"):  # -1 batches would train none and report success
             if getattr(opts, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(opts, name)}")
+        # train(freeze=50) as --freeze 50, a tuple as a list (opt.yaml); frozen_layers checks the values
+        opts.freeze = [opts.freeze] if isinstance(opts.freeze, int) else list(opts.freeze)
         _set_seeds(opts.seed + max(self.ctx.rank, 0), opts.deterministic)
         self.device = self.ctx.device
         self.cuda = self.device.type == "cuda"
@@ -219,6 +229,8 @@ class Trainer:
 
         # model
         self.model = self._build_model(nc).to(self.device, self.dtype)
+        # --freeze: layers that stay as loaded; a bad list is refused here, before the images are read
+        layers = frozen_layers(opts.freeze, len(unwrap(self.model).model))
         head = unwrap(self.model).head
         self.grid = max(int(head.stride.max()), 32)
         if opts.img % self.grid:
@@ -246,6 +258,7 @@ class Trainer:
 
         if opts.sync_bn and self.ctx.distributed:
             self.model = convert_sync_batchnorm(self.model, self.device)
+        frozen = freeze_layers(unwrap(self.model), opts.freeze)  # before the optimizer and EMA read the flags
 
         # optimizer, schedule, EMA, AMP, loss
         from yolov7lib.loss import build_loss
@@ -292,6 +305,12 @@ class Trainer:
         if self.ctx.distributed:
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.cuda else None
+            )
+        if layers:
+            count = sum(p.numel() for p in self.model.parameters() if not p.requires_grad)
+            self.log(
+                f"--freeze {' '.join(map(str, opts.freeze))}: {len(frozen)} tensors ({count:,} parameters) "
+                f"of {len(layers)} layers ({_ranges(layers)}) frozen"
             )
         # an official checkpoint's cfg names no architecture: then the checkpoint it was read from
         label = unwrap(self.model).cfg.get("name") or opts.model or f"the architecture of {opts.weights}"
@@ -630,6 +649,17 @@ def _ignored_on_resume(
         for name in given
         if name not in skipped and getattr(requested, name) != getattr(resumed, name)
     ]
+
+
+def _ranges(indices: list[int]) -> str:
+    """Sorted layer indices as ranges: [0, 1, 2, 5] -> '0-2, 5'."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 def multi_scale_size(rng: random.Random, img: int, grid: int) -> int:
