@@ -1197,3 +1197,33 @@ def test_a_freeze_past_the_last_layer_is_refused_before_any_run_folder(data_yaml
     assert main(["train", *args, "--freeze", "78"]) == 1
     assert "freezes all 78 layers of the model: nothing would train" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_freezing_layers_that_no_weights_initialised_is_named(data_yaml, tmp_path, caplog) -> None:
+    """Before: --freeze without --weights (or with weights of another architecture) froze layers at their
+    random initialisation without a word; a fine-tune whose frozen tensors all came from --weights says
+    nothing more than the freeze line."""
+    import logging
+
+    from yolov7lib.data import load_data_config
+    from yolov7lib.engine.trainer import Trainer, TrainOptions
+    from yolov7lib.models import create_model
+
+    common = {"data": str(data_yaml), "img": IMG, "workers": 0, "noval": True, "progress": False,
+              "plots": False, "project": str(tmp_path / "runs"), "freeze": [3]}  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="yolov7lib.engine.trainer"):
+        Trainer(TrainOptions(**common, model="yolov7-tiny-cpu"))
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith("--freeze: 9 of the 9 frozen tensors were not loaded (no --weights given)")
+
+    source = create_model("yolov7-tiny", nc=load_data_config(data_yaml).nc)  # another width from layer 0
+    other = save_checkpoint({"model": source.state_dict(), "model_cfg": source.cfg}, tmp_path / "b.pt")
+    same = create_model("yolov7-tiny-cpu", nc=1)
+    ckpt = save_checkpoint({"model": same.state_dict(), "model_cfg": same.cfg}, tmp_path / "a.pt")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yolov7lib.engine.trainer"):
+        Trainer(TrainOptions(**common, weights=str(other), model="yolov7-tiny-cpu"))
+        Trainer(TrainOptions(**common, weights=str(ckpt)))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"--freeze: 9 of the 9 frozen tensors were not loaded from {other} and keep their "
+                        "random initialisation (first: model.0.conv.weight)"]  # fmt: skip

@@ -228,6 +228,7 @@ class Trainer:
             )
 
         # model
+        self.transferred: set[str] = set()  # the state-dict names _transfer loaded from --weights
         self.model = self._build_model(nc).to(self.device, self.dtype)
         # --freeze: layers that stay as loaded; a bad list is refused here, before the images are read
         layers = frozen_layers(opts.freeze, len(unwrap(self.model).model))
@@ -259,6 +260,13 @@ class Trainer:
         if opts.sync_bn and self.ctx.distributed:
             self.model = convert_sync_batchnorm(self.model, self.device)
         frozen = freeze_layers(unwrap(self.model), opts.freeze)  # before the optimizer and EMA read the flags
+        fresh = [k for k in frozen if k not in self.transferred]
+        if fresh and self.resume_ckpt is None and self.ctx.is_main:  # frozen at a random initialisation
+            source = f"from {opts.weights}" if opts.weights else "(no --weights given)"
+            logger.warning(
+                f"--freeze: {len(fresh)} of the {len(frozen)} frozen tensors were not loaded {source} and "
+                f"keep their random initialisation (first: {fresh[0]})"
+            )
 
         # optimizer, schedule, EMA, AMP, loss
         from yolov7lib.loss import build_loss
@@ -394,6 +402,7 @@ class Trainer:
         own = model.state_dict()
         matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(matched, strict=False)
+        self.transferred = set(matched)
         self.log(f"transferred {len(matched)}/{len(own)} tensors from {weights}")
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
