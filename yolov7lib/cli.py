@@ -190,7 +190,8 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
     add("--model", help="registry name (e.g. yolov7-tiny, yolov7) or cfg YAML path (default: the "
         "architecture of --weights, else yolov7-tiny-cpu)")  # fmt: skip
     add("--data", help="data.yaml (the reference's format; `yolov7 data synth` writes one)")
-    add("--hyp", help="hyperparameters: cpu (the default), p5, p6, tiny, custom or a YAML file")
+    add("--hyp", help="hyperparameters: cpu (the default), p5, p6, tiny, custom (the official "
+        "fine-tuning recipe) or a YAML file")  # fmt: skip
     add("--epochs", type=positive_int)
     add("--batch", type=positive_int, help="total batch size over all processes")
     add("--img", type=positive_int, help="training and validation image size (pixels)")
