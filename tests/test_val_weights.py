@@ -79,6 +79,12 @@ def test_no_source_and_damaged_files_are_clear_errors(tmp_path: Path) -> None:
         load_model(tmp_path / "nope.pt")
     with pytest.raises(FileNotFoundError, match="not found"):  # the reader the trainer shares
         read_weights(tmp_path / "nope.pt")
+    run = tmp_path / "exp"  # a run folder, as --resume takes; before: "weights file 'exp' not found"
+    (run / "weights").mkdir(parents=True)
+    save_checkpoint(checkpoint_of(small_model(), ["a", "b", "c"]), run / "weights" / "best.pt")
+    with pytest.raises(IsADirectoryError, match=f"is a folder, not a checkpoint file; give one of its "
+                       f"checkpoints: {run / 'weights' / 'best.pt'}$"):  # fmt: skip
+        read_weights(run)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00" * 100)
     with pytest.raises(WeightsError, match=r"not a complete torch\.save archive"):

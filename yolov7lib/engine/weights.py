@@ -61,8 +61,13 @@ def read_weights(
 ) -> tuple[dict | Model | None, dict[str, torch.Tensor], list[str] | None]:
     """Read a yolov7lib or an official checkpoint: (architecture spec, or the loaded model of an official
     file, or None for a bare state dict; state dict; class names). A file that is neither raises
-    WeightsError naming what each reader found wrong; a missing file raises FileNotFoundError."""
+    WeightsError naming what each reader found wrong; a missing file raises FileNotFoundError, a folder
+    IsADirectoryError (naming a run folder's weights/best.pt and last.pt)."""
     path = Path(path)
+    if path.is_dir():  # a run folder, as --resume takes: name the checkpoints it holds
+        held = [str(p) for p in (path / "weights" / "best.pt", path / "weights" / "last.pt") if p.is_file()]
+        hint = f"; give one of its checkpoints: {' or '.join(held)}" if held else ""
+        raise IsADirectoryError(f"weights {str(path)!r} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} not found")
     try:
