@@ -205,6 +205,23 @@ def test_describe_model_counts_the_fused_deploy_graph_and_the_training_graph() -
     assert native_img_size({"anchors": 3}) == 640
 
 
+def test_describe_model_gives_the_layer_indices_that_freeze_takes() -> None:
+    """Before: nothing in `yolov7 info` said how many layers a model has or where its backbone ends, which
+    `yolov7 train --freeze N` needs. The official yolov7.yaml's backbone is layers 0-50 and its IDetect
+    layer 105; yolov7-w6's IAuxDetect is layer 122."""
+    from yolov7lib.models import create_model, describe_model
+    from yolov7lib.models.info import format_description
+
+    for name, count, backbone in (("yolov7", 106, 51), ("yolov7-w6", 123, 47)):
+        info = describe_model(name)
+        assert info["layers"] == {"count": count, "backbone": backbone}
+        with torch.device("meta"):
+            model = create_model(name)
+        assert model.model[count - 1] is model.head
+    text = format_description(describe_model("yolov7"))
+    assert "layers                     106 (backbone 0-50, head 51-105: yolov7 train --freeze 51" in text
+
+
 def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / a.abs().max()).item()
 

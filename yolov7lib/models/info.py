@@ -79,7 +79,8 @@ def describe_model(name_or_cfg: Any, img_size: int | None = None, nc: int | None
     implicit and auxiliary heads kept), ``deploy`` (inference graph: implicit folded, auxiliary heads
     dropped, unfused) and ``deploy_fused``. ``gflops``: fused deploy graph; ``training_gflops``: the
     training graph in training mode (auxiliary head included; the paper's D6 row counts this one).
-    Built on the meta device: no memory, no arithmetic.
+    ``layers``: the training graph's layer count and how many of them the cfg's backbone lists (the
+    indices `yolov7 train --freeze` takes). Built on the meta device: no memory, no arithmetic.
     """
     from yolov7lib.models.registry import create_model
     from yolov7lib.models.reparam import reparameterize
@@ -99,6 +100,7 @@ def describe_model(name_or_cfg: Any, img_size: int | None = None, nc: int | None
         "model": name,
         "img_size": size,
         "params": params,
+        "layers": {"count": len(model.model), "backbone": len(model.cfg["backbone"])},
         "gflops": round(model_flops(deploy, size) / 1e9, 2),
         "training_gflops": round(model_flops(model, size, train=True) / 1e9, 2),
     }
@@ -107,6 +109,7 @@ def describe_model(name_or_cfg: Any, img_size: int | None = None, nc: int | None
 def format_description(info: dict[str, Any]) -> str:
     """Human-readable form of :func:`describe_model`'s result."""
     p = info["params"]
+    n, b = info["layers"]["count"], info["layers"]["backbone"]
     return "\n".join(
         [
             f"{info['model']}  (input {info['img_size']}x{info['img_size']})",
@@ -114,5 +117,7 @@ def format_description(info: dict[str, Any]) -> str:
             f"  deploy graph     {p['deploy']:>13,} params   fused {p['deploy_fused']:>13,}",
             f"  GFLOPs           {info['gflops']:>13.1f} (fused deploy graph)   "
             f"training graph {info['training_gflops']:.1f}",
+            f"  layers           {n:>13} (backbone 0-{b - 1}, head {b}-{n - 1}: "
+            f"yolov7 train --freeze {b} freezes the backbone)",
         ]
     )
