@@ -205,6 +205,18 @@ def test_describe_model_counts_the_fused_deploy_graph_and_the_training_graph() -
     assert native_img_size({"anchors": 3}) == 640
 
 
+def test_training_flops_count_a_p6_model_whose_last_map_is_one_cell() -> None:
+    """Before: `yolov7 info --model yolov7-w6 --img 64` stopped with BatchNorm's "Expected more than 1 value
+    per channel when training" (the training graph's count ran one image with a 1 x 1 last map). Every map
+    at 128 px is exactly four times the one at 64 px, and so are the FLOPs."""
+    from yolov7lib.models import create_model
+
+    with torch.device("meta"):
+        model = create_model("yolov7-w6")
+    assert model_flops(model, 64, train=True) * 4 == model_flops(model, 128, train=True) > 0
+    assert model_flops(model, 64) * 4 == model_flops(model, 128)
+
+
 def test_describe_model_gives_the_layer_indices_that_freeze_takes() -> None:
     """Before: nothing in `yolov7 info` said how many layers a model has or where its backbone ends, which
     `yolov7 train --freeze N` needs. The official yolov7.yaml's backbone is layers 0-50 and its IDetect

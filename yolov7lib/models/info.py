@@ -47,6 +47,9 @@ def model_flops(
     training mode, which also runs the auxiliary head's output convolutions)."""
     h, w = _size(img_size)
     ch = ch if ch is not None else getattr(model, "cfg", {}).get("ch", 3)
+    # training-mode BatchNorm refuses one value per channel (a 1 x 1 last map of one image): count two
+    # images and halve, exactly, as every counted operation is per image
+    batch = 2 if train else 1
     state = {
         k: torch.empty_like(v, device="meta")
         for k, v in chain(model.named_parameters(), model.named_buffers())
@@ -55,10 +58,10 @@ def model_flops(
     model.train(train)
     try:
         with FlopCounterMode(display=False) as counter, torch.no_grad():
-            functional_call(model, state, (torch.zeros(1, ch, h, w, device="meta"),))
+            functional_call(model, state, (torch.zeros(batch, ch, h, w, device="meta"),))
     finally:
         model.train(was_training)
-    return float(counter.get_total_flops())
+    return float(counter.get_total_flops() // batch)
 
 
 def model_info(model: nn.Module, img_size: int | tuple[int, int] = 640) -> ModelInfo:
