@@ -1227,3 +1227,22 @@ def test_freezing_layers_that_no_weights_initialised_is_named(data_yaml, tmp_pat
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [f"--freeze: 9 of the 9 frozen tensors were not loaded from {other} and keep their "
                         "random initialisation (first: model.0.conv.weight)"]  # fmt: skip
+
+
+def test_a_fine_tune_into_the_run_its_weights_come_from_is_refused(data_yaml, tmp_path, capsys) -> None:
+    """Before: `--weights runs/train/r/weights/best.pt --name r --exist-ok` (a fine-tune script reusing its
+    run name) overwrote the very checkpoint it started from, and deleted the run's results.csv."""
+    from yolov7lib.engine.trainer import train
+
+    common = {"data": str(data_yaml), "model": "yolov7-tiny-cpu", "img": IMG, "batch": 4, "epochs": 1,
+              "max_batches": 1, "workers": 0, "noval": True, "progress": False, "plots": False,
+              "project": str(tmp_path), "name": "r"}  # fmt: skip
+    train(**common)
+    run = tmp_path / "r"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    best = run / "weights" / "best.pt"
+    with pytest.raises(ValueError, match=r"is a checkpoint this run would overwrite \(--exist-ok reuses"):
+        train(**common, weights=str(best), exist_ok=True)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    train(**common, weights=str(best))  # without --exist-ok the fine-tune goes to r2
+    assert (tmp_path / "r2" / "weights" / "last.pt").is_file()

@@ -195,6 +195,12 @@ class Trainer:
                 dist.broadcast_object_list(holder, src=0)
                 self.run_dir = Path(holder[0])
         self.weights_dir = self.run_dir / "weights"
+        written = [(self.weights_dir / n).resolve() for n in ("last.pt", "best.pt")]
+        if not opts.resume and opts.weights and Path(opts.weights).resolve() in written:
+            raise ValueError(  # --exist-ok into the run the weights come from: they would be overwritten
+                f"--weights {opts.weights} is a checkpoint this run would overwrite (--exist-ok reuses "
+                f"{self.run_dir}); choose another --name, or copy the weights out first"
+            )
         if self.resume_ckpt is not None and "hyp" in self.resume_ckpt:
             # the run's own values: the --hyp file may have been edited or moved since the run started
             self.hyp = dict(self.resume_ckpt["hyp"])
