@@ -391,6 +391,37 @@ def test_data_check_cli_reports_and_exits_by_what_is_usable(
     assert "images/gone" in capsys.readouterr().err
 
 
+def test_data_check_names_the_label_files_that_no_image_reads(tmp_path: Path, capsys) -> None:
+    """An image renamed after labelling trains as a background and its label file is read by nothing;
+    before, `data check` said nothing of it. Label files of another split's images, a labelling tool's
+    classes.txt, and other files beside images in a folder without images/ are not reported."""
+    from yolov7lib.data.check import orphan_label_files
+
+    img_dir = _good_set(tmp_path, n=4)
+    val_dir = tmp_path / "images" / "val"
+    val_dir.mkdir()
+    (img_dir / "good3.png").rename(val_dir / "good3.png")  # its label stays in labels/train: orphaned
+    (img_dir / "good1.png").rename(img_dir / "renamed1.png")
+    img2label_path(img_dir / "classes.txt").write_text("block\n")
+    flat = tmp_path / "flat"  # labels beside images (no images/ folder): notes.txt is not a label
+    flat.mkdir()
+    cv2.imwrite(str(flat / "a.png"), np.full((32, 32, 3), 90, np.uint8))
+    (flat / "notes.txt").write_text("not a label\n")
+    data = tmp_path / "data.yaml"
+    data.write_text("train: [images/train, flat]\nval: images/val\nnc: 1\nnames: [block]\n")
+    labels = tmp_path / "labels" / "train"
+    assert orphan_label_files(data) == [labels / "good1.txt", labels / "good3.txt"]
+    assert main(["data", "check", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "2 label files belong to no image of the data set" in out and f"  {labels / 'good1.txt'}" in out
+    img2label_path(val_dir / "good3.png").parent.mkdir(parents=True)
+    (labels / "good3.txt").rename(img2label_path(val_dir / "good3.png"))
+    (labels / "good1.txt").rename(labels / "renamed1.txt")
+    assert orphan_label_files(data) == []
+    assert main(["data", "check", str(data)]) == 0
+    assert "belong to no image" not in capsys.readouterr().out
+
+
 def test_check_dataset_scans_a_json_split_and_counts_each_kind_of_background(tmp_path: Path) -> None:
     """A folder split and a COCO json split: per split, the counts line names images, usable, backgrounds by
     kind (here train: good2 without a label file, good1 with an empty one; val: a.png without annotations),

@@ -155,19 +155,20 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from yolov7lib.data.check import check_dataset, format_reports
+    from yolov7lib.data.check import check_dataset, format_orphans, format_reports, orphan_label_files
 
     scan_log = logging.getLogger("yolov7lib.data")
     level = scan_log.level
     scan_log.setLevel(logging.ERROR)  # the report printed below says it all; the scan's log would repeat it
     try:
         reports = check_dataset(args.data)
+        orphans = orphan_label_files(args.data)
     except (FileNotFoundError, ValueError) as e:
         print(f"yolov7 data check: error: {e}", file=sys.stderr)
         return 1
     finally:
         scan_log.setLevel(level)
-    for line in format_reports(reports):
+    for line in format_reports(reports) + format_orphans(orphans):
         print(line)
     usable = sum(r.usable for r in reports.values())
     if usable == 0:
