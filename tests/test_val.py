@@ -113,6 +113,10 @@ def test_val_warns_when_the_checkpoints_class_names_differ_from_the_datas(
     same = save_checkpoint(checkpoint_of(small_model(nc=8), names), tmp_path / "same.pt")
     assert main(["val", "--weights", str(same), *common, "--json"]) == 0
     assert "class names differ" not in capsys.readouterr().err
+    # weights whose names are only the class numbers (saved without names) name no class to compare
+    unnamed = save_checkpoint(checkpoint_of(small_model(nc=8), [str(c) for c in range(8)]), tmp_path / "u.pt")
+    assert main(["val", "--weights", str(unnamed), *common, "--json"]) == 0
+    assert "class names differ" not in capsys.readouterr().err
 
 
 def test_val_v5_metric_integrates_ap_up_to_recall_one(data_yaml, weights, tmp_path: Path, capsys) -> None:
@@ -202,6 +206,28 @@ def test_category_ids_follow_the_json_else_cocos_80_to_91_mapping(tmp_path: Path
     assert class_category_ids(two, gt) == [4, 9]
 
 
+def test_val_augment_is_recorded_and_named_under_the_table(
+    data_yaml, weights, tmp_path: Path, capsys
+) -> None:
+    """--augment's record says so and its table says that the numbers are of test-time augmentation; a
+    plain run's says neither."""
+    from yolov7lib.engine.val import format_result
+
+    common = [
+        "--weights",
+        str(weights),
+        "--data",
+        str(data_yaml),
+        "--img",
+        str(IMG),
+        "--project",
+        str(tmp_path),
+    ]
+    plain, tta = _val(capsys, *common), _val(capsys, *common, "--augment")
+    assert (plain["augment"], tta["augment"]) == (False, True)
+    assert "test-time augmentation" in format_result(tta) and "augmentation" not in format_result(plain)
+
+
 def test_a_found_json_with_other_categories_is_mapped_by_name_or_not_scored(tmp_path: Path, caplog) -> None:
     """annotations/instances_<split>.json found beside a YOLO split may list more categories than the
     data has classes: the classes then map to the categories of their names; where a name is missing,
@@ -219,6 +245,11 @@ def test_a_found_json_with_other_categories_is_mapped_by_name_or_not_scored(tmp_
     two.names = ["b", "c"]  # 'c' is no category of the json
     assert coco_ground_truth(two, "val") == (None, None)
     assert "pycocotools is not run" in caplog.text and "'c'" in caplog.text
+    # a class whose name two categories share cannot be mapped either: neither id is taken
+    gt.write_text(json.dumps({"images": [], "categories": [*cats, {"id": 30, "name": "a"}]}))
+    two.names = ["b", "a"]
+    assert class_category_ids(two, gt) is None and coco_ground_truth(two, "val") == (None, None)
+    assert "class names shared by several categories" in caplog.text
 
 
 def _white_box_set(root: Path, sizes) -> tuple[Path, dict]:
@@ -394,11 +425,18 @@ def test_evaluate_times_the_inference_up_to_its_end_on_an_asynchronous_device(
         clock[0], queued[0] = clock[0] + queued[0], 0.0
 
     model.register_forward_hook(lambda module, args, out: queued.__setitem__(0, queued[0] + 1.0))
+    nms = evaluator_module.non_max_suppression
+
+    def queued_nms(*args, **kwargs):  # NMS queues 0.5 s of its own, also read up to its end
+        queued[0] += 0.5
+        return nms(*args, **kwargs)
+
+    monkeypatch.setattr(evaluator_module, "non_max_suppression", queued_nms)
     monkeypatch.setattr(evaluator_module, "synchronize", wait_for_queue, raising=False)
     monkeypatch.setattr(evaluator_module.time, "perf_counter", lambda: clock[0])
     result = evaluate(model, loader, ["box"], progress=False)
     assert result.images == 6 and result.map50 == pytest.approx(1.0)
-    assert result.speed_ms == pytest.approx({"inference": 1000 / 3, "nms": 0.0})
+    assert result.speed_ms == pytest.approx({"inference": 1000 / 3, "nms": 500 / 3})
 
 
 def test_evaluate_refuses_augmented_batches_clearly_and_leaves_the_model_as_it_was(tmp_path: Path) -> None:
@@ -509,6 +547,19 @@ def test_images_of_the_same_name_in_subfolders_keep_their_own_coco_ids(tmp_path:
     assert result.coco["ap50"] == pytest.approx(1.0)
 
 
+def test_a_file_name_that_several_json_images_share_names_none_of_them(tmp_path: Path) -> None:
+    """camA/0.png and camB/0.png in the json: an image file known only as 0.png (its folders not those of
+    the json) is neither image, so it takes no id of the json (it is then left out and counted) rather
+    than the first one's; a path that ends in camB/0.png is camB's."""
+    from yolov7lib.engine.evaluator import _coco_image_id, _json_images
+
+    images = [{"id": 100, "file_name": "camA/0.png"}, {"id": 101, "file_name": "camB/0.png"}]
+    (tmp_path / "val.json").write_text(json.dumps({"images": images}))
+    ids, _ = _json_images(tmp_path / "val.json")
+    assert _coco_image_id(ids, tmp_path / "flat" / "0.png") == 0  # the stem, as without a json
+    assert _coco_image_id(ids, tmp_path / "x" / "camB" / "0.png") == 101
+
+
 def test_images_missing_from_the_coco_json_are_left_out_of_its_scores_and_reported(
     tmp_path: Path, caplog
 ) -> None:
@@ -602,12 +653,16 @@ def test_predictions_follow_the_coco_jsons_image_sizes_where_the_files_differ(tm
     for ann in coco["annotations"][:2]:
         ann["bbox"] = [2 * v for v in ann["bbox"]]
         ann["area"] *= 4
+    # the third stretched to another aspect ratio (width x 3, height x 1): each axis has its own factor
+    coco["images"][2]["width"] *= 3
+    x, y, w, h = coco["annotations"][2]["bbox"]
+    coco["annotations"][2]["bbox"], coco["annotations"][2]["area"] = [3 * x, y, 3 * w, h], 3 * w * h
     (tmp_path / "val.json").write_text(json.dumps(coco))
     loader, _ = create_dataloader(img_dir, 128, 3, 32, rect=True, pad=0.5, workers=0, nc=1, progress=False)
     result = evaluate(_BrightBoxDetector(), loader, ["box"], coco_json=tmp_path / "val.json",
                       category_ids=[1], progress=False)  # fmt: skip
     assert result.map50 == pytest.approx(1.0) and result.coco["ap50"] == pytest.approx(1.0)
-    assert "2 of the 3 images" in caplog.text and "100x80 on disk, 200x160 in" in caplog.text
+    assert "3 of the 3 images" in caplog.text and "100x80 on disk, 200x160 in" in caplog.text
 
 
 def test_predictions_json_without_coco_annotations_is_keyed_by_file_stem(tmp_path: Path) -> None:
