@@ -81,6 +81,24 @@ def test_a_write_cut_short_by_a_size_limit_is_a_clear_error_and_keeps_the_old_fi
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["last.pt"]
 
 
+def test_a_full_disk_at_the_flush_is_a_clear_error_and_keeps_the_old_file(tmp_path, monkeypatch) -> None:
+    """The data a full disk refuses may only be reported at the fsync, as OSError ENOSPC (not torch's
+    "unexpected pos"): the same CheckpointError with the system's reason, and the old file as it was."""
+    import errno
+
+    path = save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(
+        CheckpointError, match=r"last\.pt' could not be written \(No space left on device: is"
+    ):
+        save_checkpoint({"epoch": 2}, path)
+    assert sorted(os.listdir(tmp_path)) == ["last.pt"] and load_checkpoint(path) == {"epoch": 1}
+
+
 def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path) -> None:
     """mkstemp makes its file private (0600); the renamed checkpoint follows the umask like open() does."""
     old = os.umask(0o027)
