@@ -137,6 +137,11 @@ def test_empty_and_bad_input() -> None:
     for conf in (25, -0.1):  # a percentage would silently give no detections at all
         with pytest.raises(ValueError, match=r"conf_thres must lie in \[0, 1\]"):
             non_max_suppression(torch.rand(1, 10, 7), conf_thres=conf)
+    # the interval's ends are valid (yolov7 val --conf 0 and --iou 0 pass its parser): conf 0 keeps every
+    # box with a positive score, iou 0 keeps one box of each overlapping group
+    scored = torch.tensor([[[10.0, 10, 4, 4, 0.5, 0.2, 0.8], [11, 10, 4, 4, 0.4, 0.9, 0.1]]])
+    assert len(non_max_suppression(scored, conf_thres=0.0, iou_thres=1.0, multi_label=True)[0]) == 4
+    assert len(non_max_suppression(scored, conf_thres=0.0, iou_thres=0.0, agnostic=True)[0]) == 1
 
 
 def test_half_precision_input_keeps_classes_apart_without_overflow() -> None:
