@@ -501,9 +501,9 @@ def test_a_registered_name_is_never_replaced_silently(monkeypatch) -> None:
     (the paper's models used to be registered lazily over a user's entry of the same name)."""
     from yolov7lib.models import registry
 
+    tiny_spec = registry.model_spec("yolov7-tiny")  # read first: reading the registry loads it
     monkeypatch.setattr(registry, "_REGISTRY", {})  # a fresh process: nothing loaded yet
     monkeypatch.setattr(registry, "_LOADED", False)
-    tiny_spec = registry.model_spec("yolov7-tiny")
     with pytest.raises(ValueError, match=r"'yolov7' is already registered .*overwrite=True"):
         register_model("yolov7", lambda nc: tiny_spec, 320, "mine")
     assert count_params(create_model("yolov7")) > 2 * count_params(create_model("yolov7-tiny"))
