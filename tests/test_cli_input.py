@@ -88,6 +88,10 @@ def test_bench_without_a_backend_is_an_error(capsys) -> None:
             "--weights A.pt B.pt (the official detect.py's model ensemble): not available; give one",
         ),
         (["val", "--data", "d.yaml", "--weights", "a.pt", "b.pt"], "(the official test.py's model ensemble)"),
+        (
+            ["val", "--data", "d.yaml", "--weights", "a.pth", "b.pth"],
+            "(the official test.py's model ensemble)",
+        ),
         (["export", "--topk-all", "50"], "--topk-all (the official export.py's): use --max-det"),
         (["export", "--device", "0"], "--device (the official export.py's): not needed: the graph is traced"),
     ],
