@@ -305,6 +305,12 @@ def test_a_resume_from_another_folder_says_the_runs_paths_are_from_where_it_star
     err = capsys.readouterr().err
     assert "'data/shapes/data.yaml' not found" in err and "from the folder the run was started in" in err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # an absolute --data that is gone is not a matter of the working folder: no such hint
+    gone = tmp_path / "gone" / "data.yaml"
+    (run / "opt.yaml").write_text(yaml.safe_dump({"data": str(gone), "epochs": 5}))
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"{str(gone)!r} not found" in err and "from the folder the run was started in" not in err
 
 
 def test_a_resume_of_a_damaged_run_folder_is_a_one_line_error(tmp_path, capsys) -> None:
@@ -646,6 +652,16 @@ def test_a_resume_keeps_the_runs_options_but_where_it_runs_and_how_it_reports(tm
     assert taken == ("cpu", 0, False, 90.0)
     assert (resumed.data, resumed.epochs, resumed.batch, resumed.seed) == ("d.yaml", 5, 6, 9)
     assert resumed.resume == str(tmp_path)
+    # what the resume line names as ignored: not --project, by which the CLI's bare --resume found the run
+    # (written relative or absolute, it may differ from opt.yaml's), nor --workers, which a resume takes
+    from yolov7lib.engine.trainer import _ignored_on_resume
+
+    requested = TrainOptions(
+        resume=str(tmp_path), project=str(tmp_path.parent), epochs=50, batch=6, workers=0
+    )
+    assert resumed.project != requested.project
+    ignored = _ignored_on_resume(requested, resumed, ["resume", "project", "epochs", "batch", "workers"])
+    assert ignored == ["epochs=50 (run: 5)"]  # batch 6 is the run's own: nothing ignored
 
 
 def test_a_resume_names_the_options_it_ignores(data_yaml, tmp_path, caplog) -> None:
@@ -663,10 +679,12 @@ def test_a_resume_names_the_options_it_ignores(data_yaml, tmp_path, caplog) -> N
     run = tmp_path / "r"
     opt = yaml.safe_load((run / "opt.yaml").read_text())
     (run / "opt.yaml").write_text(yaml.safe_dump({**opt, "epochs": 2}))  # one epoch left to resume
-    with caplog.at_level(logging.WARNING, logger="yolov7lib.engine.trainer"):
+    with caplog.at_level(logging.INFO, logger="yolov7lib.engine.trainer"):
         metrics = train(resume=str(run), epochs=5, batch=2, img=IMG, workers=1, progress=False)
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "ignored: epochs=5 (run: 2), batch=2 (run: 4)" in warning and "workers" not in warning
+    # epochs counted from 1, as the epoch lines count them: the second of two
+    assert any(r.getMessage() == f"resuming {run} from epoch 2/2" for r in caplog.records)
     assert metrics["epochs"] == 2
 
 
