@@ -73,7 +73,16 @@ def test_the_evaluated_kit_model_fills_its_ap_val_cells_of_tables_1_2_and_9(tmp_
         (2, "yolov7", "ap_val"): 51.2, (9, "yolov7", "ap_val"): 51.2,
     })  # fmt: skip
     assert rep[(2, "yolov7", "ap_val")].scale == "generated data, CPU model; FP32, NMS IoU 0.65"
-    evaluation["model"] = "yolov7-tiny-cpu"  # not a model of the tables: no cell
+    # a score pycocotools did not give (None) fills no cell; the others still do
+    evaluation["coco"]["ap_small"] = None
+    (metrics / "eval.json").write_text(json.dumps(evaluation))
+    rep, _ = collect(metrics)
+    assert (1, "yolov7", "aps_val") not in rep and rep[(1, "yolov7", "ap_val")].value == pytest.approx(51.2)
+    evaluation["img"] = 320  # yolov7 at another input size than its rows' 640: no cell
+    (metrics / "eval.json").write_text(json.dumps(evaluation))
+    rep, _ = collect(metrics)
+    assert not [k for k in rep if k[0] != 10 and k[2] != "params"]
+    evaluation["img"], evaluation["model"] = 640, "yolov7-tiny-cpu"  # not a model of the tables: no cell
     (metrics / "eval.json").write_text(json.dumps(evaluation))
     rep, _ = collect(metrics)
     assert not [k for k in rep if k[0] != 10 and k[2] != "params"]
