@@ -187,6 +187,14 @@ def test_data_check_reports_each_problem_once(data_yaml: Path, caplog, capsys) -
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # and not logged again
 
 
+def test_data_check_shows_a_progress_bar_per_split(data_yaml: Path, capsys) -> None:
+    """A scan of COCO's 118k training images takes minutes (before: `data check` printed nothing until
+    it was done, while the same scan in `yolov7 train` shows its bar)."""
+    assert main(["data", "check", str(data_yaml)]) == 0
+    err = capsys.readouterr().err
+    assert "train: Scanning" in err and "val: Scanning" in err and "/2 " in err  # of its 2 images
+
+
 def test_data_check_counts_an_image_whose_every_row_was_dropped_as_a_background(
     data_yaml: Path, capsys
 ) -> None:
