@@ -257,6 +257,11 @@ def evaluate(
         Path(save_json).write_text(json.dumps(records))
         result.predictions_json = str(save_json)
     if coco_json:
+        if progress:  # pycocotools prints nothing here (its output is captured) and takes minutes on COCO
+            logger.info(
+                "pycocotools: scoring %d predictions of %d images against %s ...",
+                len(records), len(set(image_ids)), coco_json,
+            )  # fmt: skip
         # scored on the evaluated images only (the json may list more, e.g. images skipped as corrupt)
         coco = evaluate_pycocotools(Path(coco_json), records, img_ids=image_ids)
         result.coco = coco.as_dict()
