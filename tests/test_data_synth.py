@@ -248,7 +248,14 @@ def test_the_manifest_sees_labels_annotations_and_names_but_not_image_bytes(
     assert not changed(lambda root: (root / "labels" / "train.yolov7lib.cache").write_bytes(b"cache"))
     assert changed(edit_label)
     assert changed(lambda root: (root / label).unlink())  # now an image without objects
-    assert changed(lambda root: (root / "annotations" / "instances_val.json").write_text("{}"))
+
+    def move_a_box(root: Path) -> None:  # an edited annotation json (a corrupt one stops load_data_config)
+        path = root / "annotations" / "instances_val.json"
+        doc = json.loads(path.read_text())
+        doc["annotations"][0]["bbox"][0] += 1
+        path.write_text(json.dumps(doc))
+
+    assert changed(move_a_box)
     assert changed(lambda root: (root / image).rename(root / image.with_name("000099.jpg")))
 
     def rename_with_label(root: Path) -> None:  # the same content under a name that sorts in place

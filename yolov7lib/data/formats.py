@@ -254,7 +254,8 @@ def load_data_config(path: str | Path) -> DataConfig:
     nc = doc.get("nc")
     category_ids = None
     if json_paths:
-        cats = read_coco_categories(next(iter(json_paths.values())))
+        # the splits' jsons list the same categories: read the smallest (COCO's train json is 448 MB)
+        cats = read_coco_categories(min(json_paths.values(), key=lambda p: p.stat().st_size))
         category_ids = [c["id"] for c in cats]
         names = names or [c["name"] for c in cats]
     if isinstance(names, dict):  # {0: name, 1: name}
