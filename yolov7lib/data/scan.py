@@ -270,12 +270,15 @@ def _read_cache(path: Path, key: str) -> ScanResult | None:
             files = [str(f) for f in z["files"]]
             counts = z["label_counts"]
             labels = np.split(z["labels"], np.cumsum(counts)[:-1]) if len(counts) else []
-            seg_counts = z["seg_counts"]
+            # split the points over the rows of images with polygons only: the other rows have none, and
+            # one empty array per box of a detection set (1.5M for 20k images) took most of the read
+            has_segments = z["has_segments"]
+            seg_counts = z["seg_counts"][np.repeat(has_segments, counts)]
             points = np.split(z["seg_points"], np.cumsum(seg_counts)[:-1]) if len(seg_counts) else []
             segments, k = [], 0
-            for n, has in zip(counts, z["has_segments"], strict=True):
+            for n, has in zip(counts, has_segments, strict=True):
                 segments.append(list(points[k : k + n]) if has else [])
-                k += n
+                k += n * has
             image_ids = [int(i) for i in z["image_ids"]] if z["image_ids"].size else None
             report = ScanReport.from_json(str(z["report"]))
             return ScanResult(files, list(labels), z["shapes"], segments, report, image_ids, path)
