@@ -106,7 +106,11 @@ def _load(source: Mapping[str, Any] | Sequence[Mapping[str, Any]] | str | Path) 
     if isinstance(source, str | Path):
         with open(source) as f:
             return json.load(f)
-    return copy.deepcopy(source)  # pycocotools annotates the records it is given
+    if isinstance(source, Mapping):
+        return copy.deepcopy(source)  # pycocotools annotates the ground truth's records it is given
+    # result records: pycocotools only adds keys to each (area, id, iscrowd, segmentation), so a copy of
+    # each dict keeps the caller's as they are (a deep copy took 8 s for 375k records)
+    return [dict(r) for r in source]
 
 
 def evaluate_pycocotools(
