@@ -316,6 +316,35 @@ def test_label_cache_is_reused_and_invalidated_by_a_changed_file(
     assert scan_source(img_dir, nc=1, progress=False).labels[0][:, 0].tolist() == [0.0]
 
 
+def test_a_cached_coco_json_scan_does_not_parse_the_json_until_it_or_an_image_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the json was parsed and turned into label rows before the cache was looked at, so a cached
+    scan of a 275 MB json (20,000 images) still took 19.6 s of the uncached 31.6 s (COCO's is 448 MB)."""
+    images = [{"id": i, "file_name": f"{i}.png", "width": 32, "height": 32} for i in range(3)]
+    anns = [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [4, 4, 10, 10], "area": 100, "iscrowd": 0}]
+    path = _coco(tmp_path, images, anns)
+    img_dir = tmp_path / "images" / "val"
+    img_dir.mkdir(parents=True)
+    for im in images:
+        cv2.imwrite(str(img_dir / im["file_name"]), np.full((32, 32, 3), 60, np.uint8))
+    parsed: list[Path] = []
+    read = scan_module.read_coco_json
+    monkeypatch.setattr(scan_module, "read_coco_json", lambda p, d=None: parsed.append(p) or read(p, d))
+    first = scan_source(path, nc=1, progress=False)
+    again = scan_source(path, nc=1, progress=False)
+    assert len(parsed) == 1 and again.cache_file == first.cache_file
+    assert again.img_files == first.img_files and again.image_ids == first.image_ids == [0, 1, 2]
+    assert [lb.tolist() for lb in again.labels] == [lb.tolist() for lb in first.labels]
+    cv2.imwrite(str(img_dir / "2.png"), np.full((40, 32, 3), 60, np.uint8))  # an image changes
+    assert scan_source(path, nc=1, progress=False).shapes[2].tolist() == [32, 40] and len(parsed) == 2
+    anns[0]["bbox"] = [0, 0, 16, 16]  # the json changes
+    _coco(tmp_path, images, anns)
+    assert scan_source(path, nc=1, progress=False).labels[1][0, 3] == pytest.approx(0.5)
+    assert len(parsed) == 3
+    assert len(scan_source(path, nc=1, progress=False).labels[1]) == 1 and len(parsed) == 3
+
+
 def test_label_cache_sees_an_edit_that_keeps_size_and_modification_time(tmp_path: Path) -> None:
     # `touch -r old new`, `cp -p`, `rsync -t` or an unzip over the set restore a modification time: the
     # inode's change time, which no user tool sets, still tells the cached scan from the files

@@ -318,14 +318,19 @@ class CocoSplit:
     n_crowd: int  # crowd annotations left out (the reference's convention for training)
 
 
+def coco_images_dir_candidates(json_path: Path) -> list[Path]:
+    """The folders `coco_images_dir` looks in first, in order: images/<split>, <split>, images."""
+    split = json_path.stem.removeprefix("instances_")
+    root = json_path.parent.parent
+    return [root / "images" / split, root / split, root / "images"]
+
+
 def coco_images_dir(json_path: Path, first_file: str | list[str] | None = None) -> Path:
     """Guess the images folder of `annotations/instances_<split>.json`: images/<split>, <split> or images,
     or the json's own folder (Roboflow's `train/_annotations.coco.json`). Given the json's first file
     names (`first_file`, one or a list), the first folder that holds one of them wins, and none holding
     any raises FileNotFoundError; without names, the first of the three that exists."""
-    split = json_path.stem.removeprefix("instances_")
-    root = json_path.parent.parent
-    candidates = [root / "images" / split, root / split, root / "images"]
+    candidates = coco_images_dir_candidates(json_path)
     names = [first_file] if isinstance(first_file, str) else list(first_file or [])
     if names:
         for c in [*candidates, json_path.parent]:

@@ -4,6 +4,8 @@ The result is cached in a `.yolov7lib.cache` file next to the labels (or in the 
 that folder is not writable), keyed by a hash of the files' paths, sizes, modification and change times
 and inode numbers, so a changed, added or removed file triggers a new scan, also one whose modification
 time was put back (`touch -r`, `cp -p`, an unzip over the set: the change time moves all the same).
+A COCO json's cache also keeps the images the json lists, so that while the json file is unchanged a
+cached scan checks those images without parsing the json again.
 The cache is a plain numpy archive read without pickle; a file in the way that is not such a cache is
 never overwritten.
 """
@@ -28,6 +30,7 @@ from tqdm import tqdm
 from yolov7lib.data.formats import (
     IMG_FORMATS,
     LABEL_LAYOUT,
+    coco_images_dir_candidates,
     img2label_path,
     list_image_files,
     parse_label_text,
@@ -36,10 +39,11 @@ from yolov7lib.data.formats import (
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 5  # 2: non-JPEG images checked and sized by OpenCV, the loader's decoder; 3: `emptied`;
+CACHE_VERSION = 6  # 2: non-JPEG images checked and sized by OpenCV, the loader's decoder; 3: `emptied`;
 # 4: label files read without a UTF-8 byte order mark (scans of such files dropped their first row);
 # 5: a folder in a label file's place is an unreadable label file (was counted as a background), and
-# label files read for several images (a.jpg and a.png) are reported
+# label files read for several images (a.jpg and a.png) are reported; 6: a COCO json's cache holds the
+# json's own key and every image it lists, so a cached scan does not parse the json
 CACHE_SUFFIX = ".yolov7lib.cache"
 MIN_IMAGE_SIDE = 10
 EXIF_ORIENTATION = 0x0112
@@ -258,6 +262,30 @@ def _is_our_cache(path: Path) -> bool:
         return False
 
 
+def _json_key(json_path: Path, nc: int | None, images_dir: str | Path | None) -> str:
+    """What fixes the images a COCO json lists: its file (by `files_hash`), the images folder given, and
+    which of the folders that `coco_images_dir` would pick from exist."""
+    folders = (
+        [str(c) for c in coco_images_dir_candidates(json_path) if c.is_dir()] if images_dir is None else []
+    )
+    return files_hash([str(json_path)], nc, f"coco|{images_dir}|{folders}")
+
+
+def _cached_json_files(path: Path, json_key: str) -> list[str] | None:
+    """The images that the COCO json of a cache listed when it was written, if the json is unchanged."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if (
+                "json_key" not in z.files
+                or int(z["version"]) != CACHE_VERSION
+                or str(z["json_key"]) != json_key
+            ):
+                return None
+            return [str(f) for f in z["listed"]]
+    except Exception:  # unreadable or foreign: the json is read
+        return None
+
+
 def _read_cache(path: Path, key: str) -> ScanResult | None:
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -287,7 +315,7 @@ def _read_cache(path: Path, key: str) -> ScanResult | None:
         return None
 
 
-def _write_cache(path: Path, key: str, res: ScanResult) -> bool:
+def _write_cache(path: Path, key: str, res: ScanResult, extra: dict[str, np.ndarray] | None = None) -> bool:
     counts = np.array([len(lb) for lb in res.labels], np.int64)
     seg_counts, seg_points = [], []
     for lb, segs in zip(res.labels, res.segments, strict=True):
@@ -306,6 +334,7 @@ def _write_cache(path: Path, key: str, res: ScanResult) -> bool:
         "seg_points": np.concatenate(seg_points, 0) if seg_points else np.zeros((0, 2), np.float32),
         "image_ids": np.array(res.image_ids or [], np.int64),
         "report": np.array(res.report.to_json()),
+        **(extra or {}),
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -340,12 +369,21 @@ def scan_source(
     """
     sources = [Path(s) for s in (source if isinstance(source, list | tuple) else [source])]
     coco = None
+    json_key = None
     if len(sources) == 1 and sources[0].suffix == ".json":
+        json_key = _json_key(sources[0], nc, images_dir)
+        default_cache = sources[0].with_name(sources[0].stem + CACHE_SUFFIX)
+        for c in [default_cache, _fallback_cache_path(default_cache)] if cache else []:
+            listed = _cached_json_files(c, json_key) if c.is_file() else None
+            # the json unchanged, its images by their stats: COCO's 448 MB train json is not parsed again
+            res = _read_cache(c, files_hash([str(sources[0]), *listed], nc)) if listed is not None else None
+            if res is not None:
+                _log_report(res.report, prefix, cached=c)
+                return res
         coco = read_coco_json(sources[0], images_dir)
         img_files, label_texts, n_other = coco.img_files, list(coco.label_texts), 0
         label_files = [f"{sources[0]} [{Path(f).name}]" for f in img_files]
         hash_files = [str(sources[0]), *img_files]
-        default_cache = sources[0].with_name(sources[0].stem + CACHE_SUFFIX)
     else:
         img_files, n_other = list_image_files(sources)
         label_texts = [None] * len(img_files)
@@ -410,8 +448,9 @@ def scan_source(
     )
     _log_report(report, prefix)
     if cache:
+        extra = {"json_key": np.array(json_key), "listed": np.array(img_files, dtype=str)} if coco else None
         for c in cache_candidates:
-            if (not c.exists() or _is_our_cache(c)) and _write_cache(c, key, result):
+            if (not c.exists() or _is_our_cache(c)) and _write_cache(c, key, result, extra):
                 result.cache_file = c
                 break
         else:
