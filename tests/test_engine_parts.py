@@ -110,6 +110,37 @@ def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path) -> None:
     assert path.stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o640
 
 
+def test_removing_partial_writes_deletes_only_the_temporary_files_of_the_named_checkpoint(
+    tmp_path, monkeypatch
+) -> None:
+    """A process killed between save_checkpoint's write and its rename leaves its temporary file (made here
+    by skipping the rename): remove_partial_writes deletes those of the checkpoint it names, returns their
+    bytes, and keeps every other file, however close its name (a backup, another checkpoint's, a folder)."""
+    from yolov7lib.engine.checkpoint import remove_partial_writes
+
+    last, best = save_checkpoint({"epoch": 1}, tmp_path / "last.pt"), tmp_path / "best.pt"
+
+    def killed_mid_save(n: int, path) -> tuple:
+        before = set(tmp_path.iterdir())
+        with monkeypatch.context() as m:
+            m.setattr(checkpoint_module.os, "replace", lambda src, dst: None)
+            save_checkpoint({"w": torch.zeros(n)}, path)
+        (left,) = set(tmp_path.iterdir()) - before
+        return left, left.stat().st_size
+
+    partial = [killed_mid_save(n, last) for n in (1000, 3000)]
+    best_partial, best_size = killed_mid_save(10, best)
+    mine = [".notes.tmp", "last.pt.bak", ".last.pt.orig", "x.last.pt.1.tmp"]
+    for name in mine:
+        (tmp_path / name).write_text("mine")
+    (tmp_path / ".last.pt.dir.tmp").mkdir()
+    assert remove_partial_writes(last) == sum(size for _, size in partial) > 3000 * 4
+    assert sorted(os.listdir(tmp_path)) == sorted(["last.pt", best_partial.name, ".last.pt.dir.tmp", *mine])
+    assert remove_partial_writes(last) == 0
+    assert remove_partial_writes(best) == best_size and not best_partial.exists()
+    assert remove_partial_writes(tmp_path / "absent" / "last.pt") == 0
+
+
 def test_damaged_checkpoints_give_clear_errors(tmp_path) -> None:
     good = save_checkpoint({"w": torch.arange(1000.0)}, tmp_path / "good.pt")
     truncated = tmp_path / "truncated.pt"
