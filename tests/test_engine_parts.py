@@ -531,6 +531,33 @@ def test_run_folders_number_one_above_the_highest_in_use_as_the_reference(tmp_pa
     assert increment_run_dir(tmp_path, "run") == tmp_path / "run"  # run5 alone: run is free
 
 
+def test_a_run_folder_taken_between_naming_and_making_moves_to_the_next_number(tmp_path, monkeypatch) -> None:
+    """Two runs started together: another process makes the folder just after this one named it. The run
+    takes the next number and never writes into theirs; with exist_ok the folder is reused, and a file where
+    it should be is an error (not an endless retry)."""
+    from yolov7lib.engine import runs
+
+    real, named = runs.increment_run_dir, []
+
+    def another_run_takes_it(*args, **kwargs):
+        path = real(*args, **kwargs)
+        if not named:
+            path.mkdir(parents=True)
+            (path / "theirs.txt").write_text("x")
+        named.append(path)
+        assert len(named) < 10, "create_run_dir keeps retrying"
+        return path
+
+    monkeypatch.setattr(runs, "increment_run_dir", another_run_takes_it)
+    assert runs.create_run_dir(tmp_path, "exp") == tmp_path / "exp2" and (tmp_path / "exp2").is_dir()
+    assert os.listdir(tmp_path / "exp") == ["theirs.txt"] and named == [tmp_path / "exp", tmp_path / "exp2"]
+    assert runs.create_run_dir(tmp_path, "exp", exist_ok=True) == tmp_path / "exp"
+    (tmp_path / "notes").write_text("mine")
+    with pytest.raises(FileExistsError):
+        runs.create_run_dir(tmp_path, "notes", exist_ok=True)
+    assert runs.create_run_dir(tmp_path, "notes") == tmp_path / "notes2" and (tmp_path / "notes").is_file()
+
+
 def test_resume_takes_the_run_folder_or_its_last_pt_as_the_reference_does(tmp_path) -> None:
     """The reference's train.py takes --resume path/to/last.pt (the run is two folders up); the run folder
     works as before, and any other file is refused by name rather than read as a folder."""
