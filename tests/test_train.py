@@ -1252,9 +1252,12 @@ def test_freezing_layers_that_no_weights_initialised_is_named(data_yaml, tmp_pat
                         "random initialisation (first: model.0.conv.weight)"]  # fmt: skip
 
 
-def test_a_fine_tune_into_the_run_its_weights_come_from_is_refused(data_yaml, tmp_path, capsys) -> None:
+def test_a_fine_tune_into_the_run_its_weights_come_from_is_refused(
+    data_yaml, tmp_path, capsys, monkeypatch
+) -> None:
     """Before: `--weights runs/train/r/weights/best.pt --name r --exist-ok` (a fine-tune script reusing its
-    run name) overwrote the very checkpoint it started from, and deleted the run's results.csv."""
+    run name) overwrote the very checkpoint it started from, and deleted the run's results.csv. So is its
+    last.pt, also named relative to the current folder."""
     from yolov7lib.engine.trainer import train
 
     common = {"data": str(data_yaml), "model": "yolov7-tiny-cpu", "img": IMG, "batch": 4, "epochs": 1,
@@ -1266,6 +1269,9 @@ def test_a_fine_tune_into_the_run_its_weights_come_from_is_refused(data_yaml, tm
     best = run / "weights" / "best.pt"
     with pytest.raises(ValueError, match=r"is a checkpoint this run would overwrite \(--exist-ok reuses"):
         train(**common, weights=str(best), exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"is a checkpoint this run would overwrite"):
+        train(**common, weights="r/weights/last.pt", exist_ok=True)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     train(**common, weights=str(best))  # without --exist-ok the fine-tune goes to r2
     assert (tmp_path / "r2" / "weights" / "last.pt").is_file()
