@@ -639,10 +639,12 @@ def test_freeze_refuses_what_names_no_layer_or_leaves_nothing_to_train(freeze: l
     assert frozen_layers([3, 1, 3], 78) == [1, 3]
 
 
-def test_frozen_parameters_get_no_step_no_weight_decay_and_keep_their_average() -> None:
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_frozen_parameters_get_no_step_no_weight_decay_and_keep_their_average(wrapped: bool) -> None:
     """Frozen parameters are left out of the optimizer: with a zero gradient on every parameter, weight
     decay would still shrink a frozen convolution weight in it. The EMA leaves them as they are: after
-    2000 updates its d x + (1 - d) x rounds away from x in about a quarter of the values."""
+    2000 updates its d x + (1 - d) x rounds away from x in about a quarter of the values. Under DDP the
+    trainer hands the EMA the wrapper, whose parameter names start with `module.` (DataParallel here)."""
     torch.manual_seed(4)
     model = _net()
     model[0].weight.requires_grad_(False)  # what freeze_layers does
@@ -651,12 +653,13 @@ def test_frozen_parameters_get_no_step_no_weight_decay_and_keep_their_average() 
     opt = build_optimizer(model, load_hyp("p5"), total_batch_size=16)
     held = {id(p) for g in opt.param_groups for p in g["params"]}
     assert held == {id(p) for p in model.parameters() if p.requires_grad}
-    ema = ModelEMA(model, updates=2000)
+    given = nn.DataParallel(model) if wrapped else model
+    ema = ModelEMA(given, updates=2000)
     for _ in range(3):
         for p in model.parameters():
             p.grad = torch.zeros_like(p)
         opt.step()
-        ema.update(model)
+        ema.update(given)
     params, averaged = dict(model.named_parameters()), ema.ema.state_dict()
     for k, v in frozen.items():
         assert torch.equal(params[k], v) and torch.equal(averaged[k], v), k
