@@ -1201,7 +1201,10 @@ def test_freeze_keeps_the_frozen_layers_of_a_fine_tune_bitwise_and_a_resume_keep
     assert opt["freeze"] == [20]
     (run / "opt.yaml").write_text(yaml.safe_dump({**opt, "epochs": 2}))  # one epoch left to resume
     first = _state(run)
-    train(resume=str(run), workers=0, progress=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yolov7lib.engine.trainer"):
+        train(resume=str(run), workers=0, progress=False)
+    assert "--freeze" not in caplog.text  # the resume restores trained layers: none is at random
     second = _state(run)
     assert second["epoch"] == 1 and second["ema"]["updates"] > first["ema"]["updates"]
     for state in (first, second):
@@ -1235,7 +1238,7 @@ def test_freezing_layers_that_no_weights_initialised_is_named(data_yaml, tmp_pat
     common = {"data": str(data_yaml), "img": IMG, "workers": 0, "noval": True, "progress": False,
               "plots": False, "project": str(tmp_path / "runs"), "freeze": [3]}  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="yolov7lib.engine.trainer"):
-        Trainer(TrainOptions(**common, model="yolov7-tiny-cpu"))
+        Trainer(TrainOptions(**{**common, "freeze": 3}, model="yolov7-tiny-cpu"))  # train(freeze=3) as [3]
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.startswith("--freeze: 9 of the 9 frozen tensors were not loaded (no --weights given)")
 
