@@ -457,24 +457,31 @@ def test_ctrl_c_names_the_run_folder_to_resume(data_yaml, tmp_path, monkeypatch,
         assert not (run / "weights" / "last.pt").exists()
 
 
-@pytest.mark.parametrize(("hyp", "epochs", "warned"), [("p5", 3, True), ("cpu", 1, False), ("cpu", 2, False)])
+@pytest.mark.parametrize(
+    ("hyp", "epochs", "min_iters", "warned"),
+    [("p5", 3, None, True), ("cpu", 1, None, False), ("cpu", 2, None, False), ("cpu", 3, 3, True),
+     ("cpu", 3, 2, False)],
+)  # fmt: skip
 def test_a_warm_up_stretched_past_the_run_by_its_minimum_is_warned_of(
-    data_yaml, tmp_path, caplog, hyp, epochs, warned
+    data_yaml, tmp_path, caplog, hyp, epochs, min_iters, warned
 ) -> None:
     """Before: --hyp p5 on a small set trained its whole run inside the warm-up that the reference's
     1000-iteration minimum (warmup_min_iters) stretches it to, at a small fraction of lr0 (and with the 0.1
     bias lr), without a word. Now a warning says so; not for a warm-up of warmup_epochs as asked (hyp cpu's
-    one epoch, the whole of a one-epoch run)."""
+    one epoch, the whole of a one-epoch run). A minimum of exactly the run's 3 iterations (one batch an
+    epoch) outlasts it too; one of 2 leaves its last iteration at lr0 x lf."""
     import logging
 
     from yolov7lib.engine.optim import Schedule
     from yolov7lib.engine.trainer import Trainer, TrainOptions
 
+    overrides = {} if min_iters is None else {"warmup_min_iters": min_iters}
     with caplog.at_level(logging.WARNING, logger="yolov7lib.engine.trainer"):
         trainer = Trainer(TrainOptions(data=str(data_yaml), hyp=hyp, img=IMG, batch=4, epochs=epochs,
                                        max_batches=1, workers=0, noval=True, project=str(tmp_path),
-                                       progress=False, plots=False))  # fmt: skip
+                                       progress=False, plots=False, hyp_overrides=overrides))  # fmt: skip
     nb, iterations = trainer.batches_per_epoch, epochs * trainer.batches_per_epoch
+    assert min_iters is None or nb == 1
     schedule = Schedule(trainer.hyp, epochs, nb, 4)
     reached = any(
         schedule.lr(1, ni, ni // nb) == trainer.hyp["lr0"] * schedule.lf(ni // nb) for ni in range(iterations)
