@@ -275,6 +275,18 @@ def test_detect_errors_are_clear(weights, tmp_path: Path, capsys) -> None:
                      "--classes", "1", bad, "--project", str(project)]) == 1  # fmt: skip
         assert f"--classes {bad}: not a class of the model (0 red, 1 green)" in capsys.readouterr().err
     assert not project.exists()  # refused before a run folder is made
+    for n, listed in (
+        (10, "0 c0, 1 c1, 2 c2, 3 c3, 4 c4, 5 c5, 6 c6, 7 c7, 8 c8, 9 c9)"),
+        (11, "9 c9, ...)"),
+    ):
+        model = _model()
+        model.names = [
+            f"c{i}" for i in range(n)
+        ]  # the message lists ten classes, and says when there are more
+        opts = DetectOptions(source=str(tmp_path / "scene.png"), img=IMG, classes=[11], project=str(project))
+        with pytest.raises(ValueError) as err:
+            run_detect(opts, model=model)
+        assert str(err.value).endswith(listed)
     assert main(["detect", "--source", str(tmp_path)]) == 2
     assert "--weights or --model" in capsys.readouterr().err
 
@@ -292,6 +304,8 @@ def test_the_printed_report_counts_skipped_inputs_in_words() -> None:
     assert lines[1] == "45 inputs skipped:" and lines[2] == "  labels/0.txt: not an image"
     assert sum(line.startswith("  labels/") for line in lines) == 20
     assert "  ... and 25 more (--json lists them all)" in lines
+    twenty = DetectReport("runs/detect/exp", skipped=[(f"{i}.txt", "not an image") for i in range(20)])
+    assert "more (--json" not in format_report(twenty) and "  19.txt: not an image" in format_report(twenty)
 
 
 def _model() -> torch.nn.Module:
@@ -440,11 +454,17 @@ def test_ctrl_c_in_a_video_counts_and_names_it_beside_the_frames_it_kept(
     cap.release()
     text = detect_module.format_report(report)
     assert "1 videos (2 frames): 4 detections" in text and f"part-way through {tmp_path / 'clip.mp4'}" in text
+    assert report.to_dict()["stopped_in"] == str(tmp_path / "clip.mp4")  # --json says it too
+    calls[:] = [1, 1]  # stopped at its first frame: nothing of the video was written, nothing is counted
+    with pytest.raises(detect_module.DetectInterrupted) as stop:
+        run_detect(opts, model=_model())
+    assert (stop.value.report.videos, stop.value.report.frames, stop.value.report.stopped_in) == (0, 0, None)
 
 
 def test_inputs_whose_outputs_would_share_a_name_take_their_suffix_into_it(tmp_path: Path) -> None:
-    """a.mp4 and a.avi (both annotated as .mp4, both labelled a_<n>.txt) and c.mkv beside c_2.png (frame 2's
-    labels) are named a_mp4, a_avi, c_mkv; an image and a video of one stem (b) keep the reference's
+    """a.mp4 and a.avi (both annotated as .mp4, both labelled a_<n>.txt), e.jpg and e.png, and c.mkv beside
+    c_2.png (frame 2's labels) are named a_mp4, a_avi, e_jpg.jpg, e_png.png, c_mkv; an image and a video
+    of one stem (b), and two images d.png and d_1.png (no video d), keep the reference's
     names (before: a.avi's copy was a.mp4, a.mp4's a_2.mp4, and a.avi's frames took a_1..a_3.txt while
     a.mp4's were a_1_2.txt, a_2_2.txt, a_3_2.txt, a_4.txt)."""
     src = tmp_path / "mixed"
@@ -453,16 +473,18 @@ def test_inputs_whose_outputs_would_share_a_name_take_their_suffix_into_it(tmp_p
     _write_video(src / "a.avi", 3)
     _write_video(src / "b.mp4", 2)
     _write_video(src / "c.mkv", 2)
-    for name in ("a.jpg", "b.jpg", "c_2.png"):
+    for name in ("a.jpg", "b.jpg", "c_2.png", "d.png", "d_1.png", "e.jpg", "e.png"):
         cv2.imwrite(str(src / name), _scene())
     opts = DetectOptions(source=str(src), img=IMG, project=str(tmp_path / "runs"), save_txt=True,
                          progress=False)  # fmt: skip
     run = Path(run_detect(opts, model=_model()).run_dir)
     labels = {p.stem for p in (run / "labels").iterdir()}
     assert labels == {"a", "b", "c_2", *(f"a_mp4_{n}" for n in range(1, 5)),
-                      *(f"a_avi_{n}" for n in range(1, 4)), "b_1", "b_2", "c_mkv_1", "c_mkv_2"}  # fmt: skip
+                      *(f"a_avi_{n}" for n in range(1, 4)), "b_1", "b_2", "c_mkv_1", "c_mkv_2",
+                      "d", "d_1", "e_jpg", "e_png"}  # fmt: skip
     copies = {p.name for p in run.iterdir() if p.is_file()}
-    assert copies == {"a.jpg", "b.jpg", "c_2.png", "a_mp4.mp4", "a_avi.mp4", "b.mp4", "c_mkv.mp4"}
+    assert copies == {"a.jpg", "b.jpg", "c_2.png", "a_mp4.mp4", "a_avi.mp4", "b.mp4", "c_mkv.mp4",
+                      "d.png", "d_1.png", "e_jpg.jpg", "e_png.png"}  # fmt: skip
     for name, frames in {"a_mp4.mp4": 4, "a_avi.mp4": 3, "b.mp4": 2}.items():
         cap = cv2.VideoCapture(str(run / name))
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames, name
@@ -480,15 +502,21 @@ def test_a_video_shows_its_frames_progress(tmp_path: Path, capsys) -> None:
     assert "clip.mp4:" in err and "/3 [" in err and "frame/s" in err  # of the 3 frames announced
 
 
-def test_a_file_or_folder_with_glob_characters_in_its_name_is_read_as_itself(tmp_path: Path) -> None:
+def test_a_file_or_folder_with_glob_characters_in_its_name_is_read_as_itself(
+    tmp_path: Path, monkeypatch
+) -> None:
     """`clips [2023]/clip [1].mp4` exists: read as that folder and that file, not as patterns (before: both
-    'matched no file', `[2023]` and `[1]` being read as character classes); a real glob still works."""
+    'matched no file', `[2023]` and `[1]` being read as character classes); a real glob still works, and
+    so does a folder whose name is a number (not a webcam index)."""
     folder = tmp_path / "clips [2023]"
     folder.mkdir()
     _write_video(folder / "clip [1].mp4", 2)
     cv2.imwrite(str(folder / "2.png"), _scene())
+    (tmp_path / "2024").mkdir()  # a folder named like the reference's webcam index is read as a folder
+    cv2.imwrite(str(tmp_path / "2024" / "3.png"), _scene())
+    monkeypatch.chdir(tmp_path)
     for source, frames, images in ((folder, 2, 1), (folder / "clip [1].mp4", 2, 0),
-                                   (tmp_path / "clips ?2023?" / "*.png", 0, 1)):  # fmt: skip
+                                   (tmp_path / "clips ?2023?" / "*.png", 0, 1), ("2024", 0, 1)):  # fmt: skip
         opts = DetectOptions(source=str(source), img=IMG, project=str(tmp_path / "runs"), nosave=True,
                              progress=False)  # fmt: skip
         report = run_detect(opts, model=_model())
