@@ -676,6 +676,27 @@ def test_a_resume_keeps_the_runs_options_but_where_it_runs_and_how_it_reports(tm
     assert ignored == ["epochs=50 (run: 5)"]  # batch 6 is the run's own: nothing ignored
 
 
+def test_dist_timeout_reaches_the_process_group_of_a_training(tmp_path, monkeypatch, capsys) -> None:
+    """`yolov7 train --dist-timeout 45` hands init_distributed its 45 minutes (the default: 30), before any
+    data is read; the process group's own use of it is test_distributed's (slow, under torchrun)."""
+    from yolov7lib.engine import trainer as trainer_module
+    from yolov7lib.engine.distributed import DEFAULT_TIMEOUT_MINUTES
+
+    given = []
+
+    def init_distributed(device, timeout_minutes=None):
+        given.append(timeout_minutes)
+        raise ValueError("stopped after init_distributed")
+
+    monkeypatch.setattr(trainer_module, "init_distributed", init_distributed)
+    data = str(tmp_path / "absent.yaml")
+    assert main(["train", "--data", data, "--dist-timeout", "45"]) == main(["train", "--data", data]) == 1
+    assert (
+        given == [45.0, DEFAULT_TIMEOUT_MINUTES]
+        and "stopped after init_distributed" in capsys.readouterr().err
+    )
+
+
 def test_a_resume_names_the_options_it_ignores(data_yaml, tmp_path, caplog) -> None:
     """Before: `--resume RUN --epochs 5 --batch 2` trained on with the run's epochs and batch without a
     word; now a warning names each given option that differs from the run's (not --workers, which a resume
