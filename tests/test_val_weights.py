@@ -85,6 +85,10 @@ def test_no_source_and_damaged_files_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError, match=f"is a folder, not a checkpoint file; give one of its "
                        f"checkpoints: {run / 'weights' / 'best.pt'}$"):  # fmt: skip
         read_weights(run)
+    with pytest.raises(IsADirectoryError, match=f"checkpoints: {run / 'weights' / 'best.pt'}$"):
+        read_weights(run / "weights")  # the run's weights folder: before, no checkpoint was named
+    with pytest.raises(IsADirectoryError, match=r"is a folder, not a checkpoint file$"):
+        read_weights(tmp_path)  # holds no checkpoint: no empty "give one of" hint
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00" * 100)
     with pytest.raises(WeightsError, match=r"not a complete torch\.save archive"):

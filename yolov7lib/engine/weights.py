@@ -62,10 +62,13 @@ def read_weights(
     """Read a yolov7lib or an official checkpoint: (architecture spec, or the loaded model of an official
     file, or None for a bare state dict; state dict; class names). A file that is neither raises
     WeightsError naming what each reader found wrong; a missing file raises FileNotFoundError, a folder
-    IsADirectoryError (naming a run folder's weights/best.pt and last.pt)."""
+    IsADirectoryError (naming the best.pt and last.pt of a run folder or of its weights/ folder)."""
     path = Path(path)
-    if path.is_dir():  # a run folder, as --resume takes: name the checkpoints it holds
-        held = [str(p) for p in (path / "weights" / "best.pt", path / "weights" / "last.pt") if p.is_file()]
+    if path.is_dir():  # a run folder, as --resume takes, or its weights/: name the checkpoints it holds
+        checkpoints = [
+            folder / name for folder in (path / "weights", path) for name in ("best.pt", "last.pt")
+        ]
+        held = [str(p) for p in checkpoints if p.is_file()]
         hint = f"; give one of its checkpoints: {' or '.join(held)}" if held else ""
         raise IsADirectoryError(f"weights {str(path)!r} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
