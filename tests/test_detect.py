@@ -461,6 +461,32 @@ def test_ctrl_c_in_a_video_counts_and_names_it_beside_the_frames_it_kept(
     assert (stop.value.report.videos, stop.value.report.frames, stop.value.report.stopped_in) == (0, 0, None)
 
 
+def test_a_video_damaged_part_way_counts_the_frames_it_kept_with_the_video(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """OpenCV failing at the third of five frames: the video is listed as skipped with the error and counted
+    with its 2 frames, as many as its label files (before: '0 videos (2 frames)')."""
+    from yolov7lib.engine import detect as detect_module
+
+    _write_video(tmp_path / "clip.mp4", 5)
+    calls, real = [], detect_module.detect_frame
+
+    def damaged_at_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise cv2.error("damaged frame")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(detect_module, "detect_frame", damaged_at_the_third)
+    opts = DetectOptions(source=str(tmp_path / "clip.mp4"), img=IMG, project=str(tmp_path / "runs"),
+                         save_txt=True, progress=False)  # fmt: skip
+    report = run_detect(opts, model=_model())
+    labels = sorted(p.name for p in (Path(report.run_dir) / "labels").iterdir())
+    assert (report.videos, report.frames, labels) == (1, 2, ["clip_1.txt", "clip_2.txt"])
+    assert report.skipped == [(str(tmp_path / "clip.mp4"), "OpenCV error: damaged frame after 2 frames "
+                               "(those are in the results)")]  # fmt: skip
+
+
 def test_inputs_whose_outputs_would_share_a_name_take_their_suffix_into_it(tmp_path: Path) -> None:
     """a.mp4 and a.avi (both annotated as .mp4, both labelled a_<n>.txt), e.jpg and e.png, and c.mkv beside
     c_2.png (frame 2's labels) are named a_mp4, a_avi, e_jpg.jpg, e_png.png, c_mkv; an image and a video

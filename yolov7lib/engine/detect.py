@@ -310,6 +310,7 @@ def _detect_all(
 ) -> None:  # fmt: skip
     report = writer.report
     for path, kind in tqdm(inputs, desc="detect", disable=not opts.progress):
+        before = report.frames
         try:
             if kind == "image":
                 img = cv2.imread(str(path))
@@ -325,7 +326,6 @@ def _detect_all(
                     if not cv2.imwrite(str(target), annotated):
                         raise OSError(f"cannot write {target} (is the folder writable?)")
             else:
-                before = report.frames
                 try:
                     n = _detect_video(path, model, nms, writer, run_dir, names, opts)
                 except KeyboardInterrupt:
@@ -338,7 +338,11 @@ def _detect_all(
                     continue
                 report.videos += 1
         except cv2.error as err:  # a damaged file that OpenCV rejects mid-way
-            report.skipped.append((str(path), f"OpenCV error: {str(err).strip().splitlines()[-1]}"))
+            reason = f"OpenCV error: {str(err).strip().splitlines()[-1]}"
+            if report.frames > before:  # a video's frames before the damage are written and counted: so is it
+                report.videos += 1
+                reason += f" after {report.frames - before} frames (those are in the results)"
+            report.skipped.append((str(path), reason))
 
 
 def output_names(inputs: Sequence[Path]) -> dict[Path, Path]:
