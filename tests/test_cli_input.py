@@ -36,6 +36,7 @@ def data_yaml(tmp_path_factory) -> Path:
         (["train", "--freeze", "-1"], "--freeze: must be at least 0, got -1"),
         (["train", "--freeze", "10", "x"], "--freeze: 'x' is not a whole number"),
         (["train", "--freeze", "2.5"], "--freeze: '2.5' is not a whole number"),
+        (["train", "--freeze"], "--freeze: expected at least one argument"),  # not a silent no-op
         (["val", "--model", "yolov7-tiny", "--workers", "-1"], "--workers: must be at least 0, got -1"),
         (["detect", "--model", "yolov7-tiny", "--source", ".", "--conf", "2"], "must be between 0 and 1"),
         (["val", "--model", "yolov7-tiny", "--data", "d.yaml", "--iou", "-0.1"], "must be between 0 and 1"),
