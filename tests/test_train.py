@@ -1303,6 +1303,8 @@ def test_a_fine_tune_into_the_run_its_weights_come_from_is_refused(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"is a checkpoint this run would overwrite"):
         train(**common, weights="r/weights/last.pt", exist_ok=True)
+    with pytest.raises(ValueError, match=r"is a checkpoint this run would overwrite"):  # --project relative
+        train(**{**common, "project": "."}, weights=str(best), exist_ok=True)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     train(**common, weights=str(best))  # without --exist-ok the fine-tune goes to r2
     assert (tmp_path / "r2" / "weights" / "last.pt").is_file()
