@@ -158,6 +158,9 @@ def test_val_exist_ok_keeps_earlier_results(data_yaml, weights, tmp_path: Path, 
     assert record["predictions"] == str(run / "predictions_2.json")
     assert json.loads((run / "metrics_2.json").read_text())["map50"] == record["map50"]
     assert json.loads((run / "predictions_2.json").read_text())  # the new predictions are there
+    again = _val(capsys, "--weights", str(weights), "--data", str(data_yaml), "--img", str(IMG),
+                 "--project", str(tmp_path))  # fmt: skip
+    assert again["run_dir"] == str(tmp_path / "exp2")  # without --exist-ok: a folder of its own
 
 
 @pytest.mark.parametrize("command", ["val", "detect", "export", "bench"])
