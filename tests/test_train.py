@@ -104,6 +104,24 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
 
 
 @pytest.mark.slow
+def test_every_rank_follows_the_folder_rank_0_made_when_another_run_took_the_name(
+    data_yaml, tmp_path
+) -> None:
+    """Rank 0 names the run folder early and makes it once the set-up succeeded, taking the next number if
+    another run took the name meanwhile; before, the other ranks kept the early name (the other run's
+    folder), which their messages (Ctrl-C, divergence) then named."""
+    worker = Path(__file__).parent / "dist" / "run_folder_worker.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(worker), str(data_yaml), str(tmp_path / "runs"), str(tmp_path / "run_dir")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    folders = [(tmp_path / f"run_dir.{rank}").read_text() for rank in (0, 1)]
+    assert folders == [str(tmp_path / "runs" / "exp2")] * 2
+    assert list((tmp_path / "runs" / "exp").iterdir()) == []  # the other run's folder is left alone
+
+
+@pytest.mark.slow
 def test_two_nodes_of_one_process_train_as_one_node_of_two(data_yaml, tmp_path) -> None:
     """The README's multi-node launch (torchrun --nnodes 2 with a rendezvous), as two "nodes" on this
     machine: both processes have LOCAL_RANK 0, so anything keyed on the local rank instead of the global

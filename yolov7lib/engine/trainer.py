@@ -306,6 +306,11 @@ class Trainer:
                 (self.run_dir / "results.csv").unlink(missing_ok=True)
                 # nor its last.pt, which a resume would continue under this run's opt.yaml
                 (self.weights_dir / "last.pt").unlink(missing_ok=True)
+        if self.ctx.distributed and not opts.resume:  # the folder rank 0 made: renumbered if it was taken
+            holder = [str(self.run_dir)]
+            dist.broadcast_object_list(holder, src=0)
+            self.run_dir = Path(holder[0])
+            self.weights_dir = self.run_dir / "weights"
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
             self.resume_ckpt = None
