@@ -248,3 +248,18 @@ def test_a_training_status_line_is_shown_once(progress: bool, caplog, capsys) ->
     shown = capsys.readouterr().out.count("epoch 1: a status line")
     logged = sum(r.getMessage() == "epoch 1: a status line" for r in caplog.records)
     assert (shown, logged) == ((1, 0) if progress else (0, 1))
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly() -> None:
+    """`yolov7 info ... | head -c 1`: before, a BrokenPipeError traceback (exit 1); now exit 141, the status a
+    shell gives a command ended by SIGPIPE, and nothing on stderr but what ran before."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "yolov7lib", "info", "--model", "yolov7-tiny-cpu", "--img", "64", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
