@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,17 +272,21 @@ def _json_key(json_path: Path, nc: int | None, images_dir: str | Path | None) ->
     return files_hash([str(json_path)], nc, f"coco|{images_dir}|{folders}")
 
 
+def _holds(z: np.lib.npyio.NpzFile, field: str, value: str) -> bool:
+    """Whether the opened archive `z` is a cache of ours, of this version, whose `field` is `value`."""
+    return (
+        "yolov7lib_cache" in z.files
+        and field in z.files
+        and int(z["version"]) == CACHE_VERSION
+        and str(z[field]) == value
+    )
+
+
 def _cached_json_files(path: Path, json_key: str) -> list[str] | None:
     """The images that the COCO json of a cache listed when it was written, if the json is unchanged."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            if (
-                "json_key" not in z.files
-                or int(z["version"]) != CACHE_VERSION
-                or str(z["json_key"]) != json_key
-            ):
-                return None
-            return [str(f) for f in z["listed"]]
+            return [str(f) for f in z["listed"]] if _holds(z, "json_key", json_key) else None
     except Exception:  # unreadable or foreign: the json is read
         return None
 
@@ -289,11 +294,7 @@ def _cached_json_files(path: Path, json_key: str) -> list[str] | None:
 def _read_cache(path: Path, key: str) -> ScanResult | None:
     try:
         with np.load(path, allow_pickle=False) as z:
-            if (
-                "yolov7lib_cache" not in z.files
-                or int(z["version"]) != CACHE_VERSION
-                or str(z["hash"]) != key
-            ):
+            if not _holds(z, "hash", key):
                 return None
             files = [str(f) for f in z["files"]]
             counts = z["label_counts"]
@@ -313,6 +314,20 @@ def _read_cache(path: Path, key: str) -> ScanResult | None:
     except Exception as e:  # unreadable or foreign: scan again
         logger.debug("cache %s not usable: %s", path, e)
         return None
+
+
+def _from_cache(
+    candidates: list[Path], key_of: Callable[[Path], str | None], prefix: str
+) -> ScanResult | None:
+    """The scan held by the first of the `candidates` cache files whose key is `key_of(file)` (None: that
+    file cannot hold it), its report logged; None when none does."""
+    for c in candidates:
+        key = key_of(c) if c.is_file() else None
+        res = _read_cache(c, key) if key is not None else None
+        if res is not None:
+            _log_report(res.report, prefix, cached=c)
+            return res
+    return None
 
 
 def _write_cache(path: Path, key: str, res: ScanResult, extra: dict[str, np.ndarray] | None = None) -> bool:
@@ -373,12 +388,14 @@ def scan_source(
     if len(sources) == 1 and sources[0].suffix == ".json":
         json_key = _json_key(sources[0], nc, images_dir)
         default_cache = sources[0].with_name(sources[0].stem + CACHE_SUFFIX)
-        for c in [default_cache, _fallback_cache_path(default_cache)] if cache else []:
-            listed = _cached_json_files(c, json_key) if c.is_file() else None
-            # the json unchanged, its images by their stats: COCO's 448 MB train json is not parsed again
-            res = _read_cache(c, files_hash([str(sources[0]), *listed], nc)) if listed is not None else None
+        if cache:  # the json unchanged, its images by their stats: COCO's 448 MB json is not parsed again
+
+            def listed_key(c: Path) -> str | None:
+                listed = _cached_json_files(c, json_key)
+                return None if listed is None else files_hash([str(sources[0]), *listed], nc)
+
+            res = _from_cache([default_cache, _fallback_cache_path(default_cache)], listed_key, prefix)
             if res is not None:
-                _log_report(res.report, prefix, cached=c)
                 return res
         coco = read_coco_json(sources[0], images_dir)
         img_files, label_texts, n_other = coco.img_files, list(coco.label_texts), 0
@@ -404,13 +421,8 @@ def scan_source(
 
     key = files_hash(hash_files, nc)
     cache_candidates = [default_cache, _fallback_cache_path(default_cache)]
-    if cache:
-        for c in cache_candidates:
-            if c.is_file():
-                res = _read_cache(c, key)
-                if res is not None:
-                    _log_report(res.report, prefix, cached=c)
-                    return res
+    if cache and (res := _from_cache(cache_candidates, lambda c: key, prefix)) is not None:
+        return res
 
     report = ScanReport(source=", ".join(map(str, sources)), images=len(img_files), non_images=n_other)
     if coco is None:  # a.jpg and a.png both read labels/a.txt: right for at most one of them
