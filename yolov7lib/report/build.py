@@ -40,6 +40,11 @@ CLOSING = (
 )
 
 
+def _setting_label(setting: Mapping[str, Any]) -> str:
+    """A setting of the evaluation's Table 10 sweep in words: 'FP32, NMS IoU 0.65'."""
+    return f"{str(setting['precision']).upper()}, NMS IoU {float(setting['iou']):.2f}"
+
+
 def table10_reproductions(evaluation: Mapping[str, Any] | None) -> Reproductions:
     """Table 10's reproduced column from the evaluation's settings sweep (precision x NMS IoU). The
     scale names the evaluated model where it is not the rows' YOLOv7-X."""
@@ -53,7 +58,7 @@ def table10_reproductions(evaluation: Mapping[str, Any] | None) -> Reproductions
     for setting in evaluation.get("table10", []):
         key = (str(setting["precision"]).lower(), round(float(setting["iou"]), 2))
         if key in TABLE10_ROWS and setting.get("ap") is not None:
-            scale = f"{base}; {key[0].upper()}, NMS IoU {key[1]:.2f}"
+            scale = f"{base}; {_setting_label(setting)}"
             value = 100.0 * float(setting["ap"])
             rep.add(10, TABLE10_ROWS[key], "ap_val", value, scale, "notebooks/04-evaluate.ipynb")
     return rep
@@ -69,7 +74,7 @@ def evaluation_reproductions(evaluation: Mapping[str, Any] | None) -> Reproducti
     scale = str(evaluation.get("scale", "this kit"))
     sweep = evaluation.get("table10") or []
     if sweep:
-        scale += f"; {str(sweep[0]['precision']).upper()}, NMS IoU {float(sweep[0]['iou']):.2f}"
+        scale += f"; {_setting_label(sweep[0])}"
     for r in paper.rows_for_model(evaluation["model"]):
         if r.table not in COMPARISON_TABLES or (img is not None and r.size not in (None, int(img))):
             continue
