@@ -37,12 +37,16 @@ def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
-def unit_interval(text: str) -> float:
-    """argparse type of thresholds: a number from 0 to 1."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def unit_interval(text: str) -> float:
+    """argparse type of thresholds: a number from 0 to 1."""
+    value = _number(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
     return value
@@ -50,10 +54,7 @@ def unit_interval(text: str) -> float:
 
 def positive_float(text: str) -> float:
     """argparse type of durations: a finite number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not 0.0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
