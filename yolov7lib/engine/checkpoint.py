@@ -35,14 +35,12 @@ def remove_partial_writes(path: str | Path) -> int:
     mid-write (each as large as a checkpoint; nothing else removes them); return the bytes freed."""
     path = Path(path)
     prefix, freed = _TEMPORARY_PREFIX.format(name=path.name), 0
-    found = path.parent.iterdir() if path.parent.is_dir() else []
-    for tmp in [
-        p for p in found if p.name.startswith(prefix) and p.name.endswith(_TEMPORARY_SUFFIX) and p.is_file()
-    ]:
-        with contextlib.suppress(FileNotFoundError):
-            size = tmp.stat().st_size
-            tmp.unlink()
-            freed += size
+    for tmp in list(path.parent.iterdir()) if path.parent.is_dir() else []:
+        if tmp.name.startswith(prefix) and tmp.name.endswith(_TEMPORARY_SUFFIX) and tmp.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                size = tmp.stat().st_size
+                tmp.unlink()
+                freed += size
     return freed
 
 
