@@ -352,9 +352,8 @@ def read_coco_json(json_path: str | Path, images_dir: str | Path | None = None) 
     """
     json_path = Path(json_path)
     doc = _read_json(json_path)
-    first = [
-        im["file_name"] for im in doc["images"][:20]
-    ]  # a missing first image alone still finds its folder
+    # the first 20 file names, so that a missing first image alone still finds the folder
+    first = [im["file_name"] for im in doc["images"][:20]]
     img_dir = Path(images_dir) if images_dir is not None else coco_images_dir(json_path, first)
     cats = sorted(doc.get("categories", []), key=lambda c: c["id"])
     cat_to_cls = {c["id"]: i for i, c in enumerate(cats)}
