@@ -216,16 +216,8 @@ def test_val_augment_is_recorded_and_named_under_the_table(
     plain run's says neither."""
     from yolov7lib.engine.val import format_result
 
-    common = [
-        "--weights",
-        str(weights),
-        "--data",
-        str(data_yaml),
-        "--img",
-        str(IMG),
-        "--project",
-        str(tmp_path),
-    ]
+    common = ["--weights", str(weights), "--data", str(data_yaml), "--img", str(IMG),
+              "--project", str(tmp_path)]  # fmt: skip
     plain, tta = _val(capsys, *common), _val(capsys, *common, "--augment")
     assert (plain["augment"], tta["augment"]) == (False, True)
     assert "test-time augmentation" in format_result(tta) and "augmentation" not in format_result(plain)
@@ -327,17 +319,8 @@ def test_val_batches_images_as_the_reference_test_protocol(data_yaml, weights, t
         return real(*args, **kwargs)
 
     monkeypatch.setattr(data_module, "create_dataloader", spy)
-    _val(
-        capsys,
-        "--weights",
-        str(weights),
-        "--data",
-        str(data_yaml),
-        "--img",
-        str(IMG),
-        "--project",
-        str(tmp_path),
-    )
+    _val(capsys, "--weights", str(weights), "--data", str(data_yaml), "--img", str(IMG),
+         "--project", str(tmp_path))  # fmt: skip
     assert [(k["rect"], k["pad"], k.get("augment", False)) for k in seen] == [(True, 0.5, False)]
 
 
